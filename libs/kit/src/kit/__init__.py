@@ -1,0 +1,1 @@
+"""Plumbing shared by the services: settings, storage, messaging, telemetry, logging. No domain rules."""

@@ -1,0 +1,80 @@
+"""HTTP plumbing: RFC 9457 problem responses that never echo input, and the health route."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .db import UNAVAILABLE_ERRORS
+from .runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error to show the caller: status, a short title and a detail that holds no personal data."""
+
+    def __init__(self, status: int, detail: str, title: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.extra = extra
+
+
+def problem_response(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        # Only where and what kind of error: pydantic's `input` and `ctx` could echo what was sent.
+        errors = [{"loc": _field_path(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        detail = f"{len(errors)} field(s) are invalid: " + ", ".join(e["loc"] for e in errors)
+        return problem_response(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(Problem)
+    async def domain_problem(_: Request, error: Problem) -> JSONResponse:
+        return problem_response(error.status, error.title, error.detail, **error.extra)
+
+    @app.exception_handler(HTTPException)
+    async def http_problem(_: Request, error: HTTPException) -> JSONResponse:
+        return problem_response(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, UNAVAILABLE_ERRORS):
+            log.warning("storage unavailable: %s", type(error).__name__)
+            return problem_response(
+                503, "Service unavailable", "storage is unreachable; nothing was saved, retry"
+            )
+        log.error("unexpected error", exc_info=error)
+        return problem_response(500, "Internal error", "an unexpected error occurred; nothing was saved")
+
+
+def install_health_route(app: FastAPI, runtime: ServiceRuntime) -> None:
+    @app.get("/health", tags=["operations"])
+    async def health() -> JSONResponse:
+        checks = await runtime.health()
+        healthy = checks.get("postgres") == "ok" and checks.get("kafka") == "ok"
+        return JSONResponse(
+            {
+                "status": "ok" if healthy else "degraded",
+                "service": runtime.settings.service_name,
+                "checks": checks,
+            },
+            status_code=200 if healthy else 503,
+        )

@@ -1,0 +1,252 @@
+"""Event contracts: one pydantic model per event type and version, each wrapped in the common envelope."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, TypeAdapter, field_validator
+
+from .vocab import CrimeType, DeclineReason, IntakeChannel, Need, Urgency
+
+AgencyId = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(Contract):
+    """Fields every event carries. `event_id` is the idempotency key of the event."""
+
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    case_id: UUID
+    producer: Annotated[str, Field(min_length=1, max_length=64)]
+
+    type: ClassVar[str]
+    version: ClassVar[int]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+
+# --- case details -----------------------------------------------------------------------------------
+
+
+class VictimContact(Contract):
+    """How the victim may be reached. Personal data: never logged, only sent to agencies allowed it."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{5,19}$")] | None = None
+    email: EmailStr | None = None
+
+
+class Consent(Contract):
+    """The victim's consent to give their data to one agency (PIPA Art. 17), and to sensitive items (Art. 23)."""
+
+    agency_id: AgencyId
+    granted: bool
+    sensitive_granted: bool = False
+
+
+class CaseDetails(Contract):
+    crime_type: CrimeType
+    needs: Annotated[list[Need], Field(min_length=1, max_length=len(Need))]
+    urgency: Urgency
+    region: Annotated[str, Field(min_length=2, max_length=64)]
+    language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
+    intake_channel: IntakeChannel
+    victim: VictimContact
+    consents: Annotated[list[Consent], Field(max_length=64)] = []
+    summary: Annotated[str, Field(max_length=4000)] | None = None
+
+    @field_validator("needs")
+    @classmethod
+    def _needs_unique(cls, needs: list[Need]) -> list[Need]:
+        if len(set(needs)) != len(needs):
+            raise ValueError("each need may be listed once")
+        return needs
+
+    @field_validator("consents")
+    @classmethod
+    def _one_consent_per_agency(cls, consents: list[Consent]) -> list[Consent]:
+        agencies = [c.agency_id for c in consents]
+        if len(set(agencies)) != len(agencies):
+            raise ValueError("each agency may have one consent entry")
+        return consents
+
+
+class ReferralCase(Contract):
+    """What one agency receives about the case: always the routing facts, personal fields only if allowed."""
+
+    crime_type: CrimeType
+    needs: list[Need]
+    urgency: Urgency
+    region: str | None = None
+    language: str | None = None
+    victim_name: str | None = None
+    victim_phone: str | None = None
+    victim_email: str | None = None
+    summary: str | None = None
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+class CaseSubmitted(Envelope):
+    type: ClassVar[str] = "case.submitted"
+    version: ClassVar[int] = 1
+    case: CaseDetails
+
+
+class RoutingDecision(Contract):
+    """Why one agency was chosen or skipped for a case."""
+
+    agency_id: AgencyId
+    chosen: bool
+    needs: list[Need]
+    reason: ShortText
+
+
+class RoutedReferral(Contract):
+    referral_id: UUID
+    agency_id: AgencyId
+    needs: list[Need]
+
+
+class CaseRouted(Envelope):
+    type: ClassVar[str] = "case.routed"
+    version: ClassVar[int] = 1
+    referrals: list[RoutedReferral]
+    decisions: list[RoutingDecision]
+    uncovered_needs: list[Need] = []
+
+
+class ReferralRequested(Envelope):
+    type: ClassVar[str] = "referral.requested"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    case: ReferralCase
+
+
+class ReferralDelivered(Envelope):
+    type: ClassVar[str] = "referral.delivered"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    channel: Annotated[str, Field(max_length=32)]
+    attempts: Annotated[int, Field(ge=1)]
+    agency_status: int | None = None
+
+
+class ReferralFailed(Envelope):
+    type: ClassVar[str] = "referral.failed"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    channel: Annotated[str, Field(max_length=32)]
+    attempts: Annotated[int, Field(ge=1)]
+    reason: ShortText
+
+
+class ReferralAccepted(Envelope):
+    type: ClassVar[str] = "referral.accepted"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    note: ShortText | None = None
+
+
+class ReferralDeclined(Envelope):
+    type: ClassVar[str] = "referral.declined"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    reason: DeclineReason
+    note: ShortText | None = None
+
+
+Event = (
+    CaseSubmitted
+    | CaseRouted
+    | ReferralRequested
+    | ReferralDelivered
+    | ReferralFailed
+    | ReferralAccepted
+    | ReferralDeclined
+)
+
+EVENT_MODELS: tuple[type[Envelope], ...] = (
+    CaseSubmitted,
+    CaseRouted,
+    ReferralRequested,
+    ReferralDelivered,
+    ReferralFailed,
+    ReferralAccepted,
+    ReferralDeclined,
+)
+_BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
+
+
+class EventRejected(ValueError):
+    """A record that is not a known, valid event. `reason` is a short code for the DLQ header."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_JSON_OBJECT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
+def encode_event(event: Envelope) -> bytes:
+    """The wire form: the model's fields plus `type` and `version`, as UTF-8 JSON."""
+    body = {"type": event.type, "version": event.version, **event.model_dump(mode="json")}
+    return _JSON_OBJECT.dump_json(body)
+
+
+def decode_event(raw: bytes | None, accepts: tuple[type[Envelope], ...] = EVENT_MODELS) -> Envelope:
+    """Parse one record's value; raise EventRejected naming what was wrong, never echoing the content."""
+    if raw is None:
+        raise EventRejected("empty_record", "the record has no value")
+    try:
+        body = _JSON_OBJECT.validate_json(raw)
+    except ValueError:
+        raise EventRejected("invalid_json", "the record is not a JSON object") from None
+    event_type, version = body.pop("type", None), body.pop("version", None)
+    model = _BY_TYPE_VERSION.get((event_type, version)) if isinstance(event_type, str) else None
+    if model is None:
+        raise EventRejected("unknown_event", f"no contract for type={event_type!r} version={version!r}")
+    if model not in accepts:
+        raise EventRejected(
+            "unexpected_event", f"{model.type} v{model.version} is not expected on this topic"
+        )
+    try:
+        return model.model_validate(body)
+    except ValueError as error:
+        locations = sorted({".".join(str(p) for p in e["loc"]) for e in getattr(error, "errors", list)()})
+        raise EventRejected(
+            "invalid_event", f"{model.type} v{model.version} invalid at {locations}"
+        ) from None
+
+
+def wire_schema(model: type[Envelope]) -> dict[str, Any]:
+    """JSON Schema of the wire form, `type` and `version` included as constants."""
+    schema = model.model_json_schema(mode="serialization")
+    schema["properties"] = {
+        "type": {"const": model.type, "type": "string"},
+        "version": {"const": model.version, "type": "integer"},
+        **schema["properties"],
+    }
+    schema["required"] = ["type", "version", *schema.get("required", [])]
+    schema["$id"] = f"{model.type}.v{model.version}"
+    return schema

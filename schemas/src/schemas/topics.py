@@ -1,0 +1,24 @@
+"""Kafka topic names. Every event of one case is keyed by case_id, so it stays in order on one partition."""
+
+import re
+
+CASE_SUBMITTED = "case.submitted"
+REFERRAL_EVENTS = "referral.events"
+REFERRAL_REROUTING = "referral.rerouting"
+
+_AGENCY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def agency_topic(agency_id: str) -> str:
+    """The topic an agency (or its gateway) consumes its referrals from."""
+    if not _AGENCY_ID.match(agency_id):
+        raise ValueError(f"agency id {agency_id!r} must be lower-case words joined by '-'")
+    return f"referrals.{agency_id}"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def retry_topic(topic: str) -> str:
+    return f"{topic}.retry"

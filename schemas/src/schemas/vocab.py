@@ -1,0 +1,94 @@
+"""Vocabularies shared by every service (DOMAIN.md), with Korean and English labels."""
+
+from enum import StrEnum
+
+
+class Need(StrEnum):
+    safety = "safety"
+    investigation = "investigation"
+    counselling = "counselling"
+    legal = "legal"
+    financial = "financial"
+    employment = "employment"
+    welfare = "welfare"
+    medical = "medical"
+    housing = "housing"
+    statement_support = "statement_support"
+    digital_takedown = "digital_takedown"
+
+
+class CrimeType(StrEnum):
+    sexual_violence = "sexual_violence"
+    digital_sex_crime = "digital_sex_crime"
+    stalking = "stalking"
+    domestic_violence = "domestic_violence"
+    dating_violence = "dating_violence"
+    violent_crime = "violent_crime"
+    homicide_bereaved = "homicide_bereaved"
+    property_crime = "property_crime"
+    fraud = "fraud"
+    child_abuse = "child_abuse"
+    elder_abuse = "elder_abuse"
+    other = "other"
+
+
+class Urgency(StrEnum):
+    urgent = "urgent"  # life or safety at risk
+    high = "high"
+    normal = "normal"
+
+
+# Default acknowledgement deadline per urgency, in hours; an agency's catalogue entry may override it.
+DEFAULT_ACK_HOURS: dict[Urgency, int] = {Urgency.urgent: 2, Urgency.high: 6, Urgency.normal: 24}
+
+
+class IntakeChannel(StrEnum):
+    visit = "visit"
+    phone = "phone"
+    online = "online"
+    police = "police"
+    prosecution = "prosecution"
+
+
+class DeclineReason(StrEnum):
+    no_capacity = "no_capacity"
+    not_eligible = "not_eligible"
+    out_of_area = "out_of_area"
+    duplicate = "duplicate"
+    victim_unreachable = "victim_unreachable"
+    other = "other"
+
+
+class NotSuccessfulReason(StrEnum):
+    victim_refused_services = "victim_refused_services"
+    lack_of_capacity = "lack_of_capacity"
+    services_no_longer_needed = "services_no_longer_needed"
+    unable_to_contact_victim = "unable_to_contact_victim"
+    unable_to_contact_agency = "unable_to_contact_agency"
+    other = "other"
+
+
+class ReferralState(StrEnum):
+    requested = "requested"
+    delivered = "delivered"
+    accepted = "accepted"
+    in_progress = "in_progress"
+    completed = "completed"
+    declined = "declined"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+NEED_LABELS: dict[Need, tuple[str, str]] = {
+    Need.safety: ("신변보호", "personal safety"),
+    Need.investigation: ("수사협력", "investigation cooperation"),
+    Need.counselling: ("심리", "psychological support"),
+    Need.legal: ("법률", "legal aid"),
+    Need.financial: ("금융", "finance"),
+    Need.employment: ("고용", "employment"),
+    Need.welfare: ("복지", "welfare"),
+    Need.medical: ("의료", "medical"),
+    Need.housing: ("주거", "housing"),
+    Need.statement_support: ("진술조력", "statement support"),
+    Need.digital_takedown: ("불법촬영물 삭제지원", "digital takedown"),
+}

@@ -1,0 +1,1 @@
+"""Intake: record a case once, store it, publish case.submitted through the outbox."""

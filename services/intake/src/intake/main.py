@@ -1,0 +1,20 @@
+"""The intake service: HTTP API for staff, the outbox relay publishing case.submitted."""
+
+from fastapi import FastAPI
+from kit.http import install_health_route, install_problem_handlers
+from kit.runtime import ServiceRuntime
+from schemas.topics import CASE_SUBMITTED
+
+from .api import routes
+from .settings import IntakeSettings
+
+
+def create_app(settings: IntakeSettings) -> FastAPI:
+    runtime = ServiceRuntime(settings)
+    runtime.produces(CASE_SUBMITTED)
+    app = FastAPI(title="Intake", lifespan=runtime.lifespan)
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    install_health_route(app, runtime)
+    app.include_router(routes(settings))
+    return app

@@ -1,0 +1,1 @@
+"""Notify: track every referral's state from the agencies' acknowledgements, and keep each case's timeline."""

@@ -1,0 +1,1 @@
+"""Routing: choose the agencies for a case and publish one referral to each."""

@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from kit.cli import service_main
+
+from .main import create_app
+from .settings import RoutingSettings
+
+service_main(RoutingSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
