@@ -4,9 +4,9 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-
 from intake.main import create_app
 from intake.settings import IntakeSettings
+
 from tests.samples import sample_case_json
 
 
@@ -17,7 +17,9 @@ def client() -> TestClient:
 
 
 def test_malformed_json_gets_422_problem_json(client: TestClient) -> None:
-    answer = client.post("/cases", content=b'{"crime_type": "stalking", "needs": [', headers={"content-type": "application/json"})
+    answer = client.post(
+        "/cases", content=b'{"crime_type": "stalking", "needs": [', headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()

@@ -1,7 +1,6 @@
 """The referral state machine: every pair of states is either allowed, a no-op, or refused."""
 
 import pytest
-
 from notify.domain import ALLOWED, Change, change
 from schemas.vocab import ReferralState as S
 

@@ -5,7 +5,6 @@ from uuid import uuid4
 
 import pytest
 from jsonschema import Draft202012Validator
-
 from schemas.events import (
     CaseSubmitted,
     EventRejected,
@@ -15,6 +14,7 @@ from schemas.events import (
     encode_event,
 )
 from schemas.export import DEFAULT_DIR, exported, render
+
 from tests.samples import sample_case
 
 

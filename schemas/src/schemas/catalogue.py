@@ -100,9 +100,7 @@ def load_agency(path: Path) -> Agency:
     try:
         agency = Agency.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '<file>'}: {e['msg']}" for e in error.errors()
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<file>'}: {e['msg']}" for e in error.errors())
         raise CatalogueError(f"{path.name}: {problems}") from None
     if agency.id != path.stem:
         raise CatalogueError(f"{path.name}: id {agency.id!r} must match the file name {path.stem!r}")

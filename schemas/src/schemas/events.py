@@ -1,5 +1,6 @@
 """Event contracts: one pydantic model per event type and version, each wrapped in the common envelope."""
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from uuid import UUID, uuid4
@@ -225,18 +226,17 @@ def decode_event(raw: bytes | None, accepts: tuple[type[Envelope], ...] = EVENT_
     event_type, version = body.pop("type", None), body.pop("version", None)
     model = _BY_TYPE_VERSION.get((event_type, version)) if isinstance(event_type, str) else None
     if model is None:
-        raise EventRejected("unknown_event", f"no contract for type={event_type!r} version={version!r}")
+        # Name the type and version only when they look like ours: the record's content is not to be echoed.
+        named = event_type if isinstance(event_type, str) and re.fullmatch(r"[a-z][a-z.]{0,63}", event_type) else "?"
+        shown = version if isinstance(version, int) and not isinstance(version, bool) else "?"
+        raise EventRejected("unknown_event", f"no contract for type {named} version {shown}")
     if model not in accepts:
-        raise EventRejected(
-            "unexpected_event", f"{model.type} v{model.version} is not expected on this topic"
-        )
+        raise EventRejected("unexpected_event", f"{model.type} v{model.version} is not expected on this topic")
     try:
         return model.model_validate(body)
     except ValueError as error:
         locations = sorted({".".join(str(p) for p in e["loc"]) for e in getattr(error, "errors", list)()})
-        raise EventRejected(
-            "invalid_event", f"{model.type} v{model.version} invalid at {locations}"
-        ) from None
+        raise EventRejected("invalid_event", f"{model.type} v{model.version} invalid at {locations}") from None
 
 
 def wire_schema(model: type[Envelope]) -> dict[str, Any]:

@@ -14,9 +14,7 @@ from .settings import ServiceSettings
 from .telemetry import configure_tracing
 
 
-def service_main(
-    settings: ServiceSettings, create_app: Callable[[ServiceSettings], FastAPI], migrations: Path
-) -> None:
+def service_main(settings: ServiceSettings, create_app: Callable[[ServiceSettings], FastAPI], migrations: Path) -> None:
     parser = argparse.ArgumentParser(prog=settings.service_name)
     parser.add_argument("command", choices=["migrate", "serve"], help="apply database migrations, or run")
     args = parser.parse_args()

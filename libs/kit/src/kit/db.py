@@ -40,6 +40,13 @@ async def create_pool(dsn: str, schema: str, max_size: int = 10) -> asyncpg.Pool
     return pool
 
 
+async def connect(dsn: str, schema: str) -> asyncpg.Connection:
+    """One connection outside the pool (the outbox relay's), set up like the pool's."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema, "application_name": f"{schema}-relay"})
+    await _init_connection(conn)
+    return conn
+
+
 async def migrate(dsn: str, schema: str, directory: Path) -> list[str]:
     """Apply the kit's and then the service's `*.sql` files not yet applied, each in its own transaction."""
     conn = await asyncpg.connect(dsn)

@@ -58,9 +58,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         if isinstance(error, UNAVAILABLE_ERRORS):
             log.warning("storage unavailable: %s", type(error).__name__)
-            return problem_response(
-                503, "Service unavailable", "storage is unreachable; nothing was saved, retry"
-            )
+            return problem_response(503, "Service unavailable", "storage is unreachable; nothing was saved, retry")
         log.error("unexpected error", exc_info=error)
         return problem_response(500, "Internal error", "an unexpected error occurred; nothing was saved")
 

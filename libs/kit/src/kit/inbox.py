@@ -20,8 +20,4 @@ async def first_time(conn: asyncpg.Connection, consumer: str, event_id: UUID) ->
 
 async def already_processed(conn: asyncpg.Connection | asyncpg.Pool, consumer: str, event_id: UUID) -> bool:
     """For effects outside the database (a delivery): check before acting, record with `first_time` after."""
-    return bool(
-        await conn.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", consumer, event_id
-        )
-    )
+    return bool(await conn.fetchval("SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", consumer, event_id))

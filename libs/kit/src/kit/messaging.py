@@ -38,9 +38,7 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int
-) -> None:
+async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int) -> None:
     """Create the topics a service uses, if missing; an existing topic is left as it is."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup")
     await admin.start()
@@ -70,8 +68,9 @@ def subscribe(
 ) -> None:
     """Consume `topic` in `group_id`, calling `handle` with each decoded event.
 
-    The offset is committed only after `handle` returns, so its transaction has committed. A record that
-    is not a known, valid event (or that `handle` rejects) goes to `<topic>.dlq` with the reason in headers, and consumption goes on.
+    The offset is committed only after `handle` returns, so its transaction has committed. A record that is
+    not a known, valid event (or that `handle` rejects) goes to `<topic>.dlq` with the reason in headers,
+    and consumption goes on.
     When `handle` fails (a database outage, say) the record is retried after a growing pause, never skipped.
     """
     consecutive_failures = 0
@@ -122,6 +121,4 @@ async def dead_letter(
         "dlq.failed_at": datetime.now(UTC).isoformat(),
     }
     await broker.publish(message.body, dlq_topic(topic), key=record.key, headers=headers)
-    log.warning(
-        "record %s/%s@%s sent to %s: %s", topic, record.partition, record.offset, dlq_topic(topic), reason
-    )
+    log.warning("record %s/%s@%s sent to %s: %s", topic, record.partition, record.offset, dlq_topic(topic), reason)

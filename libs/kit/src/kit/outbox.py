@@ -11,6 +11,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
 from schemas.events import Envelope, encode_event
 
+from .db import connect
 from .telemetry import context_from_headers, current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,7 @@ log = logging.getLogger(__name__)
 async def add_to_outbox(conn: asyncpg.Connection, topic: str, event: Envelope) -> None:
     """Queue `event` for `topic` inside the caller's transaction; it is published once that commits."""
     await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, event_type, payload, headers)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox (event_id, topic, key, event_type, payload, headers) VALUES ($1, $2, $3, $4, $5, $6)",
         event.event_id,
         topic,
         str(event.case_id),
@@ -70,11 +70,9 @@ class OutboxRelay:
                 backoff = 0.2
 
     async def _run_connected(self) -> None:
-        conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        conn = await connect(self.dsn, self.schema)
         try:
-            while not await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{self.schema}"
-            ):
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{self.schema}"):
                 await asyncio.sleep(self.poll_seconds)
             await conn.add_listener(f"{self.schema}_outbox", self._on_notify)
             while True:
@@ -97,9 +95,7 @@ class OutboxRelay:
         if not rows:
             return 0
         await self._publish(rows)
-        await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
+        await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
         return len(rows)
 

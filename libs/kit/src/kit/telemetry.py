@@ -13,9 +13,7 @@ def configure_tracing(service: str) -> TracerProvider:
     """A tracer provider named for the service; spans go over OTLP when OTEL_EXPORTER_OTLP_* says where."""
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     exporter_wanted = os.environ.get("OTEL_TRACES_EXPORTER", "otlp") == "otlp"
-    endpoint_set = any(
-        k in os.environ for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
+    endpoint_set = any(k in os.environ for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
     if exporter_wanted and endpoint_set:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

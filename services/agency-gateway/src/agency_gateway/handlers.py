@@ -50,7 +50,5 @@ async def on_referral(
     async with pool.acquire() as conn, conn.transaction():
         if not await first_time(conn, consumer, referral.event_id):
             return
-        await storage.record_delivery(
-            conn, outcome, result.agency_status, None if result.delivered else result.reason
-        )
+        await storage.record_delivery(conn, outcome, result.agency_status, None if result.delivered else result.reason)
         await add_to_outbox(conn, REFERRAL_EVENTS, outcome)

@@ -29,9 +29,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     # One consumer group per agency: a slow or failing agency holds up only its own topic.
     for agency in catalogue:
-        runtime.consume(
-            agency_topic(agency.id), consumer_name(agency), (ReferralRequested,), handler_for(agency)
-        )
+        runtime.consume(agency_topic(agency.id), consumer_name(agency), (ReferralRequested,), handler_for(agency))
     runtime.produces(REFERRAL_EVENTS)
 
     app = FastAPI(title="Agency gateway", lifespan=runtime.lifespan)

@@ -36,6 +36,5 @@ async def deliveries_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str
         case_id,
     )
     return [
-        {**dict(r), "referral_id": str(r["referral_id"]), "finished_at": r["finished_at"].isoformat()}
-        for r in rows
+        {**dict(r), "referral_id": str(r["referral_id"]), "finished_at": r["finished_at"].isoformat()} for r in rows
     ]

@@ -40,9 +40,7 @@ async def deliver_webhook(
     reason = ""
     for attempt in range(1, attempts + 1):
         try:
-            answer = await client.post(
-                str(channel.url), content=body, headers=headers, timeout=channel.timeout_seconds
-            )
+            answer = await client.post(str(channel.url), content=body, headers=headers, timeout=channel.timeout_seconds)
             status = answer.status_code
             if answer.is_success:
                 return DeliveryResult(True, attempt, status, "accepted by the agency's endpoint")

@@ -60,9 +60,7 @@ def routes(settings: IntakeSettings) -> APIRouter:
                     headers={"content-type": "application/json"},
                 )
         except httpx.HTTPError:
-            raise Problem(
-                503, "routing cannot be reached for a preview; the case can still be submitted"
-            ) from None
+            raise Problem(503, "routing cannot be reached for a preview; the case can still be submitted") from None
         if answer.status_code != 200:
             raise Problem(502, f"routing answered the preview with status {answer.status_code}")
         return answer.json()

@@ -27,9 +27,7 @@ def request_hash(details: CaseDetails) -> str:
 
 async def submit_case(pool: asyncpg.Pool, details: CaseDetails, idempotency_key: str | None) -> Submission:
     digest = request_hash(details)
-    if idempotency_key is not None and (
-        earlier := await storage.find_by_idempotency_key(pool, idempotency_key)
-    ):
+    if idempotency_key is not None and (earlier := await storage.find_by_idempotency_key(pool, idempotency_key)):
         return _replay(earlier, digest)
     event = CaseSubmitted(case_id=uuid4(), producer="intake", case=details)
     try:
@@ -47,7 +45,5 @@ async def submit_case(pool: asyncpg.Pool, details: CaseDetails, idempotency_key:
 
 def _replay(earlier: asyncpg.Record, digest: str) -> Submission:
     if earlier["request_hash"] != digest:
-        raise Problem(
-            422, "this Idempotency-Key was already used for a different case", title="Idempotency-Key reused"
-        )
+        raise Problem(422, "this Idempotency-Key was already used for a different case", title="Idempotency-Key reused")
     return Submission(earlier["case_id"], None, replayed=True)

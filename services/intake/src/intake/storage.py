@@ -29,11 +29,9 @@ async def insert_case(
         case.summary,
     )
     await conn.executemany(
-        "INSERT INTO consents (case_id, agency_id, granted, sensitive_granted, recorded_at) VALUES ($1, $2, $3, $4, $5)",
-        [
-            (event.case_id, c.agency_id, c.granted, c.sensitive_granted, event.occurred_at)
-            for c in case.consents
-        ],
+        "INSERT INTO consents (case_id, agency_id, granted, sensitive_granted, recorded_at)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        [(event.case_id, c.agency_id, c.granted, c.sensitive_granted, event.occurred_at) for c in case.consents],
     )
 
 

@@ -17,7 +17,6 @@ ALLOWED: dict[S, frozenset[S]] = {
 }
 
 
-
 def _reachable(start: S) -> frozenset[S]:
     seen: set[S] = set()
     frontier = set(ALLOWED[start])

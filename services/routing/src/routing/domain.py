@@ -72,9 +72,7 @@ def route_case(case: CaseDetails, catalogue: Catalogue, *, assume_consent: bool 
     return Plan(list(chosen.values()), decisions + skipped, uncovered)
 
 
-def referral_view(
-    case: CaseDetails, agency: Agency, consent: Consent | None, needs: list[Need]
-) -> ReferralCase:
+def referral_view(case: CaseDetails, agency: Agency, consent: Consent | None, needs: list[Need]) -> ReferralCase:
     """What this agency may see: the routing facts, and only the personal fields its catalogue entry allows
     (sensitive ones only with the separate sensitive-data consent)."""
     allowed = set(agency.allowed_fields)

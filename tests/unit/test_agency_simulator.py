@@ -1,0 +1,337 @@
+"""The agency simulator as the gateway and notify see it: webhook in, acknowledgements out, records to read."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from agency_simulator.main import create_app
+from agency_simulator.settings import Settings
+from schemas.events import ReferralCase, ReferralRequested, encode_event
+from schemas.vocab import CrimeType, Need, Urgency
+
+SECRET = "Kim Secret-Victim 010-9999-0000"
+
+
+class FakeNotify:
+    """Notify's acknowledgement API: records each call and answers from a script (then 200)."""
+
+    def __init__(self, script: list[int | type[httpx.TransportError]] | None = None) -> None:
+        self.script = list(script or [])
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.url.path, json.loads(request.content)))
+        step = self.script.pop(0) if self.script else 200
+        if isinstance(step, int):
+            return httpx.Response(step, json={})
+        raise step("notify unreachable", request=request)
+
+
+@asynccontextmanager
+async def simulator(
+    notify: FakeNotify,
+    behaviour: dict[str, Any] | None = None,
+    retry_seconds: float = 5.0,
+    settings: Settings | None = None,
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings or Settings(
+        notify_url="http://notify.test",
+        simulator_behaviour=behaviour or {"default": {"action": "accept", "delay_seconds": 0.05}},
+        simulator_ack_retry_seconds=retry_seconds,
+    )
+    app = create_app(settings, notify_transport=httpx.MockTransport(notify), ack_backoff=(0.02, 0.1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim.test") as client:
+        yield client
+        await client.delete("/received")  # stops acknowledgements still pending
+
+
+def referral(agency_id: str = "police") -> ReferralRequested:
+    return ReferralRequested(
+        case_id=uuid4(),
+        producer="agency-gateway",
+        referral_id=uuid4(),
+        agency_id=agency_id,
+        case=ReferralCase(
+            crime_type=CrimeType.stalking,
+            needs=[Need.safety],
+            urgency=Urgency.urgent,
+            region="seoul",
+            victim_name="Kim Ji-woo",
+            victim_phone="010-1234-5678",
+        ),
+    )
+
+
+async def deliver(client: httpx.AsyncClient, event: ReferralRequested, agency_id: str | None = None) -> httpx.Response:
+    return await client.post(
+        f"/agencies/{agency_id or event.agency_id}/referrals",
+        content=encode_event(event),
+        headers={"Idempotency-Key": str(event.referral_id), "Content-Type": "application/json"},
+    )
+
+
+async def record_of(client: httpx.AsyncClient, event: ReferralRequested) -> dict[str, Any]:
+    received = (await client.get(f"/agencies/{event.agency_id}/referrals")).json()
+    [record] = [r for r in received["referrals"] if r["referral_id"] == str(event.referral_id)]
+    return record  # type: ignore[no-any-return]
+
+
+async def wait_for(
+    client: httpx.AsyncClient, event: ReferralRequested, done: Callable[[dict[str, Any]], bool], seconds: float = 3
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        record = await record_of(client, event)
+        if done(record) or time.monotonic() > deadline:
+            return record
+        await asyncio.sleep(0.02)
+
+
+def _with(**changes: Any) -> bytes:
+    """A referral's wire form with some fields replaced."""
+    return json.dumps(json.loads(encode_event(referral())) | changes).encode()
+
+
+def ack_final(record: dict[str, Any]) -> bool:
+    return record["ack"]["status"] not in ("pending", "not_planned")
+
+
+async def test_accepts_after_its_delay_and_tells_notify() -> None:
+    notify = FakeNotify()
+    async with simulator(notify, {"default": {"action": "accept", "delay_seconds": 0.2}}) as client:
+        event = referral()
+        response = await deliver(client, event)
+
+        assert response.status_code == 202
+        assert response.json() == {"referral_id": str(event.referral_id), "duplicate": False}
+        assert notify.calls == []
+        assert (await record_of(client, event))["ack"]["status"] == "pending"
+
+        record = await wait_for(client, event, ack_final)
+
+    assert record["ack"]["status"] == "sent"
+    assert record["decision"] == "accept"
+    assert record["fields"] == ["crime_type", "needs", "region", "urgency", "victim_name", "victim_phone"]
+    [(path, body)] = notify.calls
+    assert path == f"/referrals/{event.referral_id}/accept"
+    assert body["agency_id"] == "police" and body["note"]
+    [attempt] = record["ack"]["attempts"]
+    waited = _seconds(attempt["at"]) - _seconds(record["first_received_at"])
+    assert waited >= 0.2
+
+
+async def test_declines_with_the_reason_configured_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "SIMULATOR_BEHAVIOUR",
+        json.dumps(
+            {
+                "default": {"action": "silent"},
+                "police": {"action": "decline", "reason": "no_capacity", "delay_seconds": 0},
+            }
+        ),
+    )
+    monkeypatch.setenv("NOTIFY_URL", "http://notify.test")
+    notify = FakeNotify()
+    async with simulator(notify, settings=Settings()) as client:
+        event = referral("police")
+        assert (await deliver(client, event)).status_code == 202
+        record = await wait_for(client, event, ack_final)
+
+    assert record["decision"] == "decline"
+    assert record["ack"] == record["ack"] | {"action": "decline", "reason": "no_capacity", "status": "sent"}
+    [(path, body)] = notify.calls
+    assert path == f"/referrals/{event.referral_id}/decline"
+    assert body["agency_id"] == "police" and body["reason"] == "no_capacity" and body["note"]
+
+
+async def test_a_silent_agency_takes_the_referral_and_never_acknowledges() -> None:
+    notify = FakeNotify()
+    async with simulator(notify) as client:
+        put = await client.put("/behaviour/legal-aid", json={"action": "silent"})
+        assert put.status_code == 200
+        assert (await client.get("/behaviour")).json()["legal-aid"] == {"action": "silent"}
+
+        event = referral("legal-aid")
+        assert (await deliver(client, event)).status_code == 202
+        await asyncio.sleep(0.3)
+        record = await record_of(client, event)
+
+    assert record["decision"] == "silent"
+    assert record["ack"]["status"] == "not_planned" and record["ack"]["attempts"] == []
+    assert notify.calls == []
+
+
+async def test_a_duplicate_delivery_is_recorded_and_acted_on_once() -> None:
+    notify = FakeNotify()
+    async with simulator(notify) as client:
+        event = referral()
+        first, second = await asyncio.gather(deliver(client, event), deliver(client, event))
+        third = await deliver(client, event)
+        record = await wait_for(client, event, ack_final)
+        await asyncio.sleep(0.2)  # time for a second acknowledgement, were one scheduled
+        received = (await client.get("/received")).json()
+
+    answers = sorted(r.json()["duplicate"] for r in (first, second, third))
+    assert [r.status_code for r in (first, second, third)] == [202, 202, 202]
+    assert answers == [False, True, True]
+    assert record["deliveries"] == 3 and record["duplicates"] == 2
+    assert received["deliveries"] == 3 and received["duplicates"] == 2
+    assert [r["idempotency_key"] for r in received["receipts"]] == [str(event.referral_id)] * 3
+    assert len(notify.calls) == 1
+
+
+async def test_fails_the_first_n_deliveries_then_accepts() -> None:
+    notify = FakeNotify()
+    behaviour = {"default": {"action": "fail", "status": 503, "times": 2, "delay_seconds": 0}}
+    async with simulator(notify, behaviour) as client:
+        event = referral()
+        answers = [await deliver(client, event) for _ in range(3)]
+        record = await wait_for(client, event, ack_final)
+
+    assert [a.status_code for a in answers] == [503, 503, 202]
+    assert answers[0].headers["content-type"] == "application/problem+json"
+    assert answers[2].json()["duplicate"] is False
+    assert record["failed_deliveries"] == 2 and record["duplicates"] == 0
+    assert record["decision"] == "accept" and record["ack"]["status"] == "sent"
+    assert [path for path, _ in notify.calls] == [f"/referrals/{event.referral_id}/accept"]
+
+
+async def test_fails_every_delivery_when_times_is_null() -> None:
+    notify = FakeNotify()
+    async with simulator(notify, {"default": {"action": "fail", "status": 500, "times": None}}) as client:
+        event = referral()
+        answers = [await deliver(client, event) for _ in range(4)]
+        await asyncio.sleep(0.1)
+        record = await record_of(client, event)
+
+    assert {a.status_code for a in answers} == {500}
+    assert record["failed_deliveries"] == 4 and record["decision"] is None
+    assert notify.calls == []
+
+
+async def test_retries_the_acknowledgement_while_notify_is_down() -> None:
+    notify = FakeNotify([httpx.ConnectError, 503, 503, 200])
+    async with simulator(notify) as client:
+        event = referral()
+        await deliver(client, event)
+        record = await wait_for(client, event, ack_final)
+
+    attempts = record["ack"]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["retry", "retry", "retry", "ok"]
+    assert [a["status_code"] for a in attempts] == [None, 503, 503, 200]
+    assert attempts[0]["error"] == "ConnectError"
+    assert record["ack"]["status"] == "sent"
+    assert len(notify.calls) == 4
+
+
+@pytest.mark.parametrize(("answer", "status"), [(409, "already_done"), (404, "rejected")])
+async def test_a_final_answer_from_notify_ends_the_retries(answer: int, status: str) -> None:
+    notify = FakeNotify([answer])
+    async with simulator(notify) as client:
+        event = referral()
+        await deliver(client, event)
+        record = await wait_for(client, event, ack_final)
+
+    assert record["ack"]["status"] == status
+    assert len(record["ack"]["attempts"]) == 1 and len(notify.calls) == 1
+
+
+async def test_gives_up_on_the_acknowledgement_after_the_retry_window() -> None:
+    notify = FakeNotify([503] * 1000)
+    async with simulator(notify, retry_seconds=0.3) as client:
+        event = referral()
+        await deliver(client, event)
+        record = await wait_for(client, event, ack_final)
+
+    assert record["ack"]["status"] == "gave_up"
+    assert 2 <= len(record["ack"]["attempts"]) == len(notify.calls)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (f"not json {SECRET}".encode(), "body"),
+        (json.dumps({"type": SECRET, "version": 1}).encode(), "body.type"),
+        (json.dumps({"type": "case.submitted", "version": 1, "note": SECRET}).encode(), "body.type"),
+        (_with(case_id=SECRET), "body.case_id"),
+        (_with(case={"crime_type": "stalking", "needs": ["safety"], "urgency": SECRET}), "body.case.urgency"),
+        (
+            _with(case={"crime_type": "stalking", "needs": ["safety"], "urgency": "high", "victim_name": 7}),
+            "body.case.victim_name",
+        ),
+    ],
+)
+async def test_a_bad_body_is_a_problem_that_does_not_echo_it(body: bytes, loc: str) -> None:
+    async with simulator(FakeNotify()) as client:
+        response = await client.post(
+            "/agencies/police/referrals", content=body, headers={"Idempotency-Key": str(uuid4())}
+        )
+        received = (await client.get("/received")).json()
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["type"] and problem["title"] and problem["detail"]
+    assert loc in [e["loc"] for e in problem["errors"]]
+    assert "Secret" not in response.text and "9999" not in response.text
+    assert received["deliveries"] == 0
+
+
+async def test_a_referral_for_another_agency_is_a_conflict() -> None:
+    async with simulator(FakeNotify()) as client:
+        response = await deliver(client, referral("police"), agency_id="legal-aid")
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_idempotency_key_must_be_the_referral_id() -> None:
+    event = referral()
+    async with simulator(FakeNotify()) as client:
+        missing = await client.post("/agencies/police/referrals", content=encode_event(event))
+        other = await client.post(
+            "/agencies/police/referrals", content=encode_event(event), headers={"Idempotency-Key": str(uuid4())}
+        )
+        received = (await client.get("/received")).json()
+
+    assert missing.status_code == 400 and other.status_code == 422
+    assert missing.json()["errors"][0]["loc"] == "header.Idempotency-Key"
+    assert received["deliveries"] == 0
+
+
+async def test_a_bad_behaviour_is_refused_and_the_old_one_kept() -> None:
+    async with simulator(FakeNotify()) as client:
+        response = await client.put("/behaviour/police", json={"action": "decline", "reason": "busy"})
+        default = await client.put("/behaviour/default", json={"action": "silent"})
+        behaviour = (await client.get("/behaviour")).json()
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["loc"] == "body.decline.reason"
+    assert default.status_code == 200
+    assert behaviour == {"default": {"action": "silent"}}
+
+
+async def test_reset_forgets_everything_received_and_health_answers() -> None:
+    notify = FakeNotify()
+    async with simulator(notify, {"default": {"action": "accept", "delay_seconds": 0.2}}) as client:
+        await deliver(client, referral())
+        assert (await client.delete("/received")).status_code == 204
+        await asyncio.sleep(0.3)
+        received = (await client.get("/received")).json()
+        health = await client.get("/health")
+
+    assert received["deliveries"] == 0 and received["referrals"] == []
+    assert notify.calls == []  # the pending acknowledgement was stopped too
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+def _seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()

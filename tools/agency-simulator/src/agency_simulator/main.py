@@ -1,0 +1,158 @@
+"""The agency simulator's HTTP app: referral webhooks in, behaviour control, the agencies' records out."""
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from uuid import UUID
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Header, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from schemas.events import EventRejected, ReferralRequested, decode_event
+
+from .acks import AckSender
+from .behaviour import BEHAVIOUR, DEFAULT_KEY, Behaviour, BehaviourBook
+from .problems import field_errors, install_problem_handlers, problem
+from .records import Records
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+AgencyIdPath = Annotated[str, Path(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    notify_transport: httpx.AsyncBaseTransport | None = None,
+    ack_backoff: tuple[float, float] = (0.5, 30.0),
+) -> FastAPI:
+    """Build the app; tests pass a fake notify as `notify_transport` and a short `ack_backoff` (first, cap)."""
+    settings = settings or Settings()
+    records = Records()
+    behaviours = BehaviourBook(settings.simulator_behaviour)
+    client = httpx.AsyncClient(transport=notify_transport, timeout=5.0)
+    acks = AckSender(
+        client,
+        records,
+        notify_url=str(settings.notify_url),
+        retry_seconds=settings.simulator_ack_retry_seconds,
+        first_backoff=ack_backoff[0],
+        max_backoff=ack_backoff[1],
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await acks.cancel_all()
+        await client.aclose()
+
+    app = FastAPI(title="Agency simulator", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.post("/agencies/{agency_id}/referrals", status_code=202)
+    async def receive_referral(
+        agency_id: AgencyIdPath,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        """The agency's webhook: takes a referral.requested event in its wire form."""
+        raw = await request.body()
+        try:
+            event = decode_event(raw, (ReferralRequested,))
+        except EventRejected as error:
+            return problem(422, "the body is not a valid referral.requested v1 event", errors=_rejection(error, raw))
+        assert isinstance(event, ReferralRequested)
+        if idempotency_key is None:
+            errors = [{"loc": "header.Idempotency-Key", "msg": "required"}]
+            return problem(400, "the Idempotency-Key header is required", errors=errors)
+        if not _same_id(idempotency_key, event.referral_id):
+            errors = [{"loc": "header.Idempotency-Key", "msg": "must equal body.referral_id"}]
+            return problem(422, "the Idempotency-Key header must be the referral id", errors=errors)
+        if event.agency_id != agency_id:
+            return problem(409, "the referral is addressed to another agency than this webhook's")
+
+        referral_id = str(event.referral_id)
+        result = await records.receive(event, referral_id, behaviours.for_agency(agency_id))
+        log.info(
+            "referral %s to %s: %s%s", referral_id, agency_id, result.status, " (duplicate)" if result.duplicate else ""
+        )
+        if result.status >= 400:
+            return problem(result.status, "simulated failure of the agency's endpoint")
+        if result.ack is not None:
+            acks.schedule(agency_id, referral_id, result.ack)
+        return JSONResponse({"referral_id": referral_id, "duplicate": result.duplicate}, status_code=202)
+
+    @app.get("/agencies/{agency_id}/referrals")
+    async def agency_received(agency_id: AgencyIdPath) -> dict[str, Any]:
+        return await records.snapshot(agency_id)
+
+    @app.get("/received")
+    async def all_received() -> dict[str, Any]:
+        return await records.snapshot()
+
+    @app.delete("/received", status_code=204)
+    async def reset_received() -> Response:
+        """Forget everything received, stopping acknowledgements still waiting or retrying."""
+        await acks.cancel_all()
+        await records.reset()
+        return Response(status_code=204)
+
+    @app.get("/behaviour")
+    async def get_behaviour() -> dict[str, Any]:
+        return {key: BEHAVIOUR.dump_python(value, mode="json") for key, value in behaviours.as_dict().items()}
+
+    @app.put("/behaviour/{agency_id}")
+    async def put_behaviour(agency_id: AgencyIdPath, behaviour: Behaviour) -> dict[str, Any]:
+        """Set how one agency (or `default`, every agency without its own) answers from now on."""
+        behaviours.set(agency_id, behaviour)
+        stored: dict[str, Any] = BEHAVIOUR.dump_python(behaviour, mode="json")
+        return stored
+
+    @app.delete("/behaviour/{agency_id}", status_code=204, response_model=None)
+    async def delete_behaviour(agency_id: AgencyIdPath) -> Response:
+        """Return one agency to the default behaviour."""
+        if agency_id == DEFAULT_KEY:
+            return problem(409, "the default behaviour cannot be removed; replace it with PUT")
+        behaviours.unset(agency_id)
+        return Response(status_code=204)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _same_id(key: str, referral_id: UUID) -> bool:
+    try:
+        return UUID(key) == referral_id
+    except ValueError:
+        return False
+
+
+def _rejection(error: EventRejected, raw: bytes) -> list[dict[str, str]]:
+    """Field paths and messages for a rejected body; the rejection's own detail may quote the input."""
+    if error.reason in ("empty_record", "invalid_json"):
+        return [{"loc": "body", "msg": "must be a JSON object"}]
+    if error.reason in ("unknown_event", "unexpected_event"):
+        return [{"loc": "body.type", "msg": "must be referral.requested with version 1"}]
+    body = json.loads(raw)
+    body.pop("type", None)
+    body.pop("version", None)
+    try:
+        ReferralRequested.model_validate(body)
+    except ValidationError as invalid:
+        return field_errors(invalid.errors(), prefix=("body",))
+    return [{"loc": "body", "msg": "invalid"}]
+
+
+def run() -> None:
+    """`python -m agency_simulator`: serve on HTTP_HOST:HTTP_PORT."""
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)

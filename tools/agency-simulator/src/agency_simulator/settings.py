@@ -1,0 +1,19 @@
+"""The simulator's settings, read once from the environment."""
+
+from typing import Annotated
+
+from pydantic import Field, HttpUrl
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .behaviour import Behaviour
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8090
+    notify_url: HttpUrl = HttpUrl("http://127.0.0.1:8004")
+    # JSON: {"default": {"action": "accept", "delay_seconds": 0.5}, "police": {"action": "silent"}, ...}
+    simulator_behaviour: dict[str, Behaviour] = {}
+    simulator_ack_retry_seconds: Annotated[float, Field(ge=0)] = 300.0
