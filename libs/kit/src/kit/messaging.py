@@ -78,7 +78,7 @@ def subscribe(
     async def on_record(message: KafkaMessage) -> None:
         nonlocal consecutive_failures
         try:
-            event = decode_event(message.body, accepts)  # type: ignore[arg-type]
+            event = decode_event(message.body, accepts)
         except EventRejected as rejected:
             await dead_letter(broker, message, topic, group_id, rejected.reason, rejected.detail)
             return
