@@ -1,0 +1,5 @@
+"""`python -m devstack ...` runs the command line."""
+
+from devstack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Command line: `python -m devstack up` runs the whole system, `python -m devstack jars` fetches Kafka."""
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from devstack.errors import DevstackError
+from devstack.kafka import ensure_kafka_jars
+from devstack.paths import default_state_dir
+from devstack.stack import SERVICES, ServiceSpec, Stack, StackPorts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack", description="The onestop stack on this machine, no Docker.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run Kafka, PostgreSQL and every service until Ctrl-C")
+    up.add_argument("--state-dir", type=Path, help="data and logs (default: <repo>/.state)")
+    up.add_argument("--kafka-nodes", type=int, default=1, help="Kafka nodes, each broker and controller")
+    up.add_argument("--infra-only", action="store_true", help="only Kafka and PostgreSQL, no services")
+    jars = commands.add_parser("jars", help="fetch the Kafka broker jars with Maven (done by `up` too)")
+    jars.add_argument("--state-dir", type=Path, help="data and logs (default: <repo>/.state)")
+    args = parser.parse_args(argv)
+    state_dir: Path = (args.state_dir or default_state_dir()).resolve()
+    # aiokafka logs every refused connection while the broker boots; those are expected, not news.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        if args.command == "jars":
+            print(f"Kafka jars in {ensure_kafka_jars(state_dir)}")
+            return 0
+        return _up(state_dir, args.kafka_nodes, () if args.infra_only else SERVICES)
+    except DevstackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _up(state_dir: Path, kafka_nodes: int, services: Sequence[ServiceSpec]) -> int:
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+    stack = Stack(state_dir, StackPorts.from_env(), services, kafka_nodes=kafka_nodes)
+    began = time.monotonic()
+    try:
+        print(f"starting the onestop dev stack in {state_dir} ...", flush=True)
+        stack.start()
+        print(f"{stack.describe()}\nready in {time.monotonic() - began:.1f}s; Ctrl-C stops everything.", flush=True)
+        _watch(stack)
+    except _StopRequested as stop:
+        print(f"\n{stop.args[0]}: stopping services, then Kafka, then PostgreSQL ...", flush=True)
+    finally:
+        # A second Ctrl-C must not cut the orderly shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
+def _watch(stack: Stack) -> None:
+    """Wait for a signal, saying so once if a service dies meanwhile."""
+    reported: set[str] = set()
+    while True:
+        for name, process in stack.processes.items():
+            if process.crashed and name not in reported:
+                reported.add(name)
+                print(f"{name} exited with code {process.returncode}; see {process.log_path}", flush=True)
+        time.sleep(1)
