@@ -5,9 +5,29 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, TypeAdapter, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
-from .vocab import CrimeType, DeclineReason, IntakeChannel, Need, Urgency
+from .vocab import (
+    CancelReason,
+    CompletionOutcome,
+    CrimeType,
+    DeclineReason,
+    IntakeChannel,
+    LegalBasis,
+    Need,
+    NotSuccessfulReason,
+    ReroutingCause,
+    Urgency,
+)
 
 AgencyId = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
@@ -49,12 +69,21 @@ class VictimContact(Contract):
     email: EmailStr | None = None
 
 
+class ConsentOverride(Contract):
+    """Providing data without consent (PIPA Art. 18(2)): which legal basis, who decided, and why."""
+
+    legal_basis: LegalBasis
+    recorded_by: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: ShortText
+
+
 class Consent(Contract):
     """The victim's consent to give their data to one agency (PIPA Art. 17), and to sensitive items (Art. 23)."""
 
     agency_id: AgencyId
     granted: bool
     sensitive_granted: bool = False
+    override: ConsentOverride | None = None
 
 
 class CaseDetails(Contract):
@@ -128,6 +157,7 @@ class CaseRouted(Envelope):
     referrals: list[RoutedReferral]
     decisions: list[RoutingDecision]
     uncovered_needs: list[Need] = []
+    rerouted_from: UUID | None = None  # set when this routing answers a ReroutingRequested for that referral
 
 
 class ReferralRequested(Envelope):
@@ -175,15 +205,74 @@ class ReferralDeclined(Envelope):
     note: ShortText | None = None
 
 
-Event = (
-    CaseSubmitted
-    | CaseRouted
-    | ReferralRequested
-    | ReferralDelivered
-    | ReferralFailed
-    | ReferralAccepted
-    | ReferralDeclined
-)
+class ReferralStarted(Envelope):
+    """The agency has begun working with the victim (state in_progress)."""
+
+    type: ClassVar[str] = "referral.in_progress"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    note: ShortText | None = None
+
+
+class ReferralCompleted(Envelope):
+    type: ClassVar[str] = "referral.completed"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    outcome: CompletionOutcome
+    reason: NotSuccessfulReason | None = None  # required when not successful
+    note: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _reason_when_not_successful(self) -> "ReferralCompleted":
+        if (self.outcome is CompletionOutcome.not_successful) != (self.reason is not None):
+            raise ValueError("a reason is required when, and only when, the outcome is not_successful")
+        return self
+
+
+class ReferralCancelled(Envelope):
+    type: ClassVar[str] = "referral.cancelled"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    reason: CancelReason
+    note: ShortText | None = None
+
+
+class ReferralReminded(Envelope):
+    """The agency was reminded that its acknowledgement deadline is near."""
+
+    type: ClassVar[str] = "referral.reminded"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    deadline: AwareDatetime
+
+
+class ReferralOverdue(Envelope):
+    """The agency did not acknowledge before its deadline; the caseworker is alerted and routing re-routes."""
+
+    type: ClassVar[str] = "referral.overdue"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    deadline: AwareDatetime
+
+
+class ReroutingRequested(Envelope):
+    """notify asks routing to find another agency for the needs a referral leaves unmet.
+
+    Published on `referral.rerouting`. Routing never chooses `agency_id` again for this case.
+    """
+
+    type: ClassVar[str] = "referral.rerouting"
+    version: ClassVar[int] = 1
+    referral_id: UUID
+    agency_id: AgencyId
+    needs: Annotated[list[Need], Field(min_length=1)]
+    cause: ReroutingCause
+
 
 EVENT_MODELS: tuple[type[Envelope], ...] = (
     CaseSubmitted,
@@ -193,6 +282,12 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReferralFailed,
     ReferralAccepted,
     ReferralDeclined,
+    ReferralStarted,
+    ReferralCompleted,
+    ReferralCancelled,
+    ReferralReminded,
+    ReferralOverdue,
+    ReroutingRequested,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
 

@@ -16,6 +16,11 @@ def agency_topic(agency_id: str) -> str:
     return f"referrals.{agency_id}"
 
 
+def ack_topic(agency_id: str) -> str:
+    """The topic a Kafka-native agency publishes its acknowledgements on."""
+    return "acks." + agency_topic(agency_id).removeprefix("referrals.")
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 

@@ -92,3 +92,29 @@ NEED_LABELS: dict[Need, tuple[str, str]] = {
     Need.statement_support: ("진술조력", "statement support"),
     Need.digital_takedown: ("불법촬영물 삭제지원", "digital takedown"),
 }
+
+
+class CompletionOutcome(StrEnum):
+    successful = "successful"
+    not_successful = "not_successful"
+
+
+class CancelReason(StrEnum):
+    consent_withdrawn = "consent_withdrawn"
+    case_closed = "case_closed"
+    other = "other"
+
+
+class ReroutingCause(StrEnum):
+    declined = "declined"
+    deadline_breached = "deadline_breached"
+    delivery_failed = "delivery_failed"
+
+
+class LegalBasis(StrEnum):
+    """PIPA Art. 18(2): when personal data may be provided without consent. An override must name one."""
+
+    other_law = "other_law"  # a special provision in another law requires it
+    imminent_danger = "imminent_danger"  # clearly needed to protect life, body or property from imminent danger
+    criminal_investigation = "criminal_investigation"  # needed for a public body's investigation and prosecution
+    court_proceedings = "court_proceedings"  # needed for a court's proceedings
