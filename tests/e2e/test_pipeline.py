@@ -167,3 +167,29 @@ async def test_restarting_the_whole_stack_loses_no_case(stack: Stack, client: ht
     events = await accepted_timeline(client, stack, case_id, 3)
     assert [e["type"] for e in events][:2] == ["case.submitted", "case.routed"]
     assert UUID(case_id)
+
+
+async def test_a_decline_asks_routing_to_find_another_agency_for_the_unmet_needs(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    simulator = stack.url("agency-simulator")
+    declined = await client.put(f"{simulator}/behaviour/legal-aid", json={"action": "decline", "reason": "no_capacity"})
+    assert declined.status_code == 200, declined.text
+    try:
+        case_id = await submit(client, stack)
+
+        async def rerouting_requested() -> list[dict] | None:
+            events = await timeline(client, stack.url("notify"), case_id)
+            return [e for e in events if e["type"] == "referral.rerouting"] or None
+
+        [request] = await eventually(rerouting_requested, 60, "a re-routing request after legal-aid declined")
+        assert request["agency_id"] == "legal-aid"
+        assert request["detail"] == {"needs": ["legal"], "cause": "declined"}
+        on_topic = [
+            r
+            for r in await read_topic(stack.kafka.bootstrap_servers, "referral.rerouting")
+            if r.key == case_id.encode()
+        ]
+        assert len(on_topic) == 1
+    finally:
+        await client.delete(f"{simulator}/behaviour/legal-aid")

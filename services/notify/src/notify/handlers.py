@@ -15,9 +15,10 @@ from schemas.events import (
     ReferralDeclined,
     ReferralDelivered,
     ReferralFailed,
+    ReroutingRequested,
 )
-from schemas.topics import REFERRAL_EVENTS
-from schemas.vocab import ReferralState
+from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING
+from schemas.vocab import ReferralState, ReroutingCause
 
 from . import storage
 from .domain import Change, change
@@ -66,7 +67,7 @@ async def on_referral_event(pool: asyncpg.Pool, event: Envelope) -> None:
             await storage.add_to_timeline(
                 conn,
                 event,
-                event.model_dump(mode="json", include={"referrals", "decisions", "uncovered_needs"}),
+                event.model_dump(mode="json", include={"referrals", "decisions", "uncovered_needs", "rerouted_from"}),
             )
         elif isinstance(event, ReferralDelivered | ReferralFailed | ReferralAccepted | ReferralDeclined):
             await storage.ensure_referral(
@@ -87,7 +88,33 @@ async def record_transition(conn: asyncpg.Connection, event: ReferralEvent) -> C
     await storage.add_to_timeline(
         conn, event, {**_detail(event), "state_change": outcome.value}, event.referral_id, event.agency_id
     )
+    if outcome is Change.applied and target in _REROUTE_ON and row["needs"]:
+        await request_rerouting(conn, event, list(row["needs"]), _REROUTE_ON[target])
     return outcome
+
+
+# A referral that ends without help leaves its needs unmet: routing looks for the next agency.
+_REROUTE_ON: dict[ReferralState, ReroutingCause] = {
+    ReferralState.declined: ReroutingCause.declined,
+    ReferralState.failed: ReroutingCause.delivery_failed,
+}
+
+
+async def request_rerouting(
+    conn: asyncpg.Connection, ended: ReferralEvent, needs: list[str], cause: ReroutingCause
+) -> None:
+    request = ReroutingRequested(
+        case_id=ended.case_id,
+        producer="notify",
+        referral_id=ended.referral_id,
+        agency_id=ended.agency_id,
+        needs=needs,
+        cause=cause,
+    )
+    await storage.add_to_timeline(
+        conn, request, {"needs": needs, "cause": cause.value}, ended.referral_id, ended.agency_id
+    )
+    await add_to_outbox(conn, REFERRAL_REROUTING, request)
 
 
 class AckRefused(Exception):

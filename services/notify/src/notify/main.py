@@ -12,7 +12,7 @@ from schemas.events import (
     ReferralDelivered,
     ReferralFailed,
 )
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS
+from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING
 
 from .api import routes
 from .handlers import CASES_CONSUMER, EVENTS_CONSUMER, on_case_submitted, on_referral_event
@@ -35,6 +35,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         (CaseRouted, ReferralDelivered, ReferralFailed, ReferralAccepted, ReferralDeclined),
         handle_referral_event,
     )
+    runtime.produces(REFERRAL_REROUTING)
     app = FastAPI(title="Notify", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     install_problem_handlers(app)
