@@ -348,7 +348,10 @@ def test_every_piece_of_the_local_stack_is_there(compose: dict[str, Any]) -> Non
     expected = {"kafka", "postgres", "jaeger"} | {app.name for app in APPS}
     expected |= {f"{app.name}-migrate" for app in SERVICES}
     assert set(compose["services"]) == expected
-    assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.1"
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    local_kafka = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert local_kafka is not None
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{local_kafka.group(1)}", "same Kafka as ./dev up"
     assert compose["services"]["postgres"]["image"] == "postgres:15"
     assert compose["services"]["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
 
