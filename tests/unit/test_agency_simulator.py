@@ -1,11 +1,14 @@
 """The agency simulator as the gateway and notify see it: webhook in, acknowledgements out, records to read."""
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -231,7 +234,7 @@ async def test_retries_the_acknowledgement_while_notify_is_down() -> None:
     assert len(notify.calls) == 4
 
 
-@pytest.mark.parametrize(("answer", "status"), [(409, "already_done"), (404, "rejected")])
+@pytest.mark.parametrize(("answer", "status"), [(409, "already_done"), (403, "rejected")])
 async def test_a_final_answer_from_notify_ends_the_retries(answer: int, status: str) -> None:
     notify = FakeNotify([answer])
     async with simulator(notify) as client:
@@ -241,6 +244,17 @@ async def test_a_final_answer_from_notify_ends_the_retries(answer: int, status: 
 
     assert record["ack"]["status"] == status
     assert len(record["ack"]["attempts"]) == 1 and len(notify.calls) == 1
+
+
+async def test_a_referral_notify_does_not_know_yet_is_acknowledged_again_later() -> None:
+    notify = FakeNotify([404, 404, 200])
+    async with simulator(notify) as client:
+        event = referral()
+        await deliver(client, event)
+        record = await wait_for(client, event, ack_final)
+
+    assert [a["status_code"] for a in record["ack"]["attempts"]] == [404, 404, 200]
+    assert record["ack"]["status"] == "sent"
 
 
 async def test_gives_up_on_the_acknowledgement_after_the_retry_window() -> None:
@@ -335,3 +349,82 @@ async def test_reset_forgets_everything_received_and_health_answers() -> None:
 
 def _seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp).timestamp()
+
+
+# --- webhook signatures ------------------------------------------------------------------------------------
+
+
+def _signed(event: ReferralRequested, secret: str, at: float | None = None) -> dict[str, str]:
+    body, timestamp = encode_event(event), str(int(at if at is not None else time.time()))
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {
+        "Idempotency-Key": str(event.referral_id),
+        "X-Onestop-Timestamp": timestamp,
+        "X-Onestop-Signature": f"sha256={digest}",
+    }
+
+
+def _with_secrets(**secrets: str) -> Settings:
+    return Settings(
+        notify_url="http://notify.test",
+        simulator_behaviour={"default": {"action": "silent"}},
+        simulator_webhook_secrets=secrets,
+    )
+
+
+async def test_an_agency_with_a_secret_takes_only_correctly_signed_referrals() -> None:
+    async with simulator(FakeNotify(), settings=_with_secrets(police="s3cret")) as client:
+        event = referral()
+        unsigned = await deliver(client, event)
+        wrong = await client.post(
+            "/agencies/police/referrals", content=encode_event(event), headers=_signed(event, "guess")
+        )
+        stale = await client.post(
+            "/agencies/police/referrals",
+            content=encode_event(event),
+            headers=_signed(event, "s3cret", at=time.time() - 3600),
+        )
+        before = (await client.get("/received")).json()
+        signed = await client.post(
+            "/agencies/police/referrals", content=encode_event(event), headers=_signed(event, "s3cret")
+        )
+        received = (await client.get("/received")).json()
+
+    assert [r.status_code for r in (unsigned, wrong, stale)] == [401, 401, 401]
+    assert unsigned.headers["content-type"] == "application/problem+json"
+    assert unsigned.json()["errors"][0]["loc"] == "header.X-Onestop-Signature"
+    assert before["deliveries"] == 0, "a refused request is not a delivery"
+    assert signed.status_code == 202
+    assert [r["signature"] for r in received["receipts"]] == ["valid"]
+
+
+async def test_secrets_come_from_the_variables_the_catalogue_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENCY_SIMULATOR_URL", "http://sim.test")
+    monkeypatch.setenv("WEBHOOK_SECRET_POLICE", "from-the-environment")
+    monkeypatch.delenv("WEBHOOK_SECRET_LEGAL_AID", raising=False)
+    catalogue = Path(__file__).resolve().parents[2] / "catalogue" / "agencies"
+    settings = Settings(notify_url="http://notify.test", catalogue_dir=catalogue)
+    async with simulator(FakeNotify(), settings=settings) as client:
+        police, legal_aid = referral("police"), referral("legal-aid")
+        refused = await deliver(client, police)
+        taken = await client.post(
+            "/agencies/police/referrals", content=encode_event(police), headers=_signed(police, "from-the-environment")
+        )
+        unchecked = await deliver(client, legal_aid)  # its variable is not set: nothing to check against
+
+    assert (refused.status_code, taken.status_code, unchecked.status_code) == (401, 202, 202)
+
+
+async def test_malformed_signature_headers_are_refused_not_crashed_on() -> None:
+    async with simulator(FakeNotify(), settings=_with_secrets(police="s3cret")) as client:
+        event = referral()
+        answers = [
+            await client.post(
+                "/agencies/police/referrals",
+                content=encode_event(event),
+                headers={**_signed(event, "s3cret"), **bad},
+            )
+            for bad in ({"X-Onestop-Timestamp": "soon"}, {"X-Onestop-Signature": "sha256=\xe9".encode("latin-1")})
+        ]
+
+    assert [a.status_code for a in answers] == [401, 401]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from routing.rules import load_rules
 from schemas.catalogue import Catalogue, CatalogueError, load_agency, load_catalogue
 from schemas.vocab import Need
 
@@ -73,6 +74,11 @@ def test_every_agency_tells_the_victim_what_it_receives(catalogue: Catalogue) ->
 # --- broken files --------------------------------------------------------------------------------------
 
 
+POLICE_SPECIALTIES = (
+    'specialties = ["stalking", "domestic_violence", "dating_violence", "sexual_violence", "violent_crime"]'
+)
+
+
 def _police_with(replace: tuple[str, str] | None = None, append: str = "") -> str:
     text = (CATALOGUE / "police.toml").read_text(encoding="utf-8")
     if replace is not None:
@@ -104,9 +110,24 @@ def _police_with(replace: tuple[str, str] | None = None, append: str = "") -> st
             _police_with(replace=('allowed_fields = ["victim.name"', 'allowed_fields = ["victim.address"')),
             "allowed_fields",
         ),
+        ("police.toml", _police_with(replace=('"Asia/Seoul"', '"Asia/Gotham"')), "hours.timezone"),
+        (
+            "police.toml",
+            _police_with(replace=("always_open = true", "opens = 18:00:00\ncloses = 09:00:00")),
+            "hours.closes",
+        ),
+        (
+            "police.toml",
+            _police_with(replace=(POLICE_SPECIALTIES, "specialties = []\nonly_specialties = true")),
+            "only_specialties",
+        ),
+        ("police.toml", _police_with(replace=('"case summary (sensitive)",', '"case summary",')), "consent_notice"),
     ],
-    ids=["unknown-field", "bad-need", "id-not-file-name", "missing-env-var", "invalid-toml", "unshareable-field"],
-)
+    ids=[
+        "unknown-field", "bad-need", "id-not-file-name", "missing-env-var", "invalid-toml", "unshareable-field",
+        "unknown-time-zone", "closes-before-opening", "only-specialties-without-any", "sensitive-item-not-named",
+    ],
+)  # fmt: skip
 def test_a_broken_file_is_named_with_its_field(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_name: str, content: str, named: str
 ) -> None:
@@ -130,3 +151,42 @@ def test_a_missing_environment_variable_fails_the_real_catalogue(monkeypatch: py
 def test_an_empty_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="no agency files"):
         load_catalogue(tmp_path)
+
+
+# --- the rules file ----------------------------------------------------------------------------------------
+
+RULES = CATALOGUE.parent / "rules.toml"
+
+
+def test_the_sample_rules_name_a_hub_for_each_crime_type_the_ministry_plans(catalogue: Catalogue) -> None:
+    rules = load_rules(RULES, catalogue)
+    hubs = {crime: hub for hub in rules.hubs for crime in hub.crime_types}
+    assert hubs["stalking"].agencies == ["seoul-stalking"]
+    assert hubs["digital_sex_crime"].agencies == ["seoul-digital-sex-crime"]
+    assert hubs["sexual_violence"].always_open and hubs["sexual_violence"].urgencies == ["urgent"]
+
+
+@pytest.mark.parametrize(
+    ("replace", "named"),
+    [
+        (('agencies = ["seoul-stalking"]', 'agencies = ["seoul-stalkers"]'), "hubs.0.agencies.0"),
+        (('"language", "priority"]', '"language", "priority", "mood"]'), "rank_by.5"),
+        (('skip_closed_for = ["urgent"]', 'skip_closed_for = ["asap"]'), "hours.skip_closed_for.0"),
+        (('crime_types = ["stalking"]', 'crime_types = ["stalking"]\nweather = "sunny"'), "hubs.0.weather"),
+        (('agencies = ["seoul-stalking"]', "agencies = []"), "hubs.0"),
+        (("[hours]", "[hours"), "line"),
+    ],
+    ids=["unknown-agency", "unknown-rank-key", "unknown-urgency", "unknown-field", "hub-selects-nothing", "bad-toml"],
+)
+def test_a_broken_rules_file_is_named_with_its_field(
+    tmp_path: Path, catalogue: Catalogue, replace: tuple[str, str], named: str
+) -> None:
+    text = RULES.read_text(encoding="utf-8")
+    assert replace[0] in text
+    broken = tmp_path / "rules.toml"
+    broken.write_text(text.replace(*replace, 1), encoding="utf-8")
+
+    with pytest.raises(CatalogueError) as raised:
+        load_rules(broken, catalogue)
+
+    assert "rules.toml" in str(raised.value) and named in str(raised.value)

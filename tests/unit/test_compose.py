@@ -687,3 +687,15 @@ def test_the_images_health_check_follows_the_services_health_endpoint() -> None:
         server.shutdown()
         server.server_close()
     assert _run_healthcheck(port) == 1  # nobody listening
+
+
+def test_the_gateway_and_the_simulator_share_every_webhook_agencys_secret(compose: dict[str, Any]) -> None:
+    names = {
+        match.group(1)
+        for path in (ROOT / "catalogue" / "agencies").glob("*.toml")
+        if (match := re.search(r'secret_env = "([A-Z0-9_]+)"', path.read_text(encoding="utf-8")))
+    }
+    assert names, "the sample catalogue has webhook agencies"
+    for service in ("agency-gateway", "agency-simulator"):
+        environment = compose["services"][service]["environment"]
+        assert names <= set(environment), f"{service} lacks {sorted(names - set(environment))}"

@@ -8,8 +8,20 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    EmailStr,
+    Field,
+    HttpUrl,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .events import AgencyId
 from .vocab import CrimeType, Need, Urgency
@@ -24,20 +36,102 @@ class Entry(BaseModel):
 
 
 class OpeningHours(Entry):
+    """When the agency answers: around the clock, or on `weekdays` from `opens` to `closes` local time."""
+
     always_open: bool = False
     timezone: str = "Asia/Seoul"
-    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = [0, 1, 2, 3, 4]  # Monday is 0
+    # Monday is 0
+    weekdays: Annotated[list[Annotated[int, Field(ge=0, le=6)]], Field(min_length=1)] = [0, 1, 2, 3, 4]
     opens: time = time(9, 0)
     closes: time = time(18, 0)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name such as 'Asia/Seoul'") from None
+        return name
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays_unique(cls, days: list[int]) -> list[int]:
+        if len(set(days)) != len(days):
+            raise ValueError("each weekday may be listed once")
+        return days
+
+    @field_validator("closes")
+    @classmethod
+    def _closes_after_opening(cls, closes: time, info: ValidationInfo) -> time:
+        opens = info.data.get("opens")
+        if opens is not None and closes <= opens:
+            raise ValueError("must be later than `opens` (for round-the-clock service set always_open = true)")
+        return closes
+
+
+# --- delivery channels -------------------------------------------------------------------------------
+# `type` picks the agency gateway's plugin that delivers; webhook, email and kafka are built in, any other
+# type is a plugin package's, whose own settings model checks the rest of the table when the gateway starts.
+
+ChannelType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+# The name of an environment variable holding a secret: the catalogue names it, the deployment sets it.
+SecretEnv = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
+Timeout = Annotated[float, Field(gt=0, le=60)]
+
 
 class WebhookChannel(Entry):
+    """HTTP POST of the referral, signed with HMAC-SHA256 under the secret in the variable `secret_env`."""
+
     type: Literal["webhook"]
     url: HttpUrl
-    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    secret_env: SecretEnv
+    timeout_seconds: Timeout = 10.0
 
 
-Channel = WebhookChannel
+class EmailChannel(Entry):
+    """The referral by e-mail over SMTP; `${VARIABLE}`s let the deployment name the relay."""
+
+    type: Literal["email"]
+    to: EmailStr
+    from_address: EmailStr
+    smtp_host: Annotated[str, Field(min_length=1)]
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    tls: Literal["starttls", "implicit", "none"] = "starttls"  # "none" only for a relay on the same host
+    username_env: SecretEnv | None = None
+    password_env: SecretEnv | None = None
+    timeout_seconds: Timeout = 10.0
+
+
+class KafkaChannel(Entry):
+    """The agency consumes `referrals.<agency-id>` itself, with its own consumer group, and acknowledges on
+    `acks.<agency-id>`; the gateway only records that the referral is available."""
+
+    type: Literal["kafka"]
+
+
+class PluginChannel(Entry):
+    """A channel of an installed gateway plugin: `type` names the plugin, which checks the other settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: ChannelType
+
+
+BUILT_IN_CHANNELS = ("webhook", "email", "kafka")
+
+
+def _channel_kind(value: object) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in BUILT_IN_CHANNELS else "plugin"
+
+
+Channel = Annotated[
+    Annotated[WebhookChannel, Tag("webhook")]
+    | Annotated[EmailChannel, Tag("email")]
+    | Annotated[KafkaChannel, Tag("kafka")]
+    | Annotated[PluginChannel, Tag("plugin")],
+    Discriminator(_channel_kind),
+]
 
 
 class ConsentNotice(Entry):
@@ -54,6 +148,7 @@ class Agency(Entry):
     name_en: Annotated[str, Field(min_length=1)]
     services: Annotated[list[Need], Field(min_length=1)]
     specialties: list[CrimeType] = []
+    only_specialties: bool = False  # takes only cases of its specialties (a stalking centre, say)
     regions: Annotated[list[str], Field(min_length=1)]  # "*" serves everywhere
     languages: Annotated[list[str], Field(min_length=1)]
     hours: OpeningHours = OpeningHours()
@@ -71,6 +166,22 @@ class Agency(Entry):
         if unknown:
             raise ValueError(f"unknown fields {unknown}; shareable fields are {list(SHAREABLE_FIELDS)}")
         return fields
+
+    @field_validator("only_specialties")
+    @classmethod
+    def _specialties_to_keep_to(cls, only: bool, info: ValidationInfo) -> bool:
+        if only and not info.data.get("specialties"):
+            raise ValueError("needs a non-empty `specialties` list to keep to")
+        return only
+
+    @field_validator("consent_notice")
+    @classmethod
+    def _notice_names_sensitive_items(cls, notice: ConsentNotice, info: ValidationInfo) -> ConsentNotice:
+        # PIPA Art. 23: the victim must be told, separately, when sensitive items would be provided.
+        sensitive = SENSITIVE_FIELDS & set(info.data.get("allowed_fields") or [])
+        if sensitive and not any("sensitive" in item for item in notice.items):
+            raise ValueError(f"allowed_fields include sensitive {sorted(sensitive)}: an item must say '(sensitive)'")
+        return notice
 
 
 class CatalogueError(ValueError):

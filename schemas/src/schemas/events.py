@@ -1,9 +1,10 @@
 """Event contracts: one pydantic model per event type and version, each wrapped in the common envelope."""
 
 import re
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from datetime import UTC, datetime, time
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -61,12 +62,63 @@ class Envelope(Contract):
 # --- case details -----------------------------------------------------------------------------------
 
 
+class SafeHours(Contract):
+    """When the victim may safely be contacted, in local time; a `start` later than `end` spans midnight."""
+
+    start: time
+    end: time
+    timezone: str = "Asia/Seoul"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name such as Asia/Seoul") from None
+        return name
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "SafeHours":
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class ContactRules(Contract):
+    """Whether, how and when the centre may contact the victim: an offender may share a phone, an inbox or a home.
+
+    Without rules, or without a safe channel, the victim is not contacted at all.
+    """
+
+    do_not_contact: bool = False
+    safe_channel: Literal["email", "sms"] | None = None  # the only channel that may be used
+    safe_hours: SafeHours | None = None  # None: any time of day
+
+
 class VictimContact(Contract):
     """How the victim may be reached. Personal data: never logged, only sent to agencies allowed it."""
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
     phone: Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{5,19}$")] | None = None
     email: EmailStr | None = None
+    contact_rules: ContactRules | None = None
+
+    @model_validator(mode="after")
+    def _safe_channel_has_an_address(self) -> "VictimContact":
+        channel = self.contact_rules.safe_channel if self.contact_rules is not None else None
+        if channel == "email" and self.email is None:
+            raise ValueError("contact_rules.safe_channel is email, but no email is given")
+        if channel == "sms" and self.phone is None:
+            raise ValueError("contact_rules.safe_channel is sms, but no phone is given")
+        return self
+
+
+class Caseworker(Contract):
+    """The centre's staff member following the case, told when a referral needs them."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    email: EmailStr
 
 
 class ConsentOverride(Contract):
@@ -96,6 +148,7 @@ class CaseDetails(Contract):
     victim: VictimContact
     consents: Annotated[list[Consent], Field(max_length=64)] = []
     summary: Annotated[str, Field(max_length=4000)] | None = None
+    caseworker: Caseworker | None = None
 
     @field_validator("needs")
     @classmethod
@@ -143,6 +196,7 @@ class RoutingDecision(Contract):
     chosen: bool
     needs: list[Need]
     reason: ShortText
+    override: ConsentOverride | None = None  # set when chosen without consent, on this legal basis (PIPA 18(2))
 
 
 class RoutedReferral(Contract):

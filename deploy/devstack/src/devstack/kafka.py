@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.errors import DevstackError
+from devstack.kafka_admin import partitions
 from devstack.paths import repo_root
 from devstack.ports import free_ports, port_in_use
 from devstack.process import ManagedProcess, describe_exit, log_tail
@@ -202,6 +203,35 @@ class KafkaCluster:
         node = self._require_started()[node_index]
         node.stop(_STOP_GRACE_SECONDS)
         node.start()
+
+    def node_index(self, broker_id: int) -> int:
+        """The index (for kill/restart) of the node whose `node.id` is `broker_id`."""
+        if not 1 <= broker_id <= self.size:
+            raise DevstackError(f"no node with broker id {broker_id} in a cluster of {self.size}")
+        return broker_id - 1
+
+    def leader_index(self, topic: str, partition: int) -> int:
+        """The index of the node leading `topic`'s `partition` now."""
+        for info in _run_sync(partitions(self.bootstrap_servers, [topic])):
+            if info.partition == partition and info.leader >= 1:
+                return self.node_index(info.leader)
+        raise DevstackError(f"{topic}/{partition} has no leader now")
+
+    def wait_fully_replicated(self, timeout: float = 120.0) -> None:
+        """Return once every partition's in-sync replicas are all its replicas (a restarted node has caught up)."""
+        deadline = time.monotonic() + timeout
+        behind: list[str] = []
+        while True:
+            try:
+                infos = _run_sync(partitions(self.bootstrap_servers, include_internal=True))
+                behind = [f"{p.topic}/{p.partition}" for p in infos if p.under_replicated or p.leader < 0]
+                if not behind:
+                    return
+            except Exception as exc:  # metadata unavailable for a moment: try again
+                behind = [f"metadata: {type(exc).__name__}"]
+            if time.monotonic() > deadline:
+                raise DevstackError(f"partitions still under-replicated after {timeout:.0f}s: {behind[:10]}")
+            time.sleep(0.5)
 
     def _require_started(self) -> list[ManagedProcess]:
         if self._nodes is None:

@@ -1,6 +1,8 @@
 """The whole system as local processes: Kafka, PostgreSQL, then every service from a list of specs."""
 
 import os
+import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,14 @@ from devstack.postgres import PostgresServer
 from devstack.process import ManagedProcess, describe_exit, log_tail
 
 DATABASE = "onestop"
+_SECRET_ENV = re.compile(r'^secret_env\s*=\s*"([A-Z][A-Z0-9_]*)"', re.MULTILINE)
+
+
+def dev_secrets(catalogue: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """A random secret for each webhook secret variable the catalogue names, new every run, unless already set:
+    the gateway signs with it and the simulator checks with it. Real secrets never live in the repository."""
+    names = {name for path in sorted(catalogue.glob("*.toml")) for name in _SECRET_ENV.findall(path.read_text())}
+    return {name: secrets.token_hex(32) for name in sorted(names) if not env.get(name)}
 
 
 @dataclass(frozen=True)
@@ -172,9 +182,12 @@ class Stack:
             CATALOGUE_DIR=str(self.repo / "catalogue" / "agencies"),
             PYTHONUNBUFFERED="1",
         )
+        # The services create their topics: as replicated as the cluster allows (3 on `--kafka-nodes 3`).
+        env.setdefault("TOPIC_REPLICATION_FACTOR", str(self.kafka.replication_factor))
         for spec in self.specs:
             if spec.url_env is not None:
                 env[spec.url_env] = self.url(spec.name)
+        env.update(dev_secrets(self.repo / "catalogue" / "agencies", env))
         return env
 
     def _migrate(self, spec: ServiceSpec) -> None:

@@ -33,11 +33,19 @@ async def create_pool(dsn: str, schema: str, max_size: int = 10) -> asyncpg.Pool
         min_size=1,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": schema, "application_name": schema},
         command_timeout=30,
     )
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip the reset query at each release (a round trip per transaction): pool connections hold no session state.
+
+    asyncpg still rolls back a transaction left open before calling this.
+    """
 
 
 async def connect(dsn: str, schema: str) -> asyncpg.Connection:

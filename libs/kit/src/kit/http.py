@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .db import UNAVAILABLE_ERRORS
-from .runtime import ServiceRuntime
+from .runtime import ServiceRuntime, as_json, summary
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_problem(_: Request, error: HTTPException) -> JSONResponse:
         return problem_response(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
 
+    async def unavailable(_: Request, error: Exception) -> JSONResponse:
+        log.warning("storage unavailable: %s", type(error).__name__)
+        return problem_response(503, "Service unavailable", "storage is unreachable; nothing was saved, retry")
+
+    # Not left to the catch-all below: Starlette re-raises what reaches that one, and the server then drops the
+    # connection, so a client's next request on it would fail instead of getting its own 503.
+    for unavailable_error in UNAVAILABLE_ERRORS:
+        if issubclass(unavailable_error, Exception):
+            app.add_exception_handler(unavailable_error, unavailable)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         if isinstance(error, UNAVAILABLE_ERRORS):
@@ -64,15 +74,26 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def install_health_route(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """`GET /health`: what the service depends on and whether each answers now; 503 when a required one does not.
+
+    `status` is `ok`, `impaired` (an optional dependency is unreachable: some features fail) or `degraded`
+    (a required one is: 503). `checks` is the short form; `dependencies` says what, where, and how fast.
+    """
+    if any(getattr(route, "path", None) == "/health" for route in app.routes):
+        return
+
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
-        checks = await runtime.health()
-        healthy = checks.get("postgres") == "ok" and checks.get("kafka") == "ok"
+        dependencies = await runtime.dependencies()
+        healthy = all(d.reachable for d in dependencies if d.required)
+        complete = all(d.reachable for d in dependencies)
         return JSONResponse(
             {
-                "status": "ok" if healthy else "degraded",
+                "status": "ok" if complete else "impaired" if healthy else "degraded",
                 "service": runtime.settings.service_name,
-                "checks": checks,
+                "checks": summary(dependencies),
+                "dependencies": [as_json(d) for d in dependencies],
+                **runtime.topology(),
             },
             status_code=200 if healthy else 503,
         )

@@ -5,18 +5,46 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
+from aiokafka import TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 from faststream.kafka import KafkaBroker
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 from schemas.topics import dlq_topic
 
+from . import metrics
 from .db import create_pool
 from .messaging import E, Handler, ensure_topics, make_broker, subscribe
-from .outbox import OutboxRelay, outbox_backlog
+from .outbox import OutboxRelay, outbox_state
 from .settings import ServiceSettings
+from .telemetry import untraced
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
+
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Dependency:
+    """Something the service needs, where it is (never with credentials) and whether it answered just now."""
+
+    name: str
+    kind: str  # postgresql, kafka or http
+    target: str
+    required: bool  # when False the service works without it, less fully
+    reachable: bool = False
+    latency_ms: float | None = None
+    error: str | None = None  # the error's type only
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceRuntime:
@@ -27,7 +55,15 @@ class ServiceRuntime:
         self._pool: asyncpg.Pool | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._topics: set[str] = set()
+        self._produced: set[str] = set()
+        self._consumers: list[tuple[str, str, LogicSubscriber[Any]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        # Other services this one calls, found as the settings' `*_url` fields (ROUTING_URL, say).
+        self._http: dict[str, tuple[str, bool]] = {
+            name.removesuffix("_url"): (str(value), False)
+            for name, value in settings.model_dump().items()
+            if name.endswith("_url") and name != "database_url" and value
+        }
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -38,7 +74,7 @@ class ServiceRuntime:
     def consume(self, topic: str, group_id: str, accepts: tuple[type[E], ...], handle: Handler[E]) -> None:
         """Subscribe before start(); the topic and its DLQ are created at start."""
         self._topics |= {topic, dlq_topic(topic)}
-        subscribe(self.broker, topic, group_id, accepts, handle)
+        self._consumers.append((group_id, topic, subscribe(self.broker, topic, group_id, accepts, handle)))
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Something the service opened (an HTTP client, say) to close after consuming has stopped."""
@@ -46,6 +82,17 @@ class ServiceRuntime:
 
     def produces(self, *topics: str) -> None:
         self._topics |= set(topics)
+        self._produced |= set(topics)
+
+    def depends_on(self, name: str, url: str, *, required: bool = False) -> None:
+        """An HTTP service this one calls, for the health report (those in the settings are found already)."""
+        self._http[name] = (url, required)
+
+    def instrument(self, app: "FastAPI") -> None:
+        """Traces for the HTTP app, `/metrics`, and `/health` naming each dependency: one call in `main.py`."""
+        from .observability import install_observability
+
+        install_observability(app, self)
 
     async def start(self) -> None:
         """Wait for Kafka and PostgreSQL (they may still be starting), then connect and start consuming."""
@@ -65,7 +112,18 @@ class ServiceRuntime:
                 log.warning("dependencies not ready (%s); retrying in %.1fs", type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        await self.broker.start()
+        while True:
+            try:
+                await self.broker.start()
+                break
+            except UnknownTopicOrPartitionError:
+                # Topics just created may not be in every broker's metadata yet (a loaded machine, a cluster).
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("topics not visible yet; starting the consumers again in %.1fs", delay)
+                await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
 
     @contextlib.asynccontextmanager
@@ -89,13 +147,101 @@ class ServiceRuntime:
             await self._pool.close()
 
     async def health(self) -> dict[str, str]:
-        """Each dependency and whether it answers now."""
-        checks: dict[str, str] = {}
+        """Each dependency and whether it answers now, in short (`dependencies()` has the details)."""
+        return summary(await self.dependencies())
+
+    async def dependencies(self) -> list[Dependency]:
+        """Every dependency, checked now (side by side, each within a couple of seconds)."""
+        s = self.settings
+        database = urlsplit(s.database_url)
+        where = f"{database.hostname}:{database.port or 5432}{database.path}"
+        checks = [
+            self._check(Dependency("postgres", "postgresql", where, True), self._check_postgres),
+            self._check(Dependency("kafka", "kafka", s.kafka_bootstrap_servers, True), self._check_kafka),
+        ]
+        for name, (url, required) in sorted(self._http.items()):
+            parts = urlsplit(url)
+            target = (
+                f"{parts.scheme}://{parts.hostname}:{parts.port}"
+                if parts.port
+                else f"{parts.scheme}://{parts.hostname}"
+            )
+            checks.append(self._check(Dependency(name, "http", target, required), _http_checker(url)))
+        return list(await asyncio.gather(*checks))
+
+    def topology(self) -> dict[str, Any]:
+        """The topics this service consumes (with its consumer groups) and produces."""
+        return {
+            "consumes": [{"topic": topic, "group": group} for group, topic, _ in self._consumers],
+            "produces": sorted(self._produced),
+        }
+
+    @staticmethod
+    async def _check(dependency: Dependency, probe: Callable[[Dependency], Awaitable[bool]]) -> Dependency:
+        started = time.perf_counter()
         try:
-            backlog = await asyncio.wait_for(outbox_backlog(self.pool), 2)
-            checks["postgres"] = "ok"
-            checks["outbox_backlog"] = str(backlog)
+            with untraced():
+                dependency.reachable = await asyncio.wait_for(probe(dependency), CHECK_TIMEOUT_SECONDS)
         except Exception as error:
-            checks["postgres"] = f"unreachable ({type(error).__name__})"
-        checks["kafka"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
-        return checks
+            dependency.reachable, dependency.error = False, type(error).__name__
+        dependency.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        return dependency
+
+    async def _check_postgres(self, dependency: Dependency) -> bool:
+        backlog, oldest = await outbox_state(self.pool)
+        dependency.detail = {"outbox_backlog": backlog, "outbox_oldest_unsent_seconds": round(oldest, 3)}
+        return True
+
+    async def _check_kafka(self, _: Dependency) -> bool:
+        return bool(await self.broker.ping(timeout=CHECK_TIMEOUT_SECONDS))
+
+    async def refresh_metrics(self) -> None:
+        """Bring the sampled gauges up to date: the outbox backlog and each consumer group's lag."""
+        with contextlib.suppress(Exception):
+            backlog, oldest = await asyncio.wait_for(outbox_state(self.pool), CHECK_TIMEOUT_SECONDS)
+            metrics.OUTBOX_BACKLOG.set(backlog)
+            metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
+        for group, topic, subscriber in self._consumers:
+            with contextlib.suppress(Exception):
+                lag = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
+                if lag is not None:
+                    metrics.CONSUMER_LAG.labels(group, topic).set(lag)
+
+
+def summary(dependencies: list[Dependency]) -> dict[str, str]:
+    """The short form: `{"postgres": "ok", "kafka": "unreachable (TimeoutError)", "outbox_backlog": "0", ...}`."""
+    checks: dict[str, str] = {}
+    for d in dependencies:
+        checks[d.name] = "ok" if d.reachable else f"unreachable ({d.error})" if d.error else "unreachable"
+        if d.name == "postgres" and d.reachable:
+            checks["outbox_backlog"] = str(d.detail["outbox_backlog"])
+    return checks
+
+
+def as_json(dependency: Dependency) -> dict[str, Any]:
+    return asdict(dependency)
+
+
+def _http_checker(url: str) -> Callable[[Dependency], Awaitable[bool]]:
+    async def probe(dependency: Dependency) -> bool:
+        # Reachable means it answers at all; its own health is its own report.
+        async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_SECONDS) as client:
+            answer = await client.get(url.rstrip("/") + "/health")
+        dependency.detail = {"status_code": answer.status_code}
+        return True
+
+    return probe
+
+
+async def _consumer_lag(subscriber: LogicSubscriber[Any]) -> int | None:
+    consumer = subscriber.consumer
+    if consumer is None:
+        return None
+    assigned: list[TopicPartition] = list(consumer.assignment())
+    if not assigned:
+        return 0
+    ends = await consumer.end_offsets(assigned)
+    lag = 0
+    for tp in assigned:
+        lag += max(int(ends[tp]) - int(await consumer.position(tp)), 0)
+    return lag

@@ -1,25 +1,88 @@
-"""OpenTelemetry set-up from the standard OTEL_* variables, and trace context carried in event headers."""
+"""OpenTelemetry set-up from the standard OTEL_* variables, trace context carried in event headers, and a privacy
+filter so that no span leaves the process with personal data in it."""
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link, Span, Status
+from opentelemetry.util.types import Attributes
+
+__all__ = [
+    "PrivacyFilter",
+    "annotate_span",
+    "configure_tracing",
+    "context_from_headers",
+    "continue_trace",
+    "current_trace_headers",
+    "current_trace_ids",
+    "instrument_libraries",
+    "untraced",
+]
+
+tracer = trace.get_tracer("kit")
+
+# Attributes the instrumentations may set that can hold personal data: who called (an address, a browser),
+# query strings, headers, SQL parameters and exception messages. Dropped from every span and span event.
+_DROPPED_ATTRIBUTES = frozenset(
+    {
+        "client.address",
+        "client.port",
+        "net.peer.ip",
+        "net.sock.peer.addr",
+        "net.sock.peer.port",
+        "http.client_ip",
+        "http.user_agent",
+        "user_agent.original",
+        "url.query",
+        "db.statement.parameters",
+        "db.query.parameter",
+        "exception.message",
+    }
+)
+_DROPPED_PREFIXES = ("http.request.header.", "http.response.header.", "db.query.parameter.")
+_URL_ATTRIBUTES = frozenset({"http.url", "url.full", "http.target"})
+_STACK_FRAME = re.compile(r'^\s*File ".*", line \d+, in \S+$')
 
 
 def configure_tracing(service: str) -> TracerProvider:
-    """A tracer provider named for the service; spans go over OTLP when OTEL_EXPORTER_OTLP_* says where."""
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    """A tracer provider named for the service; spans go over OTLP when OTEL_EXPORTER_OTLP_* says where.
+
+    Everything else comes from the standard variables too: OTEL_SERVICE_NAME (else `service`),
+    OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS and so on.
+    """
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service}
+    provider = TracerProvider(resource=Resource.create(attributes))
     exporter_wanted = os.environ.get("OTEL_TRACES_EXPORTER", "otlp") == "otlp"
     endpoint_set = any(k in os.environ for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
     if exporter_wanted and endpoint_set:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(PrivacyFilter(BatchSpanProcessor(OTLPSpanExporter())))
     trace.set_tracer_provider(provider)
+    instrument_libraries()
     return provider
+
+
+def instrument_libraries() -> None:
+    """Spans for every PostgreSQL statement (the SQL text, never its parameters) and every outgoing HTTP call."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    asyncpg_instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call]
+    if not asyncpg_instrumentor.is_instrumented_by_opentelemetry:
+        asyncpg_instrumentor.instrument()
+    if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        HTTPXClientInstrumentor().instrument()
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -30,4 +93,108 @@ def current_trace_headers() -> dict[str, str]:
 
 
 def context_from_headers(headers: Mapping[str, str]) -> context.Context:
-    return propagate.extract(dict(headers))
+    """A fresh context holding only the trace that `headers` carry (nothing of the caller's context)."""
+    return propagate.extract(dict(headers), context=context.Context())
+
+
+def current_trace_ids() -> tuple[str | None, str | None]:
+    """The current trace id and span id as hex, or (None, None) outside any trace."""
+    span = trace.get_current_span().get_span_context()
+    if not span.is_valid:
+        return None, None
+    return format(span.trace_id, "032x"), format(span.span_id, "016x")
+
+
+def annotate_span(**ids: object) -> None:
+    """Put ids (never personal data) on the current span as `onestop.<name>`, so a case's spans can be found."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        for name, value in ids.items():
+            if value is not None:
+                span.set_attribute(f"onestop.{name}", str(value))
+
+
+@contextmanager
+def continue_trace(headers: Mapping[str, str] | None, name: str) -> Iterator[Span]:
+    """Run the block in a span of the trace that `headers` name (stored with a case's data), not the caller's.
+
+    For work that arrives without the case's trace context (an agency's HTTP acknowledgement, say): the span
+    joins the case's trace and links back to the request's own span. When the caller already is in that trace,
+    or nothing was stored, it is a plain child span.
+    """
+    stored = context_from_headers(headers or {})
+    stored_span = trace.get_current_span(stored).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if not stored_span.is_valid or (current.is_valid and current.trace_id == stored_span.trace_id):
+        with tracer.start_as_current_span(name) as span:
+            yield span
+        return
+    links = [Link(current, {"onestop.link": "request"})] if current.is_valid else []
+    with tracer.start_as_current_span(name, context=stored, links=links) as span:
+        yield span
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No instrumentation spans inside (polling loops, health checks): they would be noise with no case in them."""
+    with suppress_instrumentation():
+        yield
+
+
+class PrivacyFilter(SpanProcessor):
+    """Hands `inner` a copy of each finished span without attributes that can hold personal data.
+
+    Exception events keep the exception's type and where it was raised, not its message (a database error or a
+    validation error quotes the values it refused); URLs lose their query strings; status descriptions go.
+    """
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner = inner
+
+    def on_start(self, span: sdk_trace.Span, parent_context: context.Context | None = None) -> None:
+        self.inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.inner.on_end(redacted(span))
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def redacted(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_clean(span.attributes),
+        events=[Event(e.name, _clean(e.attributes), e.timestamp) for e in span.events],
+        links=[Link(link.context, _clean(link.attributes)) for link in span.links],
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _clean(attributes: Attributes) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in (attributes or {}).items():
+        if key in _DROPPED_ATTRIBUTES or key.startswith(_DROPPED_PREFIXES):
+            continue
+        if key in _URL_ATTRIBUTES and isinstance(value, str):
+            value = _without_query(value)
+        elif key == "exception.stacktrace" and isinstance(value, str):
+            value = "\n".join(line for line in value.splitlines() if _STACK_FRAME.match(line))
+        clean[key] = value
+    return clean
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # no user:password either
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -1,54 +1,210 @@
-"""Kafka handler per agency: deliver a referral once, then record the outcome and emit delivered or failed."""
+"""Kafka handlers per agency: deliver a referral, or retry it later from the agency's retry topic, or dead-letter it.
 
-import asyncpg
-import httpx
+Each agency has two consumer groups of its own, one on `referrals.<agency-id>` and one on its retry topic, so a
+slow, failing or dead agency holds up only its own referrals. A transient failure goes to the retry topic with
+the time it may be tried again (exponential backoff with jitter); a permanent failure, or the last allowed attempt,
+goes to the agency's DLQ with the reason in headers and emits `referral.failed`.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from faststream.kafka.annotations import KafkaMessage
+from kit import metrics
 from kit.inbox import already_processed, first_time
 from kit.outbox import add_to_outbox
+from kit.runtime import ServiceRuntime
 from schemas.catalogue import Agency
-from schemas.events import EventRejected, ReferralDelivered, ReferralFailed, ReferralRequested
-from schemas.topics import REFERRAL_EVENTS
+from schemas.events import EventRejected, ReferralDelivered, ReferralFailed, ReferralRequested, encode_event
+from schemas.topics import REFERRAL_EVENTS, agency_topic, dlq_topic, retry_topic
 
 from . import storage
-from .settings import GatewaySettings
-from .webhook import deliver_webhook
+from .channels import DeliveryChannel
+from .domain import (
+    CircuitBreaker,
+    Delivered,
+    Done,
+    Failed,
+    GiveUp,
+    Outcome,
+    Retry,
+    RetryPolicy,
+    after_attempt,
+    minimise,
+)
+
+log = logging.getLogger(__name__)
+
+# Headers of a record on a retry topic.
+RETRY_ATTEMPTS = "retry.attempts"  # delivery attempts made so far
+RETRY_NOT_BEFORE = "retry.not_before"  # Unix time before which it is not tried again
+RETRY_REASON = "retry.reason"
+
+# A plugin that neither answers nor times out by itself is given up on after this long (counted as transient).
+PLUGIN_GUARD_SECONDS = 120.0
 
 
 def consumer_name(agency: Agency) -> str:
     return f"agency-gateway.{agency.id}"
 
 
-async def on_referral(
-    pool: asyncpg.Pool,
-    client: httpx.AsyncClient,
-    settings: GatewaySettings,
-    agency: Agency,
-    referral: ReferralRequested,
-) -> None:
-    if referral.agency_id != agency.id:
-        raise EventRejected("wrong_agency", f"a referral for {referral.agency_id} on {agency.id}'s topic")
-    consumer = consumer_name(agency)
-    if await already_processed(pool, consumer, referral.event_id):
-        return
-    # The delivery is outside the transaction; if we crash before recording it, the agency gets it again
-    # with the same idempotency key and acts once.
-    result = await deliver_webhook(
-        client, agency.channel, referral, settings.delivery_attempts, settings.retry_base_seconds
-    )
-    common = {
-        "case_id": referral.case_id,
-        "producer": "agency-gateway",
-        "referral_id": referral.referral_id,
-        "agency_id": agency.id,
-        "channel": agency.channel.type,
-        "attempts": result.attempts,
-    }
-    outcome = (
-        ReferralDelivered(**common, agency_status=result.agency_status)
-        if result.delivered
-        else ReferralFailed(**common, reason=result.reason)
-    )
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, consumer, referral.event_id):
+class AgencyDeliveries:
+    """Delivering one agency's referrals through its channel, with its own retry topic and circuit breaker."""
+
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        agency: Agency,
+        channel: DeliveryChannel,  # type: ignore[type-arg]
+        policy: RetryPolicy,
+        breaker: CircuitBreaker,
+        *,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.runtime = runtime
+        self.agency = agency
+        self.channel = channel
+        self.policy = policy
+        self.breaker = breaker
+        self.clock = clock
+        self.jitter = jitter
+        self.topic = agency_topic(agency.id)
+        self.retry_topic = retry_topic(self.topic)
+        self.group = consumer_name(agency)
+        self.retry_group = f"{self.group}.retry"
+        self.failed_consumer = f"{self.group}.failed"  # inbox name under which a failure is emitted once
+
+    def subscribe(self) -> None:
+        self.runtime.consume(self.topic, self.group, (ReferralRequested,), self.on_referral)
+        self.runtime.consume(self.retry_topic, self.retry_group, (ReferralRequested,), self.on_retry)
+        self.runtime.produces(dlq_topic(self.topic), *self.channel.topics())
+        self.runtime.on_stop(self.channel.close)
+
+    async def on_referral(self, referral: ReferralRequested) -> None:
+        await self.handle(referral, attempts_before=0, not_before=None)
+
+    async def on_retry(self, referral: ReferralRequested) -> None:
+        headers = self._message().headers
+        try:
+            attempts_before = int(headers.get(RETRY_ATTEMPTS, "0"))
+            not_before = float(headers.get(RETRY_NOT_BEFORE, "0"))
+        except ValueError:
+            detail = f"{RETRY_ATTEMPTS} or {RETRY_NOT_BEFORE} is not a number"
+            raise EventRejected("invalid_retry_headers", detail) from None
+        await self.handle(referral, attempts_before, not_before)
+
+    async def handle(self, referral: ReferralRequested, attempts_before: int, not_before: float | None) -> None:
+        if referral.agency_id != self.agency.id:
+            raise EventRejected("wrong_agency", f"a referral for {referral.agency_id} on {self.agency.id}'s topic")
+        if await already_processed(self.runtime.pool, self.group, referral.event_id):
             return
-        await storage.record_delivery(conn, outcome, result.agency_status, None if result.delivered else result.reason)
-        await add_to_outbox(conn, REFERRAL_EVENTS, outcome)
+        if not_before is not None:
+            # Only this agency's retries wait here; its main topic and every other agency go on.
+            wait = min(not_before - self.clock(), self.policy.max_seconds + self.breaker.open_seconds)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        now = self.clock()
+        if self.breaker.is_open(now):
+            # Do not call an agency that is down: wait on the retry topic until the circuit lets a probe through.
+            delay = self.breaker.open_until - now + self.policy.base_seconds * self.jitter()
+            await self._retry_later(referral, attempts_before, delay, "circuit open after repeated failures")
+            return
+        outcome = await self._attempt(referral)
+        self.breaker.record(outcome, self.clock())
+        attempts = attempts_before + 1
+        step = after_attempt(outcome, attempts, self.policy, self.jitter())
+        if isinstance(step, Done):
+            assert isinstance(outcome, Delivered)
+            await self._delivered(referral, outcome, attempts)
+            return
+        await storage.record_attempt(self.runtime.pool, referral, self.agency.channel.type, attempts, outcome)
+        if isinstance(step, Retry):
+            await self._retry_later(referral, attempts, step.delay_seconds, step.reason)
+        else:
+            await self._give_up(referral, step, outcome.agency_status)
+
+    async def _attempt(self, referral: ReferralRequested) -> Outcome:
+        sent, dropped = minimise(referral, self.agency.allowed_fields)
+        if dropped:
+            log.warning("fields %s are not allowed for %s and were not sent", dropped, self.agency.id)
+        try:
+            async with asyncio.timeout(PLUGIN_GUARD_SECONDS):
+                return await self.channel.deliver(sent, encode_event(sent))
+        except TimeoutError:
+            channel = self.agency.channel.type
+            return Failed(f"the {channel} channel gave no answer within {PLUGIN_GUARD_SECONDS:g}s", True)
+        except Exception as error:
+            log.exception("the %s channel failed", self.agency.channel.type)
+            return Failed(f"the {self.agency.channel.type} channel failed ({type(error).__name__})", True)
+
+    async def _delivered(self, referral: ReferralRequested, outcome: Delivered, attempts: int) -> None:
+        event = ReferralDelivered(**self._event_fields(referral, attempts), agency_status=outcome.agency_status)
+        # The attempt, the outcome and the event in one transaction: the agency may answer notify at once.
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await storage.record_attempt(conn, referral, event.channel, attempts, outcome)
+            if not await first_time(conn, self.group, referral.event_id):
+                return
+            await storage.record_delivery(conn, event, outcome.agency_status, None, outcome.agency_answer)
+            await add_to_outbox(conn, REFERRAL_EVENTS, event)
+        log.info("referral delivered to %s by %s after %d attempt(s)", self.agency.id, event.channel, attempts)
+
+    async def _retry_later(self, referral: ReferralRequested, attempts: int, delay: float, reason: str) -> None:
+        headers = {
+            RETRY_ATTEMPTS: str(attempts),
+            RETRY_NOT_BEFORE: f"{self.clock() + delay:.3f}",
+            RETRY_REASON: reason[:500],
+        }
+        await self.runtime.broker.publish(
+            encode_event(referral), self.retry_topic, key=str(referral.case_id).encode(), headers=headers
+        )
+        log.warning("to %s: %s; next try in %.1fs (%d attempts so far)", self.agency.id, reason, delay, attempts)
+
+    async def _give_up(self, referral: ReferralRequested, step: GiveUp, agency_status: int | None) -> None:
+        record = self._message().raw_message
+        record = record[0] if isinstance(record, tuple) else record
+        headers = {
+            "dlq.reason": step.dlq_reason,
+            "dlq.detail": step.reason[:500],
+            "dlq.source.topic": self.topic,
+            "dlq.source.partition": str(record.partition),
+            "dlq.source.offset": str(record.offset),
+            "dlq.consumer.group": self.group,
+            "dlq.failed_at": datetime.now(UTC).isoformat(),
+            "dlq.attempts": str(step.attempts),
+            "dlq.channel": self.agency.channel.type,
+        }
+        if agency_status is not None:
+            headers["dlq.agency_status"] = str(agency_status)
+        await self.runtime.broker.publish(
+            encode_event(referral), dlq_topic(self.topic), key=str(referral.case_id).encode(), headers=headers
+        )
+        metrics.dead_lettered(self.topic, step.dlq_reason)
+        event = ReferralFailed(**self._event_fields(referral, step.attempts), reason=step.reason[:500])
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            if not await first_time(conn, self.failed_consumer, referral.event_id):
+                return
+            await storage.record_delivery(conn, event, agency_status, event.reason)
+            await add_to_outbox(conn, REFERRAL_EVENTS, event)
+        log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
+
+    def _event_fields(self, referral: ReferralRequested, attempts: int) -> dict[str, object]:
+        return {
+            "case_id": referral.case_id,
+            "producer": "agency-gateway",
+            "referral_id": referral.referral_id,
+            "agency_id": self.agency.id,
+            "channel": self.agency.channel.type,
+            "attempts": attempts,
+        }
+
+    def _message(self) -> KafkaMessage:
+        """The record being handled (FastStream keeps it in the broker's context), for its headers and offset."""
+        message = self.runtime.broker.context.get_local("message")
+        if message is None:
+            raise RuntimeError("no Kafka record is being handled")
+        return message  # type: ignore[no-any-return]

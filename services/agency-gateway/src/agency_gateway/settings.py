@@ -9,5 +9,12 @@ class GatewaySettings(ServiceSettings):
     db_schema: str = "gateway"
     http_port: int = 8003
     catalogue_dir: Path = Path("catalogue/agencies")
-    delivery_attempts: int = Field(default=4, ge=1)
-    retry_base_seconds: float = Field(default=0.5, gt=0)
+    # Attempts per referral (the first included) before it goes to the agency's DLQ.
+    delivery_attempts: int = Field(default=6, ge=1)
+    # Backoff between attempts: base × 2^(n-1), spread 50–150%, at most retry_max_seconds. A consumer waits out
+    # one record's delay while holding the poll, so the cap stays well under Kafka's max.poll.interval (300 s).
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0, le=120)
+    # Circuit breaker per agency: after this many transient failures in a row, no calls for breaker_open_seconds.
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0, le=120)

@@ -14,6 +14,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     runtime.produces(CASE_SUBMITTED)
     app = FastAPI(title="Intake", lifespan=runtime.lifespan)
     app.state.runtime = runtime
+    runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
     install_health_route(app, runtime)
     app.include_router(routes(settings))

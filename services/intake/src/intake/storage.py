@@ -13,8 +13,8 @@ async def insert_case(
     case = event.case
     await conn.execute(
         "INSERT INTO cases (case_id, submitted_at, idempotency_key, request_hash, crime_type, urgency, needs,"
-        " region, language, intake_channel, victim, summary)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " region, language, intake_channel, victim, summary, caseworker)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         event.case_id,
         event.occurred_at,
         idempotency_key,
@@ -27,6 +27,7 @@ async def insert_case(
         case.intake_channel,
         case.victim.model_dump(mode="json"),
         case.summary,
+        None if case.caseworker is None else case.caseworker.model_dump(mode="json"),
     )
     await conn.executemany(
         "INSERT INTO consents (case_id, agency_id, granted, sensitive_granted, recorded_at)"
@@ -57,5 +58,6 @@ async def load_case(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> d
         victim=row["victim"],
         consents=[dict(c) for c in consents],
         summary=row["summary"],
+        caseworker=row["caseworker"],
     )
     return {"case_id": row["case_id"], "submitted_at": row["submitted_at"], "case": details}

@@ -1,73 +1,138 @@
-"""HTTP routes: agencies acknowledge referrals; staff and ops read referral states and the case timeline."""
+"""HTTP routes: agencies answer referrals, staff cancel them; staff and ops read states, case status and timelines."""
 
+from collections.abc import Callable
+from itertools import groupby
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+import asyncpg
+from fastapi import APIRouter, Query, Request
 from kit.http import Problem
-from pydantic import BaseModel, ConfigDict, Field
-from schemas.events import AgencyId, ReferralAccepted, ReferralDeclined
-from schemas.vocab import DeclineReason
+from kit.telemetry import continue_trace
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from schemas.events import (
+    AgencyId,
+    ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralStarted,
+)
+from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
 
 from . import storage
-from .handlers import AckRefused, acknowledge
+from .domain import ReferralSummary, case_status
+from .handlers import Command, Context, Refused, act
 
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class Acceptance(BaseModel):
+class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Acceptance(Body):
     agency_id: AgencyId
     note: Note | None = None
 
 
-class Refusal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Refusal(Body):
     agency_id: AgencyId
     reason: DeclineReason
     note: Note | None = None
 
 
+class Start(Body):
+    agency_id: AgencyId
+    note: Note | None = None
+
+
+class Completion(Body):
+    agency_id: AgencyId
+    outcome: CompletionOutcome
+    reason: NotSuccessfulReason | None = None
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _reason_when_not_successful(self) -> "Completion":
+        if (self.outcome is CompletionOutcome.not_successful) != (self.reason is not None):
+            raise ValueError("a reason is required when, and only when, the outcome is not_successful")
+        return self
+
+
+class Cancellation(Body):
+    reason: CancelReason
+    note: Note | None = None
+
+
+Build = Callable[[asyncpg.Record], Command]
+
+
 def routes() -> APIRouter:
     router = APIRouter()
 
-    async def answer(request: Request, referral_id: UUID, agency_id: str, build: Any) -> dict[str, Any]:
-        try:
-            outcome, state = await acknowledge(request.app.state.runtime.pool, referral_id, agency_id, build)
-        except AckRefused as refused:
-            raise Problem(refused.status, refused.detail) from None
+    async def run(request: Request, referral_id: UUID, by_agency: str | None, build: Build) -> dict[str, Any]:
+        pool = request.app.state.runtime.pool
+        ctx: Context = request.app.state.context
+        # The agency's call comes without the case's trace context: the answer joins the case's trace all the same.
+        with continue_trace(await storage.trace_of_referral(pool, referral_id), "referral acknowledgement"):
+            try:
+                outcome, state = await act(pool, ctx, referral_id, by_agency, build)
+            except Refused as refused:
+                raise Problem(refused.status, refused.detail) from None
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
+
+    def envelope(row: asyncpg.Record) -> dict[str, Any]:
+        return {
+            "case_id": row["case_id"],
+            "producer": "notify",
+            "referral_id": row["referral_id"],
+            "agency_id": row["agency_id"],
+        }
 
     @router.post("/referrals/{referral_id}/accept", tags=["acknowledgements"])
     async def accept(referral_id: UUID, body: Acceptance, request: Request) -> dict[str, Any]:
         """The agency takes the referral. Repeating it changes nothing; after a decline it is refused (409)."""
-
-        def build(case_id: UUID) -> ReferralAccepted:
-            return ReferralAccepted(
-                case_id=case_id,
-                producer="notify",
-                referral_id=referral_id,
-                agency_id=body.agency_id,
-                note=body.note,
-            )
-
-        return await answer(request, referral_id, body.agency_id, build)
+        return await run(
+            request, referral_id, body.agency_id, lambda row: ReferralAccepted(**envelope(row), note=body.note)
+        )
 
     @router.post("/referrals/{referral_id}/decline", tags=["acknowledgements"])
     async def decline(referral_id: UUID, body: Refusal, request: Request) -> dict[str, Any]:
-        """The agency cannot help, with a reason from the decline vocabulary."""
+        """The agency cannot help, with a reason from the decline vocabulary; routing looks for another agency."""
+        return await run(
+            request,
+            referral_id,
+            body.agency_id,
+            lambda row: ReferralDeclined(**envelope(row), reason=body.reason, note=body.note),
+        )
 
-        def build(case_id: UUID) -> ReferralDeclined:
-            return ReferralDeclined(
-                case_id=case_id,
-                producer="notify",
-                referral_id=referral_id,
-                agency_id=body.agency_id,
-                reason=body.reason,
-                note=body.note,
-            )
+    @router.post("/referrals/{referral_id}/start", tags=["acknowledgements"])
+    async def start(referral_id: UUID, body: Start, request: Request) -> dict[str, Any]:
+        """The agency has begun working with the victim (after accepting)."""
+        return await run(
+            request, referral_id, body.agency_id, lambda row: ReferralStarted(**envelope(row), note=body.note)
+        )
 
-        return await answer(request, referral_id, body.agency_id, build)
+    @router.post("/referrals/{referral_id}/complete", tags=["acknowledgements"])
+    async def complete(referral_id: UUID, body: Completion, request: Request) -> dict[str, Any]:
+        """The agency's work ended: successful, or not_successful with a reason. The caseworker is told."""
+        return await run(
+            request,
+            referral_id,
+            body.agency_id,
+            lambda row: ReferralCompleted(**envelope(row), outcome=body.outcome, reason=body.reason, note=body.note),
+        )
+
+    @router.post("/referrals/{referral_id}/cancel", tags=["staff"])
+    async def cancel(referral_id: UUID, body: Cancellation, request: Request) -> dict[str, Any]:
+        """Staff end an open referral (consent withdrawn, case closed…); an ended one cannot be cancelled (409)."""
+        return await run(
+            request,
+            referral_id,
+            None,
+            lambda row: ReferralCancelled(**envelope(row), reason=body.reason, note=body.note),
+        )
 
     @router.get("/referrals/{referral_id}", tags=["referrals"])
     async def referral(referral_id: UUID, request: Request) -> dict[str, Any]:
@@ -76,9 +141,36 @@ def routes() -> APIRouter:
             raise Problem(404, f"no referral {referral_id}")
         return found
 
+    @router.get("/cases/needing-attention", tags=["staff"])
+    async def needing_attention(
+        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> list[dict[str, Any]]:
+        """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs."""
+        rows = await storage.referrals_of_cases_needing_attention(request.app.state.runtime.pool, limit)
+        cases = []
+        for case_id, referrals in groupby(rows, key=lambda r: r["case_id"]):
+            status = _status(case_id, list(referrals))
+            if status["status"] == "needs_attention":
+                cases.append(status)
+        return cases
+
+    @router.get("/cases/{case_id}/status", tags=["staff"])
+    async def status(case_id: UUID, request: Request) -> dict[str, Any]:
+        """The case's overall state from its referrals: open, all_accepted, needs_attention or closed."""
+        pool = request.app.state.runtime.pool
+        referrals = await storage.referrals_of_case(pool, case_id)
+        if not referrals and not await storage.case_is_known(pool, case_id):
+            raise Problem(404, f"no case {case_id}")
+        return _status(str(case_id), referrals)
+
     @router.get("/cases/{case_id}/referrals", tags=["referrals"])
     async def case_referrals(case_id: UUID, request: Request) -> list[dict[str, Any]]:
         return await storage.referrals_of_case(request.app.state.runtime.pool, case_id)
+
+    @router.get("/cases/{case_id}/notifications", tags=["staff"])
+    async def notifications(case_id: UUID, request: Request) -> list[dict[str, Any]]:
+        """Who was told what, when, by which channel, and which messages were withheld and why (never addresses)."""
+        return await storage.notices_of_case(request.app.state.runtime.pool, case_id)
 
     @router.get("/cases/{case_id}/timeline", tags=["timeline"])
     async def timeline(case_id: UUID, request: Request) -> dict[str, Any]:
@@ -89,3 +181,20 @@ def routes() -> APIRouter:
         return {"case_id": str(case_id), "events": events}
 
     return router
+
+
+def _status(case_id: str, referrals: list[dict[str, Any]]) -> dict[str, Any]:
+    summaries = [
+        ReferralSummary(ReferralState(r["state"]), r["overdue_at"] is not None, bool(r["replaced_by"]))
+        for r in referrals
+    ]
+    return {
+        "case_id": case_id,
+        "status": case_status(summaries),
+        "attention": [
+            {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "reason": r["attention"]}
+            for r in referrals
+            if r["attention"] is not None
+        ],
+        "referrals": referrals,
+    }

@@ -1,6 +1,17 @@
-"""The referral state machine, pure: which transitions are allowed, and what an event does to a state."""
+"""The referral state machine and a case's overall state, pure: no I/O, no framework.
 
+Two ways a referral's state changes, with different rules:
+- a *command* (an agency or staff acting now, over HTTP or an acknowledgement topic) is checked against
+  `ALLOWED` from the current state: a transition not in the table is refused and changes nothing;
+- a *fact* (an event already recorded elsewhere — the gateway's delivered or failed, an event replayed) cannot be
+  refused, only placed: the referral keeps the fact of highest `RANK`, so the state a set of facts leads to does
+  not depend on the order they arrive in (a late "delivered" after "accepted" changes nothing).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from uuid import UUID
 
 from schemas.vocab import ReferralState as S
 
@@ -15,6 +26,22 @@ ALLOWED: dict[S, frozenset[S]] = {
     S.cancelled: frozenset(),
     S.failed: frozenset(),
 }
+
+# A total order extending ALLOWED (every allowed transition goes up). Facts that the table never puts on one
+# path (accepted and failed, say) are settled by it too: the later stage of the work, or the staff's cancel, wins.
+RANK: dict[S, int] = {
+    S.requested: 0,
+    S.delivered: 1,
+    S.failed: 2,
+    S.declined: 3,
+    S.accepted: 4,
+    S.in_progress: 5,
+    S.completed: 6,
+    S.cancelled: 7,
+}
+
+AWAITING_ACK = frozenset({S.requested, S.delivered})  # the acknowledgement deadline runs
+FINAL = frozenset(s for s, targets in ALLOWED.items() if not targets)
 
 
 def _reachable(start: S) -> frozenset[S]:
@@ -39,6 +66,7 @@ class Change(StrEnum):
 
 
 def change(current: S, target: S) -> Change:
+    """What a command asking for `target` does to a referral in `current`."""
     if current == target:
         return Change.duplicate
     if target in ALLOWED[current]:
@@ -46,3 +74,100 @@ def change(current: S, target: S) -> Change:
     if current in LATER[target]:
         return Change.stale
     return Change.refused
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What one event says about a referral's state, with the details that state carries."""
+
+    state: S
+    occurred_at: datetime
+    event_id: UUID
+    reason: str | None = None  # decline, not-successful, cancel or failure reason
+    outcome: str | None = None  # completion outcome
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A referral's state and the fact it comes from. A function of the set of facts, not of their order."""
+
+    state: S
+    changed_at: datetime
+    event_id: UUID | None  # None only for a referral known before any fact about its state
+    reason: str | None = None
+    outcome: str | None = None
+
+    @classmethod
+    def of(cls, fact: Fact) -> "Standing":
+        return cls(fact.state, fact.occurred_at, fact.event_id, fact.reason, fact.outcome)
+
+
+def _outranks(fact: Fact, standing: Standing) -> bool:
+    if fact.state != standing.state:
+        return RANK[fact.state] > RANK[standing.state]
+    # Two facts for one state (a replay with a new id): the earliest stands, so the details are order-free too.
+    if standing.event_id is None:
+        return True
+    ours = (fact.occurred_at, str(fact.event_id), fact.reason or "", fact.outcome or "")
+    theirs = (standing.changed_at, str(standing.event_id), standing.reason or "", standing.outcome or "")
+    return ours < theirs
+
+
+def settle(standing: Standing | None, fact: Fact) -> tuple[Standing, Change]:
+    """Place a fact: the referral keeps whichever of the two ranks higher (a join, so any arrival order agrees)."""
+    if standing is None:
+        return Standing.of(fact), Change.applied
+    if not _outranks(fact, standing):
+        return standing, Change.duplicate if fact.state == standing.state else Change.stale
+    return Standing.of(fact), Change.duplicate if fact.state == standing.state else Change.applied
+
+
+# --- a case's overall state ---------------------------------------------------------------------------
+
+
+class CaseStatus(StrEnum):
+    open = "open"  # referrals still waiting for an agency's answer
+    all_accepted = "all_accepted"  # every referral still standing has been taken up
+    needs_attention = "needs_attention"  # staff must act: see Attention
+    closed = "closed"  # every referral has ended and none needs anyone
+
+
+class Attention(StrEnum):
+    overdue = "overdue"  # the agency let its acknowledgement deadline pass
+    declined_without_new_agency = "declined_without_new_agency"
+    failed_without_new_agency = "failed_without_new_agency"  # delivery gave up
+
+
+@dataclass(frozen=True)
+class ReferralSummary:
+    """What a case's overall state is derived from, per referral."""
+
+    state: S
+    overdue: bool  # its acknowledgement deadline passed unanswered
+    replaced: bool  # routing found another agency for its needs
+
+
+def attention(referral: ReferralSummary) -> Attention | None:
+    """Why a referral needs the staff, if it does. A replaced referral's needs are someone else's now."""
+    if referral.state in AWAITING_ACK and referral.overdue:
+        return Attention.overdue
+    if referral.state is S.declined and not referral.replaced:
+        return Attention.declined_without_new_agency
+    if referral.state is S.failed and not referral.replaced:
+        return Attention.failed_without_new_agency
+    return None
+
+
+_TAKEN_UP = frozenset({S.accepted, S.in_progress, S.completed})
+
+
+def case_status(referrals: list[ReferralSummary]) -> CaseStatus:
+    if any(attention(r) is not None for r in referrals):
+        return CaseStatus.needs_attention
+    if referrals and all(r.state in FINAL for r in referrals):
+        return CaseStatus.closed
+    # Declined or failed referrals left here were replaced; cancelled ones were ended by the staff.
+    standing = [r for r in referrals if r.state not in (S.declined, S.failed, S.cancelled)]
+    if standing and all(r.state in _TAKEN_UP for r in standing):
+        return CaseStatus.all_accepted
+    return CaseStatus.open

@@ -1,48 +1,144 @@
-"""Applying events to referral states and the timeline, from Kafka and from the acknowledgement API."""
+"""Applying events and commands to referrals, each in one transaction: state, timeline, deadlines, notices, re-routing.
 
-from collections.abc import Callable
+Facts (events from Kafka) are placed by `domain.settle`, whatever order they arrive in. Commands (an agency's
+answer over HTTP or its acknowledgement topic, a staff cancel) are checked by `domain.change` and either refused,
+changing nothing, or applied and published on `referral.events` through the outbox.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
+from schemas.catalogue import Agency
 from schemas.events import (
     CaseRouted,
     CaseSubmitted,
     Envelope,
+    EventRejected,
     ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
     ReferralDeclined,
     ReferralDelivered,
     ReferralFailed,
+    ReferralOverdue,
+    ReferralReminded,
+    ReferralStarted,
     ReroutingRequested,
+    decode_event,
+    utc_now,
 )
-from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING
-from schemas.vocab import ReferralState, ReroutingCause
+from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic
+from schemas.vocab import ReferralState, ReroutingCause, Urgency
 
 from . import storage
-from .domain import Change, change
+from .deadlines import ack_deadline
+from .domain import Change, Fact, Standing, change, settle
+from .notices import News, ReferralNews, caseworker_notice, victim_notice, victim_reach
+
+log = logging.getLogger(__name__)
 
 EVENTS_CONSUMER = "notify.referral-events"
 CASES_CONSUMER = "notify.case-submitted"
+ACKS_CONSUMER = "notify.acks"
 
-ReferralEvent = ReferralDelivered | ReferralFailed | ReferralAccepted | ReferralDeclined
+StateEvent = (
+    ReferralDelivered
+    | ReferralFailed
+    | ReferralAccepted
+    | ReferralDeclined
+    | ReferralStarted
+    | ReferralCompleted
+    | ReferralCancelled
+)
+AgencyAnswer = ReferralAccepted | ReferralDeclined | ReferralStarted | ReferralCompleted
+Command = AgencyAnswer | ReferralCancelled
 
 TARGET_STATE: dict[type[Envelope], ReferralState] = {
     ReferralDelivered: ReferralState.delivered,
     ReferralFailed: ReferralState.failed,
     ReferralAccepted: ReferralState.accepted,
     ReferralDeclined: ReferralState.declined,
+    ReferralStarted: ReferralState.in_progress,
+    ReferralCompleted: ReferralState.completed,
+    ReferralCancelled: ReferralState.cancelled,
+}
+STATE_EVENTS: tuple[type[Envelope], ...] = tuple(TARGET_STATE)
+AGENCY_ANSWERS: tuple[type[Envelope], ...] = (ReferralAccepted, ReferralDeclined, ReferralStarted, ReferralCompleted)
+# What notify reads on referral.events: routing's decisions, the gateway's deliveries, every state change.
+REFERRAL_EVENT_TYPES: tuple[type[Envelope], ...] = (CaseRouted, *STATE_EVENTS, ReferralReminded, ReferralOverdue)
+
+# A referral that ends without help leaves its needs unmet: routing looks for the next agency.
+REROUTE_ON: dict[ReferralState, ReroutingCause] = {
+    ReferralState.declined: ReroutingCause.declined,
+    ReferralState.failed: ReroutingCause.delivery_failed,
+}
+NEWS_ON: dict[ReferralState, News] = {
+    ReferralState.accepted: News.accepted,
+    ReferralState.declined: News.declined,
+    ReferralState.failed: News.failed,
+    ReferralState.completed: News.completed,
 }
 
 
-def _detail(event: ReferralEvent) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Context:
+    """What applying events needs beyond the database: the catalogue's agencies and the deadline settings."""
+
+    agencies: Mapping[str, Agency] = field(default_factory=dict)
+    hour_seconds: float = 3600.0
+    remind_at_fraction: float = 0.75
+    staff_link_base: str = "http://127.0.0.1:8004"
+
+    def agency_name(self, agency_id: str) -> str:
+        agency = self.agencies.get(agency_id)
+        return agency_id if agency is None else f"{agency.name_en} ({agency.name_ko})"
+
+    def agency_hours(self, agency_id: str) -> Mapping[Urgency, int]:
+        agency = self.agencies.get(agency_id)
+        return {} if agency is None else agency.ack_hours
+
+    def status_url(self, case_id: UUID) -> str:
+        return f"{self.staff_link_base.rstrip('/')}/cases/{case_id}/status"
+
+
+class Refused(Exception):
+    """A command the referral cannot take: HTTP answers with `status`; the acknowledgement topic dead-letters it."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def fact_of(event: StateEvent) -> Fact:
+    reason = getattr(event, "reason", None)
+    outcome = event.outcome if isinstance(event, ReferralCompleted) else None
+    return Fact(
+        state=TARGET_STATE[type(event)],
+        occurred_at=event.occurred_at,
+        event_id=event.event_id,
+        reason=None if reason is None else str(reason),
+        outcome=None if outcome is None else str(outcome),
+    )
+
+
+def _detail(event: Envelope) -> dict[str, Any]:
     return event.model_dump(
         mode="json", exclude={"event_id", "occurred_at", "case_id", "producer", "referral_id", "agency_id"}
     )
 
 
-async def on_case_submitted(pool: asyncpg.Pool, event: CaseSubmitted) -> None:
+# --- Kafka: case.submitted ------------------------------------------------------------------------------------
+
+
+async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, event: CaseSubmitted) -> None:
     case = event.case
     detail = {
         "crime_type": case.crime_type,
@@ -51,104 +147,243 @@ async def on_case_submitted(pool: asyncpg.Pool, event: CaseSubmitted) -> None:
         "intake_channel": case.intake_channel,
     }
     async with pool.acquire() as conn, conn.transaction():
-        if await first_time(conn, CASES_CONSUMER, event.event_id):
-            await storage.add_to_timeline(conn, event, detail)
+        if not await first_time(conn, CASES_CONSUMER, event.event_id):
+            return
+        await storage.add_to_timeline(conn, event, detail)
+        reach = victim_reach(case.victim)
+        await storage.save_case(conn, event.case_id, case.urgency, case.caseworker, reach, event.occurred_at)
+        await schedule_deadlines(conn, ctx, event.case_id)
 
 
-async def on_referral_event(pool: asyncpg.Pool, event: Envelope) -> None:
+async def schedule_deadlines(conn: asyncpg.Connection, ctx: Context, case_id: UUID) -> None:
+    """Give each requested referral of the case its deadline, once both the case and its routing are known."""
+    case = await storage.load_case(conn, case_id)
+    if case is None:
+        return  # case.submitted is still on its way; it schedules them when it comes
+    urgency = Urgency(case["urgency"])
+    for referral in await storage.referrals_without_deadline(conn, case_id):
+        deadline = ack_deadline(
+            referral["requested_at"],
+            urgency,
+            ctx.agency_hours(referral["agency_id"]),
+            hour_seconds=ctx.hour_seconds,
+            remind_at_fraction=ctx.remind_at_fraction,
+        )
+        await storage.schedule_deadline(conn, referral["referral_id"], deadline)
+
+
+# --- Kafka: referral.events -----------------------------------------------------------------------------------
+
+
+async def on_referral_event(pool: asyncpg.Pool, ctx: Context, event: Envelope) -> None:
     async with pool.acquire() as conn, conn.transaction():
         if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
             return
         if isinstance(event, CaseRouted):
-            for r in event.referrals:
-                await storage.ensure_referral(
-                    conn, r.referral_id, event.case_id, r.agency_id, list(r.needs), event.occurred_at
-                )
-            await storage.add_to_timeline(
-                conn,
-                event,
-                event.model_dump(mode="json", include={"referrals", "decisions", "uncovered_needs", "rerouted_from"}),
-            )
-        elif isinstance(event, ReferralDelivered | ReferralFailed | ReferralAccepted | ReferralDeclined):
-            await storage.ensure_referral(
-                conn, event.referral_id, event.case_id, event.agency_id, [], event.occurred_at
-            )
-            await record_transition(conn, event)
+            await _on_routed(conn, ctx, event)
+        elif isinstance(event, ReferralReminded | ReferralOverdue):
+            await record_deadline_event(conn, event)
+        elif isinstance(event, STATE_EVENTS):
+            await record_fact(conn, ctx, event)  # type: ignore[arg-type]
 
 
-async def record_transition(conn: asyncpg.Connection, event: ReferralEvent) -> Change:
-    """Apply the event's state change if the state machine allows it; the timeline records it either way."""
+async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) -> None:
+    new: list[UUID] = []
+    for routed in event.referrals:
+        row = await storage.lock_referral(conn, routed.referral_id)
+        needs = [str(n) for n in routed.needs]
+        if row is None:
+            requested = Standing.of(Fact(ReferralState.requested, event.occurred_at, event.event_id))
+            await storage.insert_referral(
+                conn, routed.referral_id, event.case_id, routed.agency_id, needs, requested, event.occurred_at
+            )
+            new.append(routed.referral_id)
+            continue
+        await storage.note_routing(conn, routed.referral_id, needs, event.occurred_at)
+        state = ReferralState(row["state"])
+        if not row["needs"] and state in REROUTE_ON and needs:
+            # It ended before its routing was known: its needs are known only now.
+            await request_rerouting(conn, event.case_id, routed.referral_id, routed.agency_id, needs, REROUTE_ON[state])
+    if event.rerouted_from is not None and event.referrals:
+        await storage.set_replaced_by(conn, event.rerouted_from, [r.referral_id for r in event.referrals])
+    await storage.add_to_timeline(
+        conn,
+        event,
+        event.model_dump(mode="json", include={"referrals", "decisions", "uncovered_needs", "rerouted_from"}),
+    )
+    await schedule_deadlines(conn, ctx, event.case_id)
+    for referral_id in new:
+        await apply_parked_acks(conn, ctx, referral_id)
+
+
+async def record_fact(conn: asyncpg.Connection, ctx: Context, event: StateEvent) -> Change:
+    """Place the event's state by `settle`; the timeline records it either way, with what it changed."""
     row = await storage.lock_referral(conn, event.referral_id)
-    assert row is not None
-    target = TARGET_STATE[type(event)]
-    outcome = change(ReferralState(row["state"]), target)
-    if outcome is Change.applied:
-        reason = event.reason if isinstance(event, ReferralFailed | ReferralDeclined) else None
-        await storage.set_state(conn, event.referral_id, target, reason, event.occurred_at)
+    fact = fact_of(event)
+    if row is None:
+        standing, outcome = settle(None, fact)
+        await storage.insert_referral(conn, event.referral_id, event.case_id, event.agency_id, [], standing, None)
+        needs: list[str] = []
+    else:
+        current = storage.standing_of(row)
+        standing, outcome = settle(current, fact)
+        if standing != current:
+            await storage.save_standing(conn, event.referral_id, standing)
+        needs = list(row["needs"])
     await storage.add_to_timeline(
         conn, event, {**_detail(event), "state_change": outcome.value}, event.referral_id, event.agency_id
     )
-    if outcome is Change.applied and target in _REROUTE_ON and row["needs"]:
-        await request_rerouting(conn, event, list(row["needs"]), _REROUTE_ON[target])
+    if outcome is Change.applied:
+        await _consequences(conn, ctx, event, needs, row["ack_due_at"] if row is not None else None)
+    if row is None:
+        await apply_parked_acks(conn, ctx, event.referral_id)
     return outcome
 
 
-# A referral that ends without help leaves its needs unmet: routing looks for the next agency.
-_REROUTE_ON: dict[ReferralState, ReroutingCause] = {
-    ReferralState.declined: ReroutingCause.declined,
-    ReferralState.failed: ReroutingCause.delivery_failed,
-}
+async def _consequences(
+    conn: asyncpg.Connection, ctx: Context, event: StateEvent, needs: list[str], deadline: datetime | None
+) -> None:
+    state = TARGET_STATE[type(event)]
+    if state in REROUTE_ON and needs:
+        await request_rerouting(conn, event.case_id, event.referral_id, event.agency_id, needs, REROUTE_ON[state])
+    if state in NEWS_ON:
+        reason = getattr(event, "reason", None)
+        news = ReferralNews(
+            what=NEWS_ON[state],
+            case_id=event.case_id,
+            referral_id=event.referral_id,
+            agency_id=event.agency_id,
+            agency_name=ctx.agency_name(event.agency_id),
+            reason=None if reason is None else str(reason),
+            outcome=str(event.outcome) if isinstance(event, ReferralCompleted) else None,
+            deadline=deadline,
+        )
+        await tell(conn, ctx, news, event.event_id)
+
+
+async def record_deadline_event(conn: asyncpg.Connection, event: ReferralReminded | ReferralOverdue) -> None:
+    if isinstance(event, ReferralReminded):
+        await storage.mark_reminded(conn, event.referral_id, event.occurred_at)
+    else:
+        await storage.mark_overdue(conn, event.referral_id, event.occurred_at)
+    await storage.add_to_timeline(conn, event, _detail(event), event.referral_id, event.agency_id)
+
+
+async def tell(conn: asyncpg.Connection, ctx: Context, news: ReferralNews, cause: UUID) -> None:
+    """Queue the caseworker's and the victim's notices about `news`, once per causing event and recipient."""
+    case = await storage.load_case(conn, news.case_id)
+    now = utc_now()
+    caseworker_email = None if case is None else case["caseworker_email"]
+    notices = (
+        caseworker_notice(news, caseworker_email, now, ctx.status_url(news.case_id)),
+        victim_notice(news, storage.victim_reach_of(case), now),
+    )
+    for notice in notices:
+        if notice is not None:
+            await storage.queue_notice(conn, f"{cause}:{notice.recipient}", news, notice)
 
 
 async def request_rerouting(
-    conn: asyncpg.Connection, ended: ReferralEvent, needs: list[str], cause: ReroutingCause
+    conn: asyncpg.Connection, case_id: UUID, referral_id: UUID, agency_id: str, needs: list[str], cause: ReroutingCause
 ) -> None:
     request = ReroutingRequested(
-        case_id=ended.case_id,
+        case_id=case_id,
         producer="notify",
-        referral_id=ended.referral_id,
-        agency_id=ended.agency_id,
+        referral_id=referral_id,
+        agency_id=agency_id,
         needs=needs,
         cause=cause,
     )
-    await storage.add_to_timeline(
-        conn, request, {"needs": needs, "cause": cause.value}, ended.referral_id, ended.agency_id
-    )
+    await storage.add_to_timeline(conn, request, {"needs": needs, "cause": cause.value}, referral_id, agency_id)
     await add_to_outbox(conn, REFERRAL_REROUTING, request)
 
 
-class AckRefused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+async def publish(conn: asyncpg.Connection, event: Envelope) -> None:
+    """Publish an event notify decided; when it comes back from Kafka it is already applied, so mark it seen."""
+    await first_time(conn, EVENTS_CONSUMER, event.event_id)
+    await add_to_outbox(conn, REFERRAL_EVENTS, event)
 
 
-async def acknowledge(
-    pool: asyncpg.Pool,
+# --- commands: the acknowledgement API, the acknowledgement topics, staff --------------------------------------
+
+
+async def command(
+    conn: asyncpg.Connection,
+    ctx: Context,
     referral_id: UUID,
-    agency_id: str,
-    answer: Callable[[UUID], ReferralAccepted | ReferralDeclined],
+    by_agency: str | None,
+    build: Callable[[asyncpg.Record], Command],
 ) -> tuple[Change, ReferralState]:
-    """An agency's answer: change the state, record it and publish it in one transaction, or refuse.
+    """Apply a command if the state machine allows it, or raise Refused before changing anything.
 
-    `answer` builds the event once the referral's case is known.
+    `by_agency` is the agency acting (None for staff); `build` makes the event from the locked referral's row.
     """
+    row = await storage.lock_referral(conn, referral_id)
+    if row is None:
+        raise Refused(404, f"no referral {referral_id}")
+    if by_agency is not None and row["agency_id"] != by_agency:
+        raise Refused(403, "this referral was sent to another agency")
+    event = build(row)
+    current, target = ReferralState(row["state"]), TARGET_STATE[type(event)]
+    outcome = change(current, target)
+    if outcome is Change.duplicate:
+        return outcome, current
+    if outcome is not Change.applied:
+        raise Refused(409, f"the referral is {current}; it cannot become {target}")
+    await record_fact(conn, ctx, event)
+    await publish(conn, event)
+    return outcome, target
+
+
+async def act(
+    pool: asyncpg.Pool,
+    ctx: Context,
+    referral_id: UUID,
+    by_agency: str | None,
+    build: Callable[[asyncpg.Record], Command],
+) -> tuple[Change, ReferralState]:
+    """A command over HTTP: changed, recorded and published in one transaction, or refused with nothing changed."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await storage.lock_referral(conn, referral_id)
-        if row is None:
-            raise AckRefused(404, f"no referral {referral_id}")
-        if row["agency_id"] != agency_id:
-            raise AckRefused(403, "this referral was sent to another agency")
-        event = answer(row["case_id"])
-        current, target = ReferralState(row["state"]), TARGET_STATE[type(event)]
-        outcome = change(current, target)
-        if outcome is Change.duplicate:
-            return outcome, current
-        if outcome is not Change.applied:
-            raise AckRefused(409, f"the referral is {current}; it cannot become {target}")
-        await record_transition(conn, event)
-        # Our own event comes back from Kafka: mark it seen so it is not applied twice.
-        await first_time(conn, EVENTS_CONSUMER, event.event_id)
-        await add_to_outbox(conn, REFERRAL_EVENTS, event)
-        return outcome, target
+        return await command(conn, ctx, referral_id, by_agency, build)
+
+
+_TOPIC_REFUSALS = {403: "wrong_agency", 404: "unknown_referral", 409: "transition_refused", 422: "wrong_case"}
+
+
+def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
+    """An agency's own event, checked against the referral it names."""
+
+    def build(row: asyncpg.Record) -> Command:
+        if row["case_id"] != event.case_id:
+            raise Refused(422, "the acknowledgement names another case than its referral's")
+        return event
+
+    return build
+
+
+async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, event: AgencyAnswer) -> None:
+    """An answer on `acks.<agency-id>`: the API's rules; what the API refuses goes to the topic's DLQ."""
+    if event.agency_id != topic_agency:
+        raise EventRejected("wrong_agency", f"answers on {ack_topic(topic_agency)} must come from {topic_agency}")
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if not await first_time(conn, ACKS_CONSUMER, event.event_id):
+                return
+            if await storage.lock_referral(conn, event.referral_id) is None:
+                # Its case.routed has not reached notify yet: kept until it does.
+                await storage.park_ack(conn, event, event.referral_id, topic_agency)
+                return
+            await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event))
+    except Refused as refused:
+        raise EventRejected(_TOPIC_REFUSALS.get(refused.status, "refused"), refused.detail) from None
+
+
+async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:
+    """Answers that came on an acknowledgement topic before their referral, applied now in the order sent."""
+    for parked in await storage.take_parked_acks(conn, referral_id):
+        event = decode_event(bytes(parked["payload"]), AGENCY_ANSWERS)
+        assert isinstance(event, AgencyAnswer)
+        try:
+            await command(conn, ctx, referral_id, parked["agency_id"], _as_sent(event))
+        except Refused as refused:
+            log.warning("a kept acknowledgement %s was refused: %s", event.event_id, refused.detail)

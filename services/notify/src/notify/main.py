@@ -1,44 +1,123 @@
-"""The notify service: consumes referral.events and case.submitted; serves acknowledgements and timelines."""
+"""The notify service: consumes referral.events, case.submitted and every agency's acknowledgement topic;
+serves acknowledgements, case states and timelines; fires deadline timers and sends notices in the background."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from kit.http import install_health_route, install_problem_handlers
 from kit.runtime import ServiceRuntime
-from schemas.events import (
-    CaseRouted,
-    CaseSubmitted,
-    Envelope,
-    ReferralAccepted,
-    ReferralDeclined,
-    ReferralDelivered,
-    ReferralFailed,
-)
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING
+from schemas.catalogue import load_catalogue
+from schemas.events import CaseSubmitted, Envelope
+from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic
 
 from .api import routes
-from .handlers import CASES_CONSUMER, EVENTS_CONSUMER, on_case_submitted, on_referral_event
+from .channels import Channel, EmailChannel, LogOnlySms, SmsChannel
+from .dispatch import send_due_notices
+from .handlers import (
+    ACKS_CONSUMER,
+    AGENCY_ANSWERS,
+    CASES_CONSUMER,
+    EVENTS_CONSUMER,
+    REFERRAL_EVENT_TYPES,
+    AgencyAnswer,
+    Context,
+    on_agency_ack,
+    on_case_submitted,
+    on_referral_event,
+)
 from .settings import NotifySettings
+from .timers import fire_due_timers
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: NotifySettings) -> FastAPI:
+    catalogue = load_catalogue(settings.catalogue_dir)
+    ctx = Context(
+        agencies=catalogue.agencies,
+        hour_seconds=settings.ack_deadline_hour_seconds,
+        remind_at_fraction=settings.reminder_at_fraction,
+        staff_link_base=settings.staff_link_base,
+    )
+    channels: dict[str, Channel] = {
+        "email": EmailChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_sender,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=None if settings.smtp_password is None else settings.smtp_password.get_secret_value(),
+        ),
+        "sms": SmsChannel(LogOnlySms()),
+    }
     runtime = ServiceRuntime(settings)
 
     async def handle_case(event: CaseSubmitted) -> None:
-        await on_case_submitted(runtime.pool, event)
+        await on_case_submitted(runtime.pool, ctx, event)
 
     async def handle_referral_event(event: Envelope) -> None:
-        await on_referral_event(runtime.pool, event)
+        await on_referral_event(runtime.pool, ctx, event)
+
+    def ack_handler(agency_id: str) -> Callable[[Envelope], Awaitable[None]]:
+        async def handle(event: Envelope) -> None:
+            assert isinstance(event, AgencyAnswer)  # the consumer accepts AGENCY_ANSWERS only
+            await on_agency_ack(runtime.pool, ctx, agency_id, event)
+
+        return handle
 
     runtime.consume(CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted,), handle_case)
-    runtime.consume(
-        REFERRAL_EVENTS,
-        EVENTS_CONSUMER,
-        (CaseRouted, ReferralDelivered, ReferralFailed, ReferralAccepted, ReferralDeclined),
-        handle_referral_event,
-    )
+    runtime.consume(REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event)
+    # One group per agency, as the gateway has: an agency's stuck answer holds up only its own topic.
+    for agency in catalogue:
+        runtime.consume(ack_topic(agency.id), f"{ACKS_CONSUMER}.{agency.id}", AGENCY_ANSWERS, ack_handler(agency.id))
     runtime.produces(REFERRAL_REROUTING)
-    app = FastAPI(title="Notify", lifespan=runtime.lifespan)
+
+    async def fire_timers() -> int:
+        return await fire_due_timers(runtime.pool, ctx)
+
+    async def send_notices() -> int:
+        return await send_due_notices(
+            runtime.pool,
+            channels,
+            max_attempts=settings.notification_attempts,
+            retry_base_seconds=settings.notification_retry_seconds,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            loops = [
+                asyncio.create_task(every(settings.timer_poll_seconds, fire_timers, "deadline timers")),
+                asyncio.create_task(every(settings.notification_poll_seconds, send_notices, "notices")),
+            ]
+            try:
+                yield
+            finally:
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+
+    app = FastAPI(title="Notify", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.context = ctx
+    runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
     install_health_route(app, runtime)
     app.include_router(routes())
     return app
+
+
+async def every(seconds: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Run `step` again and again, at once while it finds work, else after `seconds`; a failure is logged, not fatal."""
+    while True:
+        try:
+            busy = await step()
+        except Exception:
+            log.exception("%s: a round failed; trying again in %.1fs", what, seconds)
+            busy = 0
+        if not busy:
+            await asyncio.sleep(seconds)

@@ -2,7 +2,9 @@ from pathlib import Path
 
 from kit.cli import service_main
 
+from .cli import commands
 from .main import create_app
 from .settings import RoutingSettings
 
-service_main(RoutingSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+settings = RoutingSettings()
+service_main(settings, create_app, Path(__file__).parent / "migrations", commands(settings))  # type: ignore[arg-type]

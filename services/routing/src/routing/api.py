@@ -1,60 +1,118 @@
-"""HTTP routes: the routing preview staff see before asking consent, recorded decisions, the catalogue."""
+"""HTTP routes: the routing preview staff see before asking consent, recorded decisions, the catalogue and the
+places agencies report."""
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request, Response, status
 from kit.http import Problem
-from schemas.catalogue import Catalogue
-from schemas.events import CaseDetails
+from pydantic import BaseModel, ConfigDict, Field
+from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
+from schemas.events import AgencyId, CaseDetails
 
 from . import storage
-from .domain import route_case
+from .domain import ConsentBasis, is_open, route_case, shared_fields
+from .handlers import Clock
+from .rules import Rules
+
+AgencyPath = Annotated[str, Path(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 
 
-def routes(catalogue: Catalogue) -> APIRouter:
+class CapacityReport(BaseModel):
+    """Places an agency has free now; each referral routing makes afterwards takes one, until the next report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    available: Annotated[int, Field(ge=0, le=100_000)]
+
+
+def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
     router = APIRouter()
 
+    def known(agency_id: AgencyId) -> Agency:
+        if agency_id not in catalogue:
+            raise Problem(404, f"no agency {agency_id} in the catalogue")
+        return catalogue[agency_id]
+
     @router.post("/preview", tags=["routing"])
-    async def preview(case: CaseDetails) -> dict[str, Any]:
-        """Which agencies this case would reach if the victim consents, why, and what each would be told."""
-        plan = route_case(case, catalogue, assume_consent=True)
-        consented = {c.agency_id for c in case.consents if c.granted}
+    async def preview(case: CaseDetails, request: Request) -> dict[str, Any]:
+        """Which agencies this case would reach now, why each candidate was chosen or skipped, and what each
+        would be told: its consent notice, and the fields it would receive given the consents recorded so far."""
+        now = clock()
+        remaining = await storage.remaining_places(request.app.state.runtime.pool)
+        plan = route_case(case, catalogue, rules, now, remaining=remaining, assume_consent=True)
+        consents = {c.agency_id: c for c in case.consents}
         return {
+            "decided_at": now.isoformat(),
             "agencies": [
                 {
                     "agency_id": r.agency.id,
                     "name_ko": r.agency.name_ko,
                     "name_en": r.agency.name_en,
                     "needs": r.needs,
-                    "consent_recorded": r.agency.id in consented,
-                    "fields_shared": r.agency.allowed_fields,
+                    "consent": r.consent.value,
+                    "consent_recorded": r.consent is ConsentBasis.recorded,
+                    "override": None if r.override is None else r.override.model_dump(mode="json"),
+                    "fields_shared": shared_fields(r.agency, consents.get(r.agency.id)),
+                    "sensitive_fields_need_separate_consent": sorted(SENSITIVE_FIELDS & set(r.agency.allowed_fields)),
                     "consent_notice": r.agency.consent_notice.model_dump(mode="json"),
+                    "open_now": is_open(r.agency.hours, now),
                 }
                 for r in plan.referrals
             ],
+            "consent_to_ask": [r.agency.id for r in plan.referrals if r.consent is ConsentBasis.to_ask],
             "decisions": [d.model_dump(mode="json") for d in plan.decisions],
             "uncovered_needs": plan.uncovered_needs,
         }
 
     @router.get("/cases/{case_id}/decision", tags=["routing"])
     async def decision(case_id: UUID, request: Request) -> dict[str, Any]:
+        """Why each agency was chosen or skipped for the case, and every re-routing since."""
         found = await storage.load_decision(request.app.state.runtime.pool, case_id)
         if found is None:
             raise Problem(404, f"no routing decision for case {case_id} (yet)")
         return found
 
     @router.get("/agencies", tags=["catalogue"])
-    async def agencies() -> list[dict[str, Any]]:
+    async def agencies(request: Request) -> list[dict[str, Any]]:
+        now = clock()
+        reports = await storage.capacity_reports(request.app.state.runtime.pool)
         return [
             {
                 "id": a.id,
                 "name_ko": a.name_ko,
                 "name_en": a.name_en,
                 "services": a.services,
+                "specialties": a.specialties,
+                "only_specialties": a.only_specialties,
+                "regions": a.regions,
+                "languages": a.languages,
                 "channel": a.channel.type,
+                "capacity": a.capacity,
+                "capacity_report": reports.get(a.id),
+                "always_open": a.hours.always_open,
+                "open_now": is_open(a.hours, now),
             }
             for a in catalogue
         ]
+
+    @router.get("/agencies/{agency_id}/capacity", tags=["capacity"])
+    async def capacity(agency_id: AgencyPath, request: Request) -> dict[str, Any]:
+        agency = known(agency_id)
+        report = (await storage.capacity_reports(request.app.state.runtime.pool)).get(agency.id)
+        return {"agency_id": agency.id, "catalogue_capacity": agency.capacity, "report": report}
+
+    @router.put("/agencies/{agency_id}/capacity", tags=["capacity"])
+    async def report_capacity(agency_id: AgencyPath, report: CapacityReport, request: Request) -> dict[str, Any]:
+        """An agency reports how many places it has free; at 0 routing skips it for the next candidate."""
+        agency = known(agency_id)
+        return await storage.report_capacity(request.app.state.runtime.pool, agency.id, report.available, clock())
+
+    @router.delete("/agencies/{agency_id}/capacity", tags=["capacity"], status_code=status.HTTP_204_NO_CONTENT)
+    async def clear_capacity(agency_id: AgencyPath, request: Request) -> Response:
+        """Forget the agency's report: its catalogue capacity applies again."""
+        agency = known(agency_id)
+        await storage.clear_capacity(request.app.state.runtime.pool, agency.id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -1,25 +1,47 @@
-"""Routing rules, pure: a case and the catalogue in, the chosen agencies and the reasons out."""
+"""Routing rules, pure: a case, the catalogue, the rules and the moment in; the chosen agencies and the reasons out.
+
+No I/O here: what routing knows besides the case (the time, the places agencies reported, the agencies this case
+may not go to again) is passed in, so the same input always gives the same decision.
+"""
 
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
-from schemas.events import CaseDetails, Consent, ReferralCase, RoutingDecision
-from schemas.vocab import Need
+from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue, OpeningHours
+from schemas.events import CaseDetails, Consent, ConsentOverride, ReferralCase, RoutingDecision
+from schemas.vocab import Need, ReroutingCause
+
+from .rules import RankKey, Rules
 
 # Referral ids are derived from case and agency, so routing the same case again yields the same ids.
 _REFERRAL_NAMESPACE = UUID("6b1f8a52-3c1e-4c55-9a55-0d7f4f0e2a11")
+_REASON_LIMIT = 500  # RoutingDecision.reason is a ShortText
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def referral_id(case_id: UUID, agency_id: str) -> UUID:
     return uuid.uuid5(_REFERRAL_NAMESPACE, f"{case_id}/{agency_id}")
 
 
+class ConsentBasis(StrEnum):
+    """Why routing may give this agency the victim's data."""
+
+    recorded = "recorded"  # the victim consented (PIPA Art. 17)
+    override = "override"  # no consent, but a recorded legal basis (PIPA Art. 18(2))
+    to_ask = "to_ask"  # preview only: consent still to be asked
+
+
 @dataclass
 class PlannedReferral:
     agency: Agency
     needs: list[Need] = field(default_factory=list)
+    consent: ConsentBasis = ConsentBasis.recorded
+    override: ConsentOverride | None = None
 
 
 @dataclass(frozen=True)
@@ -29,54 +51,224 @@ class Plan:
     uncovered_needs: list[Need]
 
 
-def candidates(need: Need, catalogue: Catalogue) -> list[Agency]:
-    """Agencies offering the need, best first: lower priority value, then id (so the order is stable)."""
-    return sorted((a for a in catalogue if need in a.services), key=lambda a: (a.priority, a.id))
+def is_open(hours: OpeningHours, at: datetime) -> bool:
+    """Whether an agency with these hours is open at the aware instant `at`, in its own time zone."""
+    if hours.always_open:
+        return True
+    local = at.astimezone(ZoneInfo(hours.timezone))
+    return local.weekday() in hours.weekdays and hours.opens <= local.time().replace(tzinfo=None) < hours.closes
 
 
-def route_case(case: CaseDetails, catalogue: Catalogue, *, assume_consent: bool = False) -> Plan:
-    """One referral per agency; each need goes to an agency already chosen if it offers it, else to the
-    first candidate the victim consented to. `assume_consent` previews the choice before consent is asked.
-    """
-    consents = {c.agency_id: c for c in case.consents}
-    chosen: dict[str, PlannedReferral] = {}
-    skipped: list[RoutingDecision] = []
-    uncovered: list[Need] = []
-    for need in case.needs:
-        if referral := next((r for r in chosen.values() if need in r.agency.services), None):
-            referral.needs.append(need)
+def serves_region(agency: Agency, region: str) -> bool:
+    return "*" in agency.regions or region.casefold() in {r.casefold() for r in agency.regions}
+
+
+def hubs_for(case: CaseDetails, catalogue: Catalogue, rules: Rules) -> dict[str, tuple[int, str]]:
+    """The crime-type hubs of this case: agency id → (rank of the first hub rule selecting it, its note)."""
+    hubs: dict[str, tuple[int, str]] = {}
+    for index, hub in enumerate(rules.hubs):
+        if case.crime_type not in hub.crime_types or case.urgency not in hub.urgencies:
             continue
-        for agency in candidates(need, catalogue):
-            if assume_consent or (consents.get(agency.id) is not None and consents[agency.id].granted):
-                chosen[agency.id] = PlannedReferral(agency, [need])
-                break
-            skipped.append(
-                RoutingDecision(
-                    agency_id=agency.id,
-                    chosen=False,
-                    needs=[need],
-                    reason="no consent recorded for this agency",
-                )
+        for agency in catalogue:
+            if (
+                (not hub.agencies or agency.id in hub.agencies)
+                and (not hub.always_open or agency.hours.always_open)
+                and (not hub.specialists or case.crime_type in agency.specialties)
+            ):
+                hubs.setdefault(agency.id, (index, hub.note))
+    return hubs
+
+
+def excluded_after(cause: ReroutingCause) -> str:
+    """Why an agency whose referral ended this way never gets this case again."""
+    return {
+        ReroutingCause.declined: "declined this case; re-routing never returns to it",
+        ReroutingCause.delivery_failed: "the referral could not be delivered to it; re-routing never returns to it",
+        ReroutingCause.deadline_breached: "missed its acknowledgement deadline for this case",
+    }[cause]
+
+
+ALREADY_REFERRED = "already has a referral for this case"
+
+
+@dataclass
+class _Routing:
+    """One routing pass: the inputs, and what has been decided so far."""
+
+    case: CaseDetails
+    catalogue: Catalogue
+    rules: Rules
+    now: datetime
+    remaining: Mapping[str, int]
+    excluded: Mapping[str, str]
+    assume_consent: bool
+    hubs: dict[str, tuple[int, str]]
+    consents: dict[str, Consent]
+    chosen: dict[str, PlannedReferral] = field(default_factory=dict)
+    skipped: dict[str, RoutingDecision] = field(default_factory=dict)
+    passed_over: dict[str, int] = field(default_factory=dict)  # chosen agency → candidates skipped before it
+
+    def rank(self, need: Need) -> list[Agency]:
+        keys: dict[RankKey, Callable[[Agency], int]] = {
+            "hub": lambda a: self.hubs.get(a.id, (len(self.rules.hubs), ""))[0],
+            "already_chosen": lambda a: 0 if a.id in self.chosen else 1,
+            "specialty": lambda a: 0 if self.case.crime_type in a.specialties else 1,
+            "language": lambda a: 0 if self.case.language in a.languages else 1,
+            "priority": lambda a: a.priority,
+        }
+        order = [keys[k] for k in self.rules.rank_by]
+        offering = (a for a in self.catalogue if need in a.services)
+        return sorted(offering, key=lambda a: (*(key(a) for key in order), a.id))
+
+    def obstacles(self, agency: Agency) -> list[str]:
+        """Every reason this agency cannot take the case now; none means it can."""
+        case, found = self.case, []
+        if agency.id in self.excluded:
+            found.append(self.excluded[agency.id])
+        if not serves_region(agency, case.region):
+            found.append(f"does not serve the case's region (serves {', '.join(agency.regions)})")
+        if agency.only_specialties and case.crime_type not in agency.specialties:
+            found.append(f"takes only {', '.join(agency.specialties)} cases")
+        consent = self.consents.get(agency.id)
+        if consent is not None and not consent.granted and consent.override is None:
+            found.append("the victim refused consent to this agency")
+        elif consent is None and not self.assume_consent:
+            found.append("no consent recorded for this agency")
+        if self.remaining.get(agency.id, agency.capacity) <= 0:
+            reported = agency.id in self.remaining
+            found.append("full: no places left, as the agency reported" if reported else "full: catalogue capacity 0")
+        if case.urgency in self.rules.hours.skip_closed_for and not is_open(agency.hours, self.now):
+            found.append(f"closed now ({_local_time(agency.hours, self.now)}) and the case is {case.urgency}")
+        return found
+
+    def take(self, agency: Agency, need: Need, passed_over: int) -> None:
+        consent = self.consents.get(agency.id)
+        if consent is not None and consent.granted:
+            basis, override = ConsentBasis.recorded, None
+        elif consent is not None and consent.override is not None:
+            basis, override = ConsentBasis.override, consent.override
+        else:
+            basis, override = ConsentBasis.to_ask, None
+        self.chosen[agency.id] = PlannedReferral(agency, [need], basis, override)
+        self.passed_over[agency.id] = passed_over
+
+    def skip(self, agency: Agency, need: Need, reasons: list[str]) -> None:
+        earlier = self.skipped.get(agency.id)
+        needs = [*earlier.needs, need] if earlier is not None else [need]
+        self.skipped[agency.id] = RoutingDecision(
+            agency_id=agency.id, chosen=False, needs=needs, reason=_clip("skipped: " + "; ".join(reasons))
+        )
+
+    def route(self, need: Need) -> bool:
+        """Give the need to the best candidate that can take it; False when none can."""
+        for passed_over, agency in enumerate(self.rank(need)):
+            if agency.id in self.chosen:
+                self.chosen[agency.id].needs.append(need)
+                return True
+            reasons = self.obstacles(agency)
+            if not reasons:
+                self.take(agency, need, passed_over)
+                return True
+            self.skip(agency, need, reasons)
+        return False
+
+    def explain(self, referral: PlannedReferral) -> RoutingDecision:
+        agency, case = referral.agency, self.case
+        parts = [f"chosen for {', '.join(referral.needs)}"]
+        if agency.id in self.hubs:
+            parts.append(self.hubs[agency.id][1])
+        elif case.crime_type in agency.specialties:
+            parts.append(f"specialist in {case.crime_type} cases")
+        else:
+            parts.append(f"best-ranked candidate that could take it (catalogue priority {agency.priority})")
+        if len(referral.needs) > 1:
+            parts.append("one referral for all the needs it covers")
+        if self.passed_over[agency.id]:
+            parts.append(f"after {self.passed_over[agency.id]} skipped candidate(s)")
+        parts.append(self._consent_text(referral))
+        if case.language not in agency.languages:
+            parts.append(f"does not list the victim's language ({case.language}): arrange interpretation")
+        if agency.id in self.remaining:
+            parts.append(f"{self.remaining[agency.id]} place(s) left as reported")
+        if not is_open(agency.hours, self.now):
+            parts.append(f"closed now ({_local_time(agency.hours, self.now)}); acts when it opens")
+        return RoutingDecision(
+            agency_id=agency.id,
+            chosen=True,
+            needs=referral.needs,
+            reason=_clip("; ".join(parts)),
+            override=referral.override,
+        )
+
+    def _consent_text(self, referral: PlannedReferral) -> str:
+        if referral.consent is ConsentBasis.to_ask:
+            return "consent to be asked before submitting (notice attached)"
+        if referral.consent is ConsentBasis.override:
+            assert referral.override is not None
+            text = (
+                f"NO CONSENT: provided under PIPA Art. 18(2) ({referral.override.legal_basis}),"
+                f" recorded by {referral.override.recorded_by}"
             )
         else:
-            uncovered.append(need)
-    decisions = [
-        RoutingDecision(
-            agency_id=r.agency.id,
-            chosen=True,
-            needs=r.needs,
-            reason="first agency by catalogue priority offering " + ", ".join(r.needs),
-        )
-        for r in chosen.values()
-    ]
-    return Plan(list(chosen.values()), decisions + skipped, uncovered)
+            text = "consent recorded"
+        sensitive = sorted(SENSITIVE_FIELDS & set(referral.agency.allowed_fields))
+        if sensitive and self.case.summary is not None:
+            if sends_sensitive(self.consents.get(referral.agency.id)):
+                text += f", with the separate sensitive-data consent for {', '.join(sensitive)}"
+            else:
+                text += f"; {', '.join(sensitive)} withheld: no separate sensitive-data consent (PIPA Art. 23)"
+        return text
+
+
+def route_case(
+    case: CaseDetails,
+    catalogue: Catalogue,
+    rules: Rules,
+    now: datetime,
+    *,
+    remaining: Mapping[str, int] | None = None,
+    excluded: Mapping[str, str] | None = None,
+    needs: Iterable[Need] | None = None,
+    assume_consent: bool = False,
+) -> Plan:
+    """Choose one agency per need, one referral per agency, and explain every choice and every skip.
+
+    `remaining`: places left, for the agencies that reported them (others: their catalogue capacity).
+    `excluded`: agencies this case must not go to (again), with why. `needs`: the needs to route (re-routing),
+    by default all the case's needs. `assume_consent` previews the choice before consent is asked; a recorded
+    refusal is still respected.
+    """
+    routing = _Routing(
+        case=case,
+        catalogue=catalogue,
+        rules=rules,
+        now=now,
+        remaining=remaining or {},
+        excluded=excluded or {},
+        assume_consent=assume_consent,
+        hubs=hubs_for(case, catalogue, rules),
+        consents={c.agency_id: c for c in case.consents},
+    )
+    uncovered = [need for need in (case.needs if needs is None else needs) if not routing.route(need)]
+    referrals = list(routing.chosen.values())
+    decisions = [routing.explain(r) for r in referrals] + list(routing.skipped.values())
+    return Plan(referrals, decisions, uncovered)
+
+
+def sends_sensitive(consent: Consent | None) -> bool:
+    """Sensitive items (PIPA Art. 23) go only with the separate sensitive-data consent, given with the consent.
+
+    A PIPA Art. 18(2) override stands in for the consent to provide the data, not for the separate consent
+    Art. 23 asks for sensitive items: under an override the referral goes without them.
+    """
+    return consent is not None and consent.granted and consent.sensitive_granted
 
 
 def referral_view(case: CaseDetails, agency: Agency, consent: Consent | None, needs: list[Need]) -> ReferralCase:
     """What this agency may see: the routing facts, and only the personal fields its catalogue entry allows
     (sensitive ones only with the separate sensitive-data consent)."""
     allowed = set(agency.allowed_fields)
-    if consent is None or not consent.sensitive_granted:
+    if not sends_sensitive(consent):
         allowed -= SENSITIVE_FIELDS
     values = {
         "region": case.region,
@@ -88,3 +280,17 @@ def referral_view(case: CaseDetails, agency: Agency, consent: Consent | None, ne
     }
     shared = {name.replace(".", "_"): value for name, value in values.items() if name in allowed}
     return ReferralCase(crime_type=case.crime_type, needs=needs, urgency=case.urgency, **shared)
+
+
+def shared_fields(agency: Agency, consent: Consent | None) -> list[str]:
+    """The catalogue fields this agency would receive, given the consent recorded so far."""
+    return [f for f in agency.allowed_fields if f not in SENSITIVE_FIELDS or sends_sensitive(consent)]
+
+
+def _local_time(hours: OpeningHours, at: datetime) -> str:
+    local = at.astimezone(ZoneInfo(hours.timezone))
+    return f"{_WEEKDAYS[local.weekday()]} {local:%H:%M} {hours.timezone}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"

@@ -1,29 +1,50 @@
-"""The routing service: consumes case.submitted, publishes referrals.<agency-id> and case.routed."""
+"""The routing service: consumes case.submitted and referral.rerouting, publishes referrals.<agency-id> and
+case.routed."""
+
+import logging
 
 from fastapi import FastAPI
 from kit.http import install_health_route, install_problem_handlers
 from kit.runtime import ServiceRuntime
-from schemas.catalogue import load_catalogue
-from schemas.events import CaseSubmitted
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, agency_topic
+from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
+from schemas.events import CaseSubmitted, ReroutingRequested, utc_now
+from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, agency_topic
 
 from .api import routes
-from .handlers import CONSUMER, on_case_submitted
+from .handlers import CONSUMER, REROUTING_CONSUMER, Clock, on_case_submitted, on_rerouting_requested
+from .rules import Rules, load_rules
 from .settings import RoutingSettings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: RoutingSettings) -> FastAPI:
+
+def load_routing_data(settings: RoutingSettings) -> tuple[Catalogue, Rules]:
+    """The catalogue and the rules, checked together; a CatalogueError names the file, the field and the problem."""
     catalogue = load_catalogue(settings.catalogue_dir)
+    return catalogue, load_rules(settings.rules_path, catalogue)
+
+
+def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
+    try:
+        catalogue, rules = load_routing_data(settings)
+    except CatalogueError as error:
+        log.error("the catalogue cannot be used: %s", error)
+        raise SystemExit(f"routing cannot start: {error}") from None
     runtime = ServiceRuntime(settings)
 
-    async def handle(event: CaseSubmitted) -> None:
-        await on_case_submitted(runtime.pool, catalogue, event)
+    async def handle_case(event: CaseSubmitted) -> None:
+        await on_case_submitted(runtime.pool, catalogue, rules, clock, event)
 
-    runtime.consume(CASE_SUBMITTED, CONSUMER, (CaseSubmitted,), handle)
+    async def handle_rerouting(event: ReroutingRequested) -> None:
+        await on_rerouting_requested(runtime.pool, catalogue, rules, clock, event)
+
+    runtime.consume(CASE_SUBMITTED, CONSUMER, (CaseSubmitted,), handle_case)
+    runtime.consume(REFERRAL_REROUTING, REROUTING_CONSUMER, (ReroutingRequested,), handle_rerouting)
     runtime.produces(REFERRAL_EVENTS, *(agency_topic(a.id) for a in catalogue))
     app = FastAPI(title="Routing", lifespan=runtime.lifespan)
     app.state.runtime = runtime
+    runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
     install_health_route(app, runtime)
-    app.include_router(routes(catalogue))
+    app.include_router(routes(catalogue, rules, clock))
     return app

@@ -8,3 +8,8 @@ class RoutingSettings(ServiceSettings):
     db_schema: str = "routing"
     http_port: int = 8002
     catalogue_dir: Path = Path("catalogue/agencies")
+    rules_file: Path | None = None  # default: rules.toml beside the agencies' folder
+
+    @property
+    def rules_path(self) -> Path:
+        return self.rules_file or self.catalogue_dir.parent / "rules.toml"

@@ -1,10 +1,30 @@
-"""SQL for routing decisions and the referrals they create."""
+"""SQL for routing decisions, the referrals they create, the cases they concern and the places agencies report."""
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from schemas.events import CaseRouted
+from schemas.events import CaseDetails, CaseRouted, ReroutingRequested
+
+
+async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: datetime, case: CaseDetails) -> None:
+    await conn.execute(
+        "INSERT INTO cases (case_id, received_at, details) VALUES ($1, $2, $3) ON CONFLICT (case_id) DO NOTHING",
+        case_id,
+        received_at,
+        case.model_dump(mode="json"),
+    )
+
+
+async def load_case(conn: asyncpg.Connection, case_id: UUID) -> CaseDetails | None:
+    details = await conn.fetchval("SELECT details FROM cases WHERE case_id = $1", case_id)
+    return None if details is None else CaseDetails.model_validate(details)
+
+
+async def decided_already(conn: asyncpg.Connection, case_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM decisions WHERE case_id = $1", case_id))
 
 
 async def save_decision(conn: asyncpg.Connection, routed: CaseRouted) -> None:
@@ -15,10 +35,105 @@ async def save_decision(conn: asyncpg.Connection, routed: CaseRouted) -> None:
         [d.model_dump(mode="json") for d in routed.decisions],
         list(routed.uncovered_needs),
     )
+    await save_referrals(conn, routed)
+
+
+async def save_referrals(conn: asyncpg.Connection, routed: CaseRouted) -> None:
     await conn.executemany(
-        "INSERT INTO referrals (referral_id, case_id, agency_id, needs) VALUES ($1, $2, $3, $4)",
-        [(r.referral_id, routed.case_id, r.agency_id, list(r.needs)) for r in routed.referrals],
+        "INSERT INTO referrals (referral_id, case_id, agency_id, needs, routed_at, rerouted_from)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (r.referral_id, routed.case_id, r.agency_id, list(r.needs), routed.occurred_at, routed.rerouted_from)
+            for r in routed.referrals
+        ],
     )
+
+
+async def save_rerouting(conn: asyncpg.Connection, request: ReroutingRequested, routed: CaseRouted) -> None:
+    await conn.execute(
+        "INSERT INTO reroutings (rerouted_from, case_id, agency_id, cause, needs, decided_at, decisions,"
+        " uncovered_needs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        request.referral_id,
+        request.case_id,
+        request.agency_id,
+        request.cause,
+        list(request.needs),
+        routed.occurred_at,
+        [d.model_dump(mode="json") for d in routed.decisions],
+        list(routed.uncovered_needs),
+    )
+    await save_referrals(conn, routed)
+
+
+async def rerouted_already(conn: asyncpg.Connection, referral_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM reroutings WHERE rerouted_from = $1", referral_id))
+
+
+async def referred_agencies(conn: asyncpg.Connection, case_id: UUID) -> list[str]:
+    """Every agency that has (had) a referral for the case."""
+    rows = await conn.fetch("SELECT agency_id FROM referrals WHERE case_id = $1 ORDER BY agency_id", case_id)
+    return [r["agency_id"] for r in rows]
+
+
+async def ended_referrals(conn: asyncpg.Connection, case_id: UUID) -> dict[str, str]:
+    """Agencies whose referral for the case ended without help (declined, failed, overdue): id → cause."""
+    rows = await conn.fetch("SELECT agency_id, cause FROM reroutings WHERE case_id = $1", case_id)
+    return {r["agency_id"]: r["cause"] for r in rows}
+
+
+# --- capacity ---------------------------------------------------------------------------------------
+
+
+async def remaining_places(conn: asyncpg.Connection | asyncpg.Pool, *, lock: bool = False) -> dict[str, int]:
+    """Places left per agency that reported; `lock` holds the rows until the transaction ends, so two
+    concurrent routings cannot both take an agency's last place."""
+    rows = await conn.fetch(
+        "SELECT agency_id, remaining FROM agency_capacity ORDER BY agency_id" + (" FOR UPDATE" if lock else "")
+    )
+    return {r["agency_id"]: r["remaining"] for r in rows}
+
+
+async def take_places(conn: asyncpg.Connection, agency_ids: Iterable[str]) -> None:
+    await conn.execute(
+        "UPDATE agency_capacity SET remaining = GREATEST(remaining - 1, 0) WHERE agency_id = ANY($1::text[])",
+        list(agency_ids),
+    )
+
+
+async def report_capacity(
+    conn: asyncpg.Connection | asyncpg.Pool, agency_id: str, available: int, at: datetime
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        "INSERT INTO agency_capacity (agency_id, reported, remaining, reported_at) VALUES ($1, $2, $2, $3)"
+        " ON CONFLICT (agency_id) DO UPDATE SET reported = $2, remaining = $2, reported_at = $3"
+        " RETURNING agency_id, reported, remaining, reported_at",
+        agency_id,
+        available,
+        at,
+    )
+    assert row is not None
+    return _capacity(row)
+
+
+async def clear_capacity(conn: asyncpg.Connection | asyncpg.Pool, agency_id: str) -> bool:
+    return bool(await conn.fetchval("DELETE FROM agency_capacity WHERE agency_id = $1 RETURNING true", agency_id))
+
+
+async def capacity_reports(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT agency_id, reported, remaining, reported_at FROM agency_capacity")
+    return {r["agency_id"]: _capacity(r) for r in rows}
+
+
+def _capacity(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "agency_id": row["agency_id"],
+        "reported": row["reported"],
+        "remaining": row["remaining"],
+        "reported_at": row["reported_at"].isoformat(),
+    }
+
+
+# --- reading a decision -----------------------------------------------------------------------------
 
 
 async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | None:
@@ -26,12 +141,38 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
     if row is None:
         return None
     referrals = await pool.fetch(
-        "SELECT referral_id, agency_id, needs FROM referrals WHERE case_id = $1 ORDER BY agency_id", case_id
+        "SELECT referral_id, agency_id, needs, routed_at, rerouted_from FROM referrals WHERE case_id = $1"
+        " ORDER BY routed_at, agency_id",
+        case_id,
+    )
+    reroutings = await pool.fetch(
+        "SELECT * FROM reroutings WHERE case_id = $1 ORDER BY decided_at, rerouted_from", case_id
     )
     return {
         "case_id": str(case_id),
         "decided_at": row["decided_at"].isoformat(),
-        "referrals": [{**dict(r), "referral_id": str(r["referral_id"])} for r in referrals],
+        "referrals": [
+            {
+                "referral_id": str(r["referral_id"]),
+                "agency_id": r["agency_id"],
+                "needs": r["needs"],
+                "routed_at": r["routed_at"].isoformat(),
+                "rerouted_from": None if r["rerouted_from"] is None else str(r["rerouted_from"]),
+            }
+            for r in referrals
+        ],
         "decisions": row["decisions"],
         "uncovered_needs": row["uncovered_needs"],
+        "reroutings": [
+            {
+                "rerouted_from": str(r["rerouted_from"]),
+                "agency_id": r["agency_id"],
+                "cause": r["cause"],
+                "needs": r["needs"],
+                "decided_at": r["decided_at"].isoformat(),
+                "decisions": r["decisions"],
+                "uncovered_needs": r["uncovered_needs"],
+            }
+            for r in reroutings
+        ],
     }

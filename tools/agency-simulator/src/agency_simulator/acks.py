@@ -89,6 +89,7 @@ class AckSender:
             return AckAttempt(outcome="ok", status_code=status)
         if status == 409:
             return AckAttempt(outcome="conflict", status_code=status)
-        if status >= 500:
+        # 404: notify has not yet read the referral's case.routed (it may lag under load), so try again later.
+        if status >= 500 or status == 404:
             return AckAttempt(outcome="retry", status_code=status)
         return AckAttempt(outcome="rejected", status_code=status)

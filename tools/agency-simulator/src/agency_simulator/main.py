@@ -4,7 +4,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import httpx
@@ -19,6 +19,7 @@ from .behaviour import BEHAVIOUR, DEFAULT_KEY, Behaviour, BehaviourBook
 from .problems import field_errors, install_problem_handlers, problem
 from .records import Records
 from .settings import Settings
+from .signatures import secrets_from_catalogue, signed_by
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ def create_app(
     settings = settings or Settings()
     records = Records()
     behaviours = BehaviourBook(settings.simulator_behaviour)
+    secrets = {
+        **(secrets_from_catalogue(settings.catalogue_dir) if settings.catalogue_dir else {}),
+        **settings.simulator_webhook_secrets,
+    }
     client = httpx.AsyncClient(transport=notify_transport, timeout=5.0)
     acks = AckSender(
         client,
@@ -59,9 +64,16 @@ def create_app(
         agency_id: AgencyIdPath,
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
+        x_onestop_timestamp: Annotated[str | None, Header()] = None,
+        x_onestop_signature: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """The agency's webhook: takes a referral.requested event in its wire form."""
+        """The agency's webhook: takes a referral.requested event in its wire form, signed if the agency has a
+        secret (`X-Onestop-Timestamp`, `X-Onestop-Signature`)."""
         raw = await request.body()
+        secret = secrets.get(agency_id)
+        if secret is not None and not signed_by(raw, x_onestop_timestamp, x_onestop_signature, secret):
+            errors = [{"loc": "header.X-Onestop-Signature", "msg": "missing, wrong or too old"}]
+            return problem(401, "the request is not signed with this agency's secret", errors=errors)
         try:
             event = decode_event(raw, (ReferralRequested,))
         except EventRejected as error:
@@ -77,7 +89,8 @@ def create_app(
             return problem(409, "the referral is addressed to another agency than this webhook's")
 
         referral_id = str(event.referral_id)
-        result = await records.receive(event, referral_id, behaviours.for_agency(agency_id))
+        checked: Literal["valid", "unchecked"] = "valid" if secret is not None else "unchecked"
+        result = await records.receive(event, referral_id, behaviours.for_agency(agency_id), checked)
         log.info(
             "referral %s to %s: %s%s", referral_id, agency_id, result.status, " (duplicate)" if result.duplicate else ""
         )

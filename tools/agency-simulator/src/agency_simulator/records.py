@@ -44,6 +44,7 @@ class Receipt(BaseModel):
     status: int
     duplicate: bool
     fields: list[str]  # the case fields present in the delivery, by name only
+    signature: Literal["valid", "unchecked"] = "unchecked"  # unchecked: no secret known for the agency
 
 
 class ReferralRecord(BaseModel):
@@ -67,7 +68,13 @@ class Records:
         self._referrals: dict[tuple[str, str], ReferralRecord] = {}
         self._receipts: list[Receipt] = []
 
-    async def receive(self, event: ReferralRequested, idempotency_key: str, behaviour: Behaviour) -> Answer:
+    async def receive(
+        self,
+        event: ReferralRequested,
+        idempotency_key: str,
+        behaviour: Behaviour,
+        signature: Literal["valid", "unchecked"] = "unchecked",
+    ) -> Answer:
         """Record one delivery and decide it, atomically, so two concurrent copies are acted on once."""
         now = _now()
         fields = sorted(name for name, value in event.case if value is not None)
@@ -102,6 +109,7 @@ class Records:
                     status=result.status,
                     duplicate=result.duplicate,
                     fields=fields,
+                    signature=signature,
                 )
             )
             return result

@@ -1,5 +1,6 @@
 """The simulator's settings, read once from the environment."""
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, HttpUrl
@@ -17,3 +18,7 @@ class Settings(BaseSettings):
     # JSON: {"default": {"action": "accept", "delay_seconds": 0.5}, "police": {"action": "silent"}, ...}
     simulator_behaviour: dict[str, Behaviour] = {}
     simulator_ack_retry_seconds: Annotated[float, Field(ge=0)] = 300.0
+    # Webhook signatures: an agency's secret comes from the variable its catalogue entry names, or from
+    # SIMULATOR_WEBHOOK_SECRETS ({"police": "..."}). An agency with a secret gets only correctly signed referrals.
+    catalogue_dir: Path | None = None
+    simulator_webhook_secrets: dict[str, str] = {}

@@ -1,0 +1,23 @@
+"""The Kafka-native channel: the agency reads `referrals.<agency-id>` with its own consumer group.
+
+Nothing to send: the referral is already on the agency's topic. The gateway records that it is available there
+and makes sure the agency's acknowledgement topic exists.
+"""
+
+from collections.abc import Sequence
+
+from schemas.catalogue import KafkaChannel
+from schemas.events import ReferralRequested
+from schemas.topics import ack_topic, agency_topic
+
+from . import Delivered, DeliveryChannel, Outcome
+
+
+class KafkaDelivery(DeliveryChannel[KafkaChannel]):
+    settings_model = KafkaChannel
+
+    def topics(self) -> Sequence[str]:
+        return [ack_topic(self.agency_id)]
+
+    async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+        return Delivered(f"available on {agency_topic(self.agency_id)} for the agency's own consumer group")

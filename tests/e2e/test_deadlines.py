@@ -1,0 +1,172 @@
+"""End to end on the real stack: an agency that stays silent is reminded, then breaches its (shortened) deadline;
+the caseworker gets an e-mail, routing gets the needs to re-route, and a timer due while notify is down fires once
+when it is back. The stack runs with ACK_DEADLINE_HOUR_SECONDS=10: the police's 4 hours for a high case are 40 s."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from devstack.stack import Stack
+from schemas.events import decode_event
+
+from tests.e2e.conftest import Mailbox
+from tests.e2e.helpers import eventually, read_topic, timeline
+from tests.samples import sample_case_json
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0) as c:
+        yield c
+
+
+@pytest.fixture
+async def silent_police(stack: Stack, client: httpx.AsyncClient) -> Any:
+    simulator = stack.url("agency-simulator")
+    answer = await client.put(f"{simulator}/behaviour/police", json={"action": "silent"})
+    assert answer.status_code == 200, answer.text
+    try:
+        yield
+    finally:
+        await client.delete(f"{simulator}/behaviour/police")
+
+
+def investigation_case(caseworker_email: str) -> dict[str, Any]:
+    """Police is first for investigation; the prosecution is next, and has the victim's consent too."""
+    return sample_case_json(
+        needs=["investigation"],
+        urgency="high",  # not urgent: office hours do not matter, so the re-route does not depend on the time of day
+        consents=[
+            {"agency_id": "police", "granted": True, "sensitive_granted": True},
+            {"agency_id": "prosecution", "granted": True},
+        ],
+        caseworker={"id": "caseworker-7", "email": caseworker_email},
+    )
+
+
+async def submit(client: httpx.AsyncClient, stack: Stack, case: dict[str, Any]) -> str:
+    answer = await client.post(f"{stack.url('intake')}/cases", json=case)
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["case_id"])
+
+
+async def police_referral(client: httpx.AsyncClient, stack: Stack, case_id: str) -> dict[str, Any]:
+    """The police referral once it is delivered and its deadline is set."""
+
+    async def delivered() -> dict[str, Any] | None:
+        answer = await client.get(f"{stack.url('notify')}/cases/{case_id}/referrals")
+        found = [r for r in answer.json() if r["agency_id"] == "police"] if answer.status_code == 200 else []
+        ready = found and found[0]["state"] == "delivered" and found[0]["ack_deadline"] is not None
+        return found[0] if ready else None
+
+    return await eventually(delivered, 90, f"police referral of {case_id} delivered with a deadline")
+
+
+def of_type(events: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == event_type]
+
+
+async def events_of(client: httpx.AsyncClient, stack: Stack, case_id: str, event_type: str) -> list[dict[str, Any]]:
+    return of_type(await timeline(client, stack.url("notify"), case_id), event_type)
+
+
+async def breach_email(mailbox: Mailbox, caseworker: str) -> list[Any] | None:
+    return [m for m in mailbox.to(caseworker) if "missed its acknowledgement deadline" in m["Subject"]] or None
+
+
+async def rerouting_requests(stack: Stack, case_id: str) -> list[Any]:
+    records = await read_topic(stack.kafka.bootstrap_servers, "referral.rerouting")
+    return [decode_event(r.value) for r in records if r.key == case_id.encode()]
+
+
+async def test_a_silent_agency_is_reminded_then_overdue_and_its_needs_go_to_the_next_agency(
+    stack: Stack, client: httpx.AsyncClient, mailbox: Mailbox, silent_police: None
+) -> None:
+    notify = stack.url("notify")
+    caseworker = f"cw-{uuid4().hex[:8]}@centre.example"
+    case_id = await submit(client, stack, investigation_case(caseworker))
+    police = await police_referral(client, stack, case_id)
+    deadline = datetime.fromisoformat(police["ack_deadline"])
+
+    [reminder] = await eventually(lambda: events_of(client, stack, case_id, "referral.reminded"), 90, "a reminder")
+    assert reminder["agency_id"] == "police" and datetime.fromisoformat(reminder["occurred_at"]) < deadline
+    assert datetime.fromisoformat(reminder["detail"]["deadline"]) == deadline
+
+    [overdue] = await eventually(lambda: events_of(client, stack, case_id, "referral.overdue"), 60, "the breach")
+    assert datetime.fromisoformat(overdue["occurred_at"]) >= deadline
+    [email] = await eventually(lambda: breach_email(mailbox, caseworker), 30, "the caseworker's e-mail")
+    assert case_id in email.get_content() and police["referral_id"] in email.get_content()
+    assert "Kim" not in email.get_content()  # the victim's name stays out of e-mails
+
+    [rerouting] = await events_of(client, stack, case_id, "referral.rerouting")
+    assert rerouting["detail"] == {"needs": ["investigation"], "cause": "deadline_breached"}
+    [request] = await eventually(lambda: rerouting_requests(stack, case_id), 30, "the request on referral.rerouting")
+    assert (str(request.referral_id), request.cause, request.needs) == (
+        police["referral_id"],
+        "deadline_breached",
+        ["investigation"],
+    )
+
+    # Routing takes the request: the prosecution, next for investigation, gets a referral of its own.
+    async def prosecution_accepted() -> list[dict[str, Any]] | None:
+        referrals = (await client.get(f"{notify}/cases/{case_id}/referrals")).json()
+        return [r for r in referrals if r["agency_id"] == "prosecution" and r["state"] == "accepted"] or None
+
+    await eventually(prosecution_accepted, 60, "the re-routed referral accepted by the prosecution")
+
+    # The silent referral stays open and overdue: the staff see the case and close the referral themselves.
+    status = (await client.get(f"{notify}/cases/{case_id}/status")).json()
+    assert status["status"] == "needs_attention"
+    assert status["attention"] == [{"referral_id": police["referral_id"], "agency_id": "police", "reason": "overdue"}]
+    listed = (await client.get(f"{notify}/cases/needing-attention")).json()
+    assert case_id in {c["case_id"] for c in listed}
+    cancelled = await client.post(f"{notify}/referrals/{police['referral_id']}/cancel", json={"reason": "other"})
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    late = await client.post(f"{notify}/referrals/{police['referral_id']}/accept", json={"agency_id": "police"})
+    assert late.status_code == 409
+    assert (await client.get(f"{notify}/cases/{case_id}/status")).json()["status"] == "all_accepted"
+    assert len(await events_of(client, stack, case_id, "referral.overdue")) == 1
+
+
+async def test_a_deadline_that_passes_while_notify_is_down_fires_once_when_it_is_back(
+    stack: Stack, client: httpx.AsyncClient, mailbox: Mailbox, silent_police: None
+) -> None:
+    caseworker = f"cw-{uuid4().hex[:8]}@centre.example"
+    case_id = await submit(client, stack, investigation_case(caseworker))
+    police = await police_referral(client, stack, case_id)
+    deadline = datetime.fromisoformat(police["ack_deadline"])
+
+    notify = stack.processes["notify"]
+    notify.stop()
+    try:
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 2)
+    finally:
+        back = time.time()
+        notify.start()
+        notify.wait_ready(120)
+
+    [overdue] = await eventually(lambda: events_of(client, stack, case_id, "referral.overdue"), 60, "the breach")
+    assert datetime.fromisoformat(overdue["recorded_at"]).timestamp() >= back
+    await eventually(lambda: breach_email(mailbox, caseworker), 30, "the caseworker's e-mail")
+    await eventually(lambda: rerouting_requests(stack, case_id), 30, "the request on referral.rerouting")
+    await asyncio.sleep(3)  # time for a second firing, were there one
+
+    events = await timeline(client, stack.url("notify"), case_id)
+    assert len(of_type(events, "referral.overdue")) == 1
+    assert of_type(events, "referral.reminded") == [], "a reminder due only after the deadline is not sent"
+    assert len(of_type(events, "referral.rerouting")) == 1
+    assert len(await rerouting_requests(stack, case_id)) == 1
+    assert len(await breach_email(mailbox, caseworker) or []) == 1
+    on_topic = [
+        decode_event(r.value)
+        for r in await read_topic(stack.kafka.bootstrap_servers, "referral.events")
+        if r.key == case_id.encode()
+    ]
+    assert [e.type for e in on_topic].count("referral.overdue") == 1

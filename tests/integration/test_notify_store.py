@@ -1,0 +1,340 @@
+"""Notify on a real PostgreSQL: facts in any order, refused commands, acknowledgement topics, timers, notices."""
+
+import asyncio
+import itertools
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import notify
+import pytest
+from aiosmtpd.controller import Controller
+from devstack import PostgresServer
+from devstack.ports import free_ports
+from kit.db import create_pool, migrate
+from notify.channels import EmailChannel, LogOnlySms, SmsChannel
+from notify.dispatch import send_due_notices
+from notify.handlers import Context, Refused, act, on_agency_ack, on_case_submitted, on_referral_event
+from notify.timers import fire_due_timers
+from schemas.events import (
+    CaseDetails,
+    CaseRouted,
+    CaseSubmitted,
+    Envelope,
+    EventRejected,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralDelivered,
+    ReferralStarted,
+    RoutedReferral,
+)
+from schemas.vocab import CompletionOutcome, DeclineReason, Need
+
+from tests.samples import sample_case_json
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+DATABASE = "notify_check"
+MIGRATIONS = Path(notify.__file__).parent / "migrations"
+CTX = Context(staff_link_base="http://notify.test")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
+    state = Path(tempfile.mkdtemp(prefix="onestop-notify-"))
+    state.chmod(0o755)
+    server = PostgresServer(state, fast=True)
+    try:
+        server.start()
+        server.wait_ready()
+        server.create_database(DATABASE)
+        asyncio.run(migrate(server.dsn(DATABASE), "notify", MIGRATIONS))
+        yield server.dsn(DATABASE)
+    finally:
+        server.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(postgres, "notify", max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def submitted(case_id: UUID, at: datetime, **overrides: Any) -> CaseSubmitted:
+    case = CaseDetails.model_validate(
+        sample_case_json(urgency="urgent", caseworker={"id": "cw-1", "email": "cw@centre.example"}, **overrides)
+    )
+    return CaseSubmitted(case_id=case_id, producer="intake", occurred_at=at, case=case)
+
+
+def routed(case_id: UUID, at: datetime, *referrals: tuple[UUID, str, str]) -> CaseRouted:
+    return CaseRouted(
+        case_id=case_id,
+        producer="routing",
+        occurred_at=at,
+        referrals=[RoutedReferral(referral_id=r, agency_id=a, needs=[Need(n)]) for r, a, n in referrals],
+        decisions=[],
+    )
+
+
+async def referral(pool: asyncpg.Pool, referral_id: UUID) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id)
+    assert row is not None
+    return row
+
+
+async def outbox(pool: asyncpg.Pool, case_id: UUID) -> list[tuple[str, str]]:
+    rows = await pool.fetch("SELECT topic, event_type FROM outbox WHERE key = $1 ORDER BY id", str(case_id))
+    return [(r["topic"], r["event_type"]) for r in rows]
+
+
+async def test_the_same_facts_in_every_order_leave_the_same_referral(pool: asyncpg.Pool) -> None:
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def history(case_id: UUID, referral_id: UUID) -> list[Envelope]:
+        common = {"case_id": case_id, "referral_id": referral_id, "agency_id": "legal-aid"}
+        return [
+            routed(case_id, t0, (referral_id, "legal-aid", "legal")),
+            ReferralDelivered(
+                **common, producer="gateway", channel="webhook", attempts=1, occurred_at=t0 + timedelta(1)
+            ),
+            ReferralAccepted(**common, producer="notify", occurred_at=t0 + timedelta(2)),
+            ReferralStarted(**common, producer="notify", occurred_at=t0 + timedelta(3)),
+            ReferralCompleted(
+                **common,
+                producer="notify",
+                outcome=CompletionOutcome.not_successful,
+                reason="victim_refused_services",
+                occurred_at=t0 + timedelta(4),
+            ),
+        ]
+
+    seen = set()
+    for order in itertools.permutations(range(5)):
+        case_id, referral_id = uuid4(), uuid4()
+        events = history(case_id, referral_id)
+        for index in order:
+            await on_referral_event(pool, CTX, events[index])
+        row = await referral(pool, referral_id)
+        event_index = [e.event_id for e in events].index(row["state_event_id"])
+        seen.add(
+            (row["state"], row["reason"], row["outcome"], row["state_changed_at"], event_index, tuple(row["needs"]))
+        )
+        assert row["requested_at"] == t0
+    assert seen == {("completed", "victim_refused_services", "not_successful", t0 + timedelta(4), 4, ("legal",))}
+
+
+async def test_a_refused_command_changes_nothing_and_an_allowed_one_is_published(pool: asyncpg.Pool) -> None:
+    case_id, referral_id = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    await on_case_submitted(pool, CTX, submitted(case_id, now))
+    await on_referral_event(pool, CTX, routed(case_id, now, (referral_id, "police", "safety")))
+    before = (dict(await referral(pool, referral_id)), await outbox(pool, case_id))
+
+    def start(row: asyncpg.Record) -> ReferralStarted:
+        return ReferralStarted(case_id=row["case_id"], producer="notify", referral_id=referral_id, agency_id="police")
+
+    with pytest.raises(Refused) as not_yet:
+        await act(pool, CTX, referral_id, "police", start)
+    assert not_yet.value.status == 409
+    with pytest.raises(Refused) as not_theirs:
+        await act(pool, CTX, referral_id, "legal-aid", start)
+    assert not_theirs.value.status == 403
+    with pytest.raises(Refused) as unknown:
+        await act(pool, CTX, uuid4(), "police", start)
+    assert unknown.value.status == 404
+    assert (dict(await referral(pool, referral_id)), await outbox(pool, case_id)) == before
+
+    def decline(row: asyncpg.Record) -> ReferralDeclined:
+        return ReferralDeclined(
+            case_id=row["case_id"],
+            producer="notify",
+            referral_id=referral_id,
+            agency_id="police",
+            reason=DeclineReason.out_of_area,
+        )
+
+    assert await act(pool, CTX, referral_id, "police", decline) == ("applied", "declined")
+    assert await act(pool, CTX, referral_id, "police", decline) == ("duplicate", "declined")
+    assert (await outbox(pool, case_id))[-2:] == [
+        ("referral.rerouting", "referral.rerouting"),
+        ("referral.events", "referral.declined"),
+    ]
+    notices = await pool.fetch("SELECT recipient, status, address FROM notifications WHERE case_id = $1", case_id)
+    assert [(n["recipient"], n["status"], n["address"]) for n in notices] == [
+        ("caseworker", "pending", "cw@centre.example")
+    ]
+
+
+async def test_acknowledgement_topics_keep_the_apis_rules(pool: asyncpg.Pool) -> None:
+    case_id, referral_id = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    accepted = ReferralAccepted(case_id=case_id, producer="legal-aid", referral_id=referral_id, agency_id="legal-aid")
+
+    with pytest.raises(EventRejected) as impostor:
+        await on_agency_ack(pool, CTX, "police", accepted)
+    assert impostor.value.reason == "wrong_agency"
+
+    # Before its routing is known the answer is kept, then applied when the referral appears.
+    await on_agency_ack(pool, CTX, "legal-aid", accepted)
+    await on_case_submitted(pool, CTX, submitted(case_id, now))
+    await on_referral_event(pool, CTX, routed(case_id, now, (referral_id, "legal-aid", "legal")))
+    assert (await referral(pool, referral_id))["state"] == "accepted"
+    assert ("referral.events", "referral.accepted") in await outbox(pool, case_id)
+    assert await pool.fetchval("SELECT count(*) FROM pending_acks WHERE referral_id = $1", referral_id) == 0
+
+    late_decline = ReferralDeclined(
+        case_id=case_id, producer="legal-aid", referral_id=referral_id, agency_id="legal-aid", reason="other"
+    )
+    with pytest.raises(EventRejected) as refused:
+        await on_agency_ack(pool, CTX, "legal-aid", late_decline)
+    assert refused.value.reason == "transition_refused"
+    assert (await referral(pool, referral_id))["state"] == "accepted"
+    # Refused, so not recorded as processed: a replay is refused again rather than silently dropped.
+    assert await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", late_decline.event_id) == 0
+
+
+async def test_due_timers_fire_once_across_replicas_and_escalate(postgres: str, pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    hour = Context(hour_seconds=60.0)  # an urgent case's 2 hours last 2 minutes
+    overdue_cases = [(uuid4(), uuid4()) for _ in range(12)]
+    for case_id, referral_id in overdue_cases:  # requested 3 minutes ago: reminder and deadline both past
+        await on_case_submitted(pool, hour, submitted(case_id, now - timedelta(minutes=3)))
+        await on_referral_event(
+            pool, hour, routed(case_id, now - timedelta(minutes=3), (referral_id, "legal-aid", "legal"))
+        )
+    reminded_case, reminded_referral = uuid4(), uuid4()  # 100 s ago: reminder due (90 s), deadline not (120 s)
+    await on_case_submitted(pool, hour, submitted(reminded_case, now - timedelta(seconds=100)))
+    await on_referral_event(
+        pool, hour, routed(reminded_case, now - timedelta(seconds=100), (reminded_referral, "legal-aid", "legal"))
+    )
+
+    answered_case, answered = uuid4(), uuid4()  # both past, but the agency answered in time: nothing fires
+    await on_case_submitted(pool, hour, submitted(answered_case, now - timedelta(minutes=3)))
+    await on_referral_event(
+        pool, hour, routed(answered_case, now - timedelta(minutes=3), (answered, "legal-aid", "legal"))
+    )
+    await act(
+        pool,
+        hour,
+        answered,
+        "legal-aid",
+        lambda row: ReferralAccepted(
+            case_id=row["case_id"], producer="notify", referral_id=answered, agency_id="legal-aid"
+        ),
+    )
+
+    replicas = [await create_pool(postgres, "notify", max_size=2) for _ in range(3)]
+    try:
+
+        async def replica(p: asyncpg.Pool) -> None:
+            while await fire_due_timers(p, hour, batch=3):
+                pass
+
+        await asyncio.gather(*(replica(p) for p in replicas))
+    finally:
+        for p in replicas:
+            await p.close()
+
+    for case_id, referral_id in overdue_cases:
+        assert await outbox(pool, case_id) == [
+            ("referral.events", "referral.overdue"),
+            ("referral.rerouting", "referral.rerouting"),
+        ], "one breach, one re-routing; the reminder came too late to send"
+        row = await referral(pool, referral_id)
+        assert row["overdue_at"] is not None and row["reminded_at"] is None and row["state"] == "requested"
+        outcomes = await pool.fetch(
+            "SELECT kind, outcome FROM timers WHERE referral_id = $1 ORDER BY kind", referral_id
+        )
+        assert [(t["kind"], t["outcome"]) for t in outcomes] == [
+            ("deadline", "fired"),
+            ("reminder", "skipped: past the deadline"),
+        ]
+        breach = await pool.fetch("SELECT news, recipient FROM notifications WHERE case_id = $1", case_id)
+        assert [(n["news"], n["recipient"]) for n in breach] == [("deadline_breached", "caseworker")]
+    assert await outbox(pool, reminded_case) == [("referral.events", "referral.reminded")]
+    assert await outbox(pool, answered_case) == [("referral.events", "referral.accepted")]
+    skipped = await pool.fetch("SELECT outcome FROM timers WHERE referral_id = $1", answered)
+    assert [t["outcome"] for t in skipped] == ["skipped: answered", "skipped: answered"]
+    assert (await referral(pool, reminded_referral))["overdue_at"] is None
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
+        return "250 OK"
+
+
+async def test_notices_go_out_by_smtp_with_retries_and_never_to_a_do_not_contact_victim(pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    safe_case, hidden_case = uuid4(), uuid4()
+    safe, hidden = uuid4(), uuid4()
+    victim = {"name": "Kim Example", "email": "safe-victim@example.org", "phone": "+82 10-0000-0000"}
+    await on_case_submitted(
+        pool, CTX, submitted(safe_case, now, victim={**victim, "contact_rules": {"safe_channel": "email"}})
+    )
+    hidden_victim = {**victim, "email": "hidden-victim@example.org"}
+    rules = {"do_not_contact": True, "safe_channel": "email"}
+    await on_case_submitted(pool, CTX, submitted(hidden_case, now, victim={**hidden_victim, "contact_rules": rules}))
+    await on_referral_event(pool, CTX, routed(safe_case, now, (safe, "police", "safety")))
+    await on_referral_event(pool, CTX, routed(hidden_case, now, (hidden, "police", "safety")))
+    for referral_id in (safe, hidden):
+        await act(
+            pool,
+            CTX,
+            referral_id,
+            "police",
+            lambda row: ReferralAccepted(
+                case_id=row["case_id"], producer="notify", referral_id=row["referral_id"], agency_id="police"
+            ),
+        )
+
+    [closed_port] = free_ports(1)
+    down = {"email": EmailChannel("127.0.0.1", closed_port, "notify@test.invalid", timeout_seconds=2)}
+    await send_due_notices(pool, down, max_attempts=3, retry_base_seconds=0.01)
+    failed = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications WHERE case_id = $1", safe_case)
+    assert (failed["status"], failed["attempts"]) == ("pending", 1) and failed["last_error"]
+
+    inbox = Inbox()
+    [port] = free_ports(1)
+    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        await asyncio.sleep(0.05)
+        up = {"email": EmailChannel("127.0.0.1", port, "notify@test.invalid"), "sms": SmsChannel(LogOnlySms())}
+        while await send_due_notices(pool, up, max_attempts=3, retry_base_seconds=0.01):
+            pass
+    finally:
+        smtp.stop()
+
+    # Other tests' caseworker notices are sent too; of the victims, only the one with a safe channel hears.
+    to_victims = [text for to, text in inbox.messages if any("victim@" in address for address in to)]
+    assert [to for to, _ in inbox.messages if any("victim@" in address for address in to)] == [
+        ["safe-victim@example.org"]
+    ]
+    assert "Kim" not in to_victims[0] and "police" not in to_victims[0].lower()
+    rows = await pool.fetch(
+        "SELECT case_id, status, withheld, address FROM notifications WHERE case_id = ANY($1::uuid[])",
+        [safe_case, hidden_case],
+    )
+    by_case = {r["case_id"]: (r["status"], r["withheld"], r["address"]) for r in rows}
+    assert by_case == {
+        safe_case: ("sent", None, "safe-victim@example.org"),
+        hidden_case: ("withheld", "do_not_contact", None),
+    }
+    kept = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", hidden_case)
+    assert kept["victim_address"] is None and kept["victim_channel"] is None

@@ -1,0 +1,295 @@
+"""The agency gateway's rules and plugins without a broker: backoff, the circuit breaker, what an agency may see,
+finding plugins, signed webhooks as the agency checks them, and the scaffolding."""
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from agency_gateway.channels import ChannelSettings, ChannelSetupError, Delivered, DeliveryChannel, Failed, Outcome
+from agency_gateway.channels.email import referral_email
+from agency_gateway.channels.kafka import KafkaDelivery
+from agency_gateway.channels.webhook import WebhookDelivery
+from agency_gateway.domain import CircuitBreaker, Done, GiveUp, Retry, RetryPolicy, after_attempt, minimise
+from agency_gateway.registry import ChannelRegistry
+from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
+from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
+from agency_simulator.main import create_app
+from agency_simulator.settings import Settings
+from schemas.catalogue import Agency, WebhookChannel, load_agency
+from schemas.events import ReferralCase, ReferralRequested, encode_event
+from schemas.vocab import CrimeType, Need, Urgency
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = RetryPolicy(max_attempts=4, base_seconds=1.0, max_seconds=5.0)
+
+
+def referral(agency_id: str = "police", **case: Any) -> ReferralRequested:
+    fields = {"crime_type": CrimeType.stalking, "needs": [Need.safety], "urgency": Urgency.urgent, **case}
+    return ReferralRequested(
+        case_id=uuid4(),
+        producer="routing",
+        referral_id=uuid4(),
+        agency_id=agency_id,
+        case=ReferralCase(**fields),
+    )
+
+
+def agency(channel: dict[str, Any], allowed: list[str] | None = None, agency_id: str = "police") -> Agency:
+    return Agency.model_validate(
+        {
+            "id": agency_id,
+            "name_ko": "경찰",
+            "name_en": "Police",
+            "services": ["safety"],
+            "regions": ["*"],
+            "languages": ["ko"],
+            "channel": channel,
+            "allowed_fields": allowed or [],
+            "consent_notice": {"purpose": "p", "items": ["name"], "retention": "r"},
+        }
+    )
+
+
+# --- retries and the circuit breaker ---------------------------------------------------------------------
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    assert [POLICY.delay(n, 0.5) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert POLICY.delay(2, 0.0) == 1.0 and POLICY.delay(2, 0.999) == pytest.approx(2.998)
+
+
+def test_after_an_attempt_deliver_retry_or_give_up() -> None:
+    assert after_attempt(Delivered("ok", 202), 1, POLICY, 0.5) == Done(1)
+    assert after_attempt(Failed("answered 503", True, 503), 2, POLICY, 0.5) == Retry(2, 2.0, "answered 503")
+    permanent = after_attempt(Failed("answered 410", False, 410), 1, POLICY, 0.5)
+    assert isinstance(permanent, GiveUp) and permanent.dlq_reason == "permanent_failure"
+    exhausted = after_attempt(Failed("timed out", True), 4, POLICY, 0.5)
+    assert isinstance(exhausted, GiveUp) and exhausted.dlq_reason == "retries_exhausted"
+    assert "gave up after 4 attempts" in exhausted.reason
+
+
+def test_the_circuit_opens_after_repeated_failures_and_a_probe_decides() -> None:
+    breaker = CircuitBreaker(threshold=3, open_seconds=10)
+    down = Failed("unreachable", True)
+    for now in (0, 1):
+        breaker.record(down, now)
+        assert breaker.allows(now)
+    breaker.record(down, 2)
+    assert breaker.is_open(5) and breaker.open_until == 12
+    assert breaker.allows(12)  # the pause is over: one probe goes through
+    breaker.record(down, 12)
+    assert breaker.is_open(13), "a failed probe opens the circuit again at once"
+    breaker.record(Delivered("ok"), 22)
+    assert breaker.allows(22) and breaker.consecutive_failures == 0
+
+
+def test_a_permanent_answer_shows_the_agency_is_up() -> None:
+    breaker = CircuitBreaker(threshold=2, open_seconds=10)
+    breaker.record(Failed("503", True), 0)
+    breaker.record(Failed("410", False, 410), 1)
+    breaker.record(Failed("503", True), 2)
+    assert breaker.allows(3)
+
+
+def test_only_the_allowed_fields_leave() -> None:
+    full = referral(region="seoul", victim_name="Kim", victim_phone="010-0000-0000", summary="private")
+    sent, dropped = minimise(full, ["victim.name", "region"])
+
+    assert dropped == ["summary", "victim_phone"]
+    assert {k for k, v in sent.case if v is not None} == {"crime_type", "needs", "urgency", "region", "victim_name"}
+    assert b"private" not in encode_event(sent) and b"010-0000-0000" not in encode_event(sent)
+    assert minimise(sent, ["victim.name", "region"]) == (sent, [])
+
+
+# --- plugins ----------------------------------------------------------------------------------------------
+
+
+class FaxSettings(ChannelSettings):
+    number: str
+
+
+class FaxDelivery(DeliveryChannel[FaxSettings]):
+    settings_model = FaxSettings
+
+    async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+        return Delivered(f"faxed to {self.settings.number}")
+
+
+def test_the_built_in_channels_are_found_through_entry_points() -> None:
+    registry = ChannelRegistry.discover()
+    assert {"webhook", "email", "kafka"} <= set(registry.types)
+    assert registry.plugin("kafka") is KafkaDelivery
+    channel = registry.open(agency({"type": "kafka"}, agency_id="kafka-agency"))
+    assert isinstance(channel, KafkaDelivery) and channel.topics() == ["acks.kafka-agency"]
+
+
+def test_a_plugin_channel_gets_its_settings_checked_by_the_plugin() -> None:
+    registry = ChannelRegistry({"fax": lambda: FaxDelivery})
+    channel = registry.open(agency({"type": "fax", "number": "02-000-0000"}))
+    assert isinstance(channel, FaxDelivery) and channel.settings.number == "02-000-0000"
+
+    with pytest.raises(ChannelSetupError, match=r"police\.toml: channel\.colour: Extra inputs"):
+        registry.open(agency({"type": "fax", "number": "1", "colour": "blue"}))
+    with pytest.raises(ChannelSetupError, match=r"police\.toml: no gateway plugin for channel type 'pigeon'"):
+        registry.open(agency({"type": "pigeon"}))
+
+
+def test_a_webhook_without_its_secret_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBHOOK_SECRET_POLICE", raising=False)
+    webhook = {"type": "webhook", "url": "http://agency.test/in", "secret_env": "WEBHOOK_SECRET_POLICE"}
+    with pytest.raises(ChannelSetupError, match=r"police\.toml: the webhook secret variable WEBHOOK_SECRET_POLICE"):
+        ChannelRegistry.discover().open(agency(webhook))
+
+
+# --- signed webhooks, as the agency checks them -------------------------------------------------------------
+
+
+def readme_verify() -> Any:
+    """The README's webhook verification lines, run as an agency would paste them."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Verify a webhook", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None, "the README shows the verification code"
+    assert len(code.group(1).strip().splitlines()) <= 10, "a few lines"
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)
+    return namespace["verify"]
+
+
+def test_the_readme_lines_verify_the_gateways_signature() -> None:
+    verify = readme_verify()
+    body, now = encode_event(referral()), int(time.time())
+    headers = signature_headers(b"s3cret", now, body)
+
+    assert verify(body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], "s3cret")
+    assert not verify(body + b" ", headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], "s3cret")
+    assert not verify(body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], "another")
+    old = signature_headers(b"s3cret", now - 3600, body)
+    assert not verify(body, old[TIMESTAMP_HEADER], old[SIGNATURE_HEADER], "s3cret"), "an old request is refused"
+
+
+def webhook_to_simulator(monkeypatch: pytest.MonkeyPatch, gateway_secret: str, agency_secret: str) -> WebhookDelivery:
+    """The gateway's webhook channel wired to the agency simulator in memory, each with its own secret."""
+    monkeypatch.setenv("WEBHOOK_SECRET_POLICE", gateway_secret)
+    settings = WebhookChannel(
+        type="webhook", url="http://sim.test/agencies/police/referrals", secret_env="WEBHOOK_SECRET_POLICE"
+    )
+    channel = WebhookDelivery("police", settings)
+    simulator = create_app(
+        Settings(
+            notify_url="http://notify.test",
+            simulator_behaviour={"default": {"action": "silent"}},
+            simulator_webhook_secrets={"police": agency_secret},
+        )
+    )
+    channel._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator))
+    return channel
+
+
+async def test_a_signed_webhook_is_accepted_by_the_agency(monkeypatch: pytest.MonkeyPatch) -> None:
+    channel = webhook_to_simulator(monkeypatch, "shared", "shared")
+    event = referral()
+    outcome = await channel.deliver(event, encode_event(event))
+    await channel.close()
+
+    assert isinstance(outcome, Delivered) and outcome.agency_status == 202
+    assert json.loads(outcome.agency_answer or "{}") == {"referral_id": str(event.referral_id), "duplicate": False}
+
+
+async def test_a_webhook_signed_with_another_secret_is_refused_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    channel = webhook_to_simulator(monkeypatch, "old-secret", "new-secret")
+    event = referral()
+    outcome = await channel.deliver(event, encode_event(event))
+    await channel.close()
+
+    assert outcome == Failed("the agency's endpoint answered 401", False, 401)
+
+
+# --- e-mail -------------------------------------------------------------------------------------------------
+
+
+def test_the_email_holds_the_referral_and_nothing_about_the_victim_in_its_subject() -> None:
+    event = referral(victim_name="Kim Example", language="ko")
+    message = referral_email(event, encode_event(event), "gateway@onestop.example", "in@agency.example")
+
+    assert message["Subject"] == f"Referral {event.referral_id} (urgent urgency)"
+    assert message["Message-ID"] == f"<{event.referral_id}@referrals.onestop>"
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert "Victim's name: Kim Example" in text and "Language: ko" in text and "phone" not in text
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "referral.json"
+    assert json.loads(attachment.get_content())["referral_id"] == str(event.referral_id)
+
+
+# --- scaffolding --------------------------------------------------------------------------------------------
+
+
+def scaffold_args(tmp_path: Path, **changes: Any) -> argparse.Namespace:
+    values: dict[str, Any] = {
+        "agency_id": "seoul-shelter",
+        "name_ko": "서울 쉼터",
+        "name_en": "Seoul Shelter",
+        "services": ["housing"],
+        "channel": "webhook",
+        "url": "https://shelter.example/referrals",
+        "to": None,
+        "from_address": None,
+        "smtp_host": None,
+        "setting": [],
+        "allowed_fields": ["victim.name", "victim.phone", "summary"],
+        "purpose": "Temporary housing",
+        "retention": "3 years",
+        "regions": ["seoul"],
+        "languages": ["ko", "en"],
+        "priority": 50,
+        "always_open": True,
+        "catalogue_dir": str(tmp_path),
+    }
+    return argparse.Namespace(**(values | changes))
+
+
+def test_the_scaffolded_agency_entry_is_a_valid_catalogue_file(tmp_path: Path) -> None:
+    path = new_agency(scaffold_args(tmp_path))
+    made = load_agency(path)
+
+    assert made.id == "seoul-shelter" and made.services == [Need.housing] and made.hours.always_open
+    assert isinstance(made.channel, WebhookChannel) and made.channel.secret_env == "WEBHOOK_SECRET_SEOUL_SHELTER"
+    assert "case summary (sensitive)" in made.consent_notice.items
+    with pytest.raises(ScaffoldError, match="exists already"):
+        new_agency(scaffold_args(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"services": ["teleport"]}, "unknown needs"),
+        ({"allowed_fields": ["victim.address"]}, "unknown fields"),
+        ({"url": None}, "needs --url"),
+        ({"channel": "pigeon"}, "no gateway plugin for channel type 'pigeon'"),
+    ],
+)
+def test_a_scaffolded_agency_that_cannot_work_is_refused_and_not_written(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ScaffoldError, match=message):
+        new_agency(scaffold_args(tmp_path, **changes))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_channel_skeleton_is_a_package_with_an_entry_point_and_a_test(tmp_path: Path) -> None:
+    root = new_channel("fax", tmp_path)
+
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '[project.entry-points."onestop.channels"]\nfax = "onestop_channel_fax:FaxDelivery"' in pyproject
+    for source in (root / "src" / "onestop_channel_fax" / "__init__.py", root / "tests" / "test_fax.py"):
+        compile(source.read_text(), str(source), "exec")
+    with pytest.raises(ScaffoldError, match="installed already"):
+        new_channel("webhook", tmp_path)

@@ -1,0 +1,50 @@
+"""The acknowledgement API rejects malformed answers with problem details naming the fields, never echoing them."""
+
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+from fastapi.testclient import TestClient
+from notify.main import create_app
+from notify.settings import NotifySettings
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AGENCY_SIMULATOR_URL", "http://127.0.0.1:9")
+        app = create_app(NotifySettings())
+    # Not entered as a context manager: no lifespan, so no database is touched and validation is all that runs.
+    yield TestClient(app, raise_server_exceptions=False)
+
+
+def test_every_state_change_has_a_route(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for action in ("accept", "decline", "start", "complete", "cancel"):
+        assert "post" in paths[f"/referrals/{{referral_id}}/{action}"]
+    for read in ("/cases/{case_id}/status", "/cases/needing-attention", "/cases/{case_id}/notifications"):
+        assert "get" in paths[read]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"agency_id": "police", "outcome": "not_successful"},
+        {"agency_id": "police", "outcome": "successful", "reason": "lack_of_capacity"},
+    ],
+)
+def test_a_completion_needs_a_reason_exactly_when_it_was_not_successful(
+    client: TestClient, body: dict[str, str]
+) -> None:
+    answer = client.post(f"/referrals/{uuid4()}/complete", json=body)
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+    assert [e["loc"] for e in answer.json()["errors"]] == ["body"]
+
+
+def test_bad_values_are_named_by_path_and_never_echoed(client: TestClient) -> None:
+    answer = client.post(f"/referrals/{uuid4()}/cancel", json={"reason": "SECRET-REASON", "agency_id": "police"})
+    assert answer.status_code == 422
+    assert {e["loc"] for e in answer.json()["errors"]} == {"body.reason", "body.agency_id"}  # staff name no agency
+    assert "SECRET-REASON" not in answer.text
+    started = client.post(f"/referrals/{uuid4()}/start", json={"agency_id": "Not An Agency"})
+    assert started.status_code == 422 and "Not An Agency" not in started.text

@@ -1,0 +1,208 @@
+"""`./dev bench` (python -m bench): start a stack (or use a running one), run the phases, print and save the results."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from devstack import DevstackError, ManagedProcess, Stack, StackPorts
+from devstack.paths import repo_root
+from devstack.ports import free_ports
+from rich.console import Console
+
+from bench.procs import ProcessSampler, pids_listening
+from bench.report import comparison, machine, markdown, plot, print_report, targets
+from bench.run import Bench, Plan, Results, Target
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Drive cases through the whole pipeline at a fixed rate and at its maximum; compare with a bare "
+        "Kafka chain; measure CPU and memory per process. Starts its own stack on free ports unless given URLs.",
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="the fixed offered rate, cases/s (default 20)")
+    parser.add_argument("--sweep", default="", help="more fixed rates, comma-separated, e.g. 50,100")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per phase (default 30)")
+    parser.add_argument("--window", type=int, default=64, help="cases in flight at maximum rate (default 64)")
+    parser.add_argument(
+        "--drain", type=float, help="seconds to wait for the cases still in flight after each phase (default 60)"
+    )
+    parser.add_argument("--short", action="store_true", help="a quick run (CI): 10 cases/s, 4 s per phase")
+    parser.add_argument("--no-scale-out", action="store_true", help="skip the two-replica run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare Kafka chain")
+    parser.add_argument(
+        "--agency-delay", type=float, default=0.5, help="seconds the simulated agencies take to accept (default 0.5)"
+    )
+    parser.add_argument("--fsync", action="store_true", help="PostgreSQL with fsync and synchronous_commit on")
+    parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL (default WARNING)")
+    parser.add_argument("--out", type=Path, help="where to write the JSON, PNG and Markdown (default .state/bench)")
+    reuse = parser.add_argument_group("a running stack instead of a new one (all four needed)")
+    reuse.add_argument("--intake-url")
+    reuse.add_argument("--notify-url")
+    reuse.add_argument("--simulator-url")
+    reuse.add_argument("--kafka", help="bootstrap servers")
+    reuse.add_argument("--postgres-port", type=int, help="to measure PostgreSQL too")
+    args = parser.parse_args(argv)
+    given = [args.intake_url, args.notify_url, args.simulator_url, args.kafka]
+    if any(given) and not all(given):
+        parser.error("a running stack needs --intake-url, --notify-url, --simulator-url and --kafka")
+    if args.short:
+        args.rate, args.duration, args.window = min(args.rate, 10.0), min(args.duration, 4.0), min(args.window, 16)
+    return args
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    sweep = tuple(float(x) for x in args.sweep.split(",") if x.strip())
+    return Plan(
+        rate=args.rate,
+        sweep=sweep,
+        duration=args.duration,
+        window=args.window,
+        drain_timeout=args.drain or (30.0 if args.short else 60.0),
+        warmup_seconds=2.0 if args.short else 3.0,
+        ack_stall_seconds=2.0 if args.short else 5.0,
+        scale_out=not args.no_scale_out,
+        baseline=not args.no_baseline,
+    )
+
+
+def _port(url: str) -> int:
+    parsed = urlparse(url if "://" in url else f"tcp://{url}")
+    assert parsed.port is not None
+    return parsed.port
+
+
+def _postgres_pid(stack: Stack) -> int | None:
+    try:
+        return int((stack.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def replica_starter(stack: Stack) -> Callable[[str], Awaitable[tuple[str, int, Callable[[], Awaitable[None]]]]]:
+    """Another copy of a service: the same command and environment, its own HTTP port, the same consumer groups."""
+    counts: dict[str, int] = {}
+
+    async def add(service: str) -> tuple[str, int, Callable[[], Awaitable[None]]]:
+        counts[service] = counts.get(service, 1) + 1
+        name = f"{service}#{counts[service]}"
+        base = stack.processes[service]
+        port = free_ports(1)[0]
+        process = ManagedProcess(
+            name,
+            base.argv,
+            {**base.env, "HTTP_PORT": str(port)},
+            stack.logs_dir / f"{service}-{counts[service]}.log",
+            f"http://127.0.0.1:{port}/health",
+            cwd=stack.repo,
+        )
+        process.start()
+        await asyncio.to_thread(process.wait_ready, stack.ready_timeout)
+        assert process.pid is not None
+
+        async def stop() -> None:
+            await asyncio.to_thread(process.stop)
+
+        return name, process.pid, stop
+
+    return add
+
+
+async def _bench(plan: Plan, target: Target, sampler: ProcessSampler, console: Console) -> Results:
+    # aiokafka's clients must be made inside the running loop.
+    return await Bench(plan, target, sampler, console).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    console = Console(highlight=False)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    out_dir: Path = (args.out or repo_root() / ".state" / "bench").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_of(args)
+    report: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": "./dev bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "plan": {k: v for k, v in vars(plan).items()},
+    }
+    stack: Stack | None = None
+    state_dir: Path | None = None
+    try:
+        if args.intake_url:
+            target = Target(args.intake_url, args.notify_url, args.simulator_url, args.kafka)
+            ports = {
+                "intake": _port(args.intake_url),
+                "notify": _port(args.notify_url),
+                "agency-simulator": _port(args.simulator_url),
+                "kafka": _port(args.kafka.split(",")[0]),
+            }
+            if args.postgres_port:
+                ports["postgres"] = args.postgres_port
+            pids = pids_listening(ports)
+            report["stack"] = "reused: " + ", ".join(f"{k} {v}" for k, v in ports.items())
+        else:
+            state_dir = Path(tempfile.mkdtemp(prefix="onestop-bench-"))
+            state_dir.chmod(0o755)  # PostgreSQL runs as its own user when we are root
+            behaviour = {"default": {"action": "accept", "delay_seconds": args.agency_delay}}
+            env = {
+                **os.environ,
+                "SIMULATOR_BEHAVIOUR": json.dumps(behaviour),
+                "LOG_LEVEL": args.log_level,
+            }
+            stack = Stack(state_dir, StackPorts.free(), fast_postgres=not args.fsync, env=env, ready_timeout=300)
+            began = time.monotonic()
+            with console.status("starting Kafka, PostgreSQL and the services on free ports ..."):
+                stack.start()
+            console.print(f"stack ready in {time.monotonic() - began:.0f}s (state in {state_dir})")
+            target = Target(
+                stack.url("intake"),
+                stack.url("notify"),
+                stack.url("agency-simulator"),
+                stack.kafka.bootstrap_servers,
+                own_stack=True,
+                add_replica=replica_starter(stack),
+            )
+            pids = {name: process.pid for name, process in stack.processes.items() if process.pid is not None}
+            pids["kafka"] = stack.kafka.pids[0] or 0
+            if (pg := _postgres_pid(stack)) is not None:
+                pids["postgres"] = pg
+            report["stack"] = f"own, PostgreSQL fsync {'on' if args.fsync else 'off'}, LOG_LEVEL={args.log_level}"
+        pids["bench"] = os.getpid()
+        sampler = ProcessSampler(pids, alone=frozenset({"bench"}))
+        results = asyncio.run(_bench(plan, target, sampler, console))
+    except DevstackError as error:
+        console.print(f"bench: {error}")
+        return 1
+    finally:
+        if stack is not None:
+            with console.status("stopping the stack ..."):
+                stack.stop()
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    report["phases"] = results.phases
+    report["notes"] = results.notes
+    report["comparison"] = comparison(results.phases, plan.rate)
+    report["targets"] = targets(results.phases, report["comparison"])
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    stem = out_dir / time.strftime("bench-%Y%m%d-%H%M%S")
+    paths = {"json": stem.with_suffix(".json"), "png": stem.with_suffix(".png"), "md": stem.with_suffix(".md")}
+    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    paths["md"].write_text(markdown(report))
+    plot(report, paths["png"])
+    print_report(console, report)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+    return 0

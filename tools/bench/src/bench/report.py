@@ -1,0 +1,235 @@
+"""What the benchmark shows: the machine, each phase's figures, the ratio to the bare chain, the targets; as JSON,
+a terminal table, a Markdown table for the README and a PNG of latency over load."""
+
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+PYTHON_SERVICES = ("intake", "routing", "agency-gateway", "notify")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory_kb = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _p(phase: dict[str, Any], group: str, metric: str, stat: str) -> float | None:
+    value = phase.get(group, {}).get(metric, {}).get(stat)
+    return None if value is None else float(value)
+
+
+def comparison(phases: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """The pipeline's Kafka hops against the bare chain's, at the same fixed rate, at p50."""
+    pipeline = next((p for p in phases if p["system"] == "pipeline" and p["offered_rate"] == rate), None)
+    bare = next((p for p in phases if p["system"] == "baseline" and p["offered_rate"] == rate), None)
+    if pipeline is None or bare is None:
+        return {}
+    result: dict[str, Any] = {"at_rate": rate, "p50_ratio": {}}
+    for hop in pipeline["hops_ms"]:
+        ours, theirs = _p(pipeline, "hops_ms", hop, "p50"), _p(bare, "hops_ms", hop, "p50")
+        result["p50_ratio"][hop] = round(ours / theirs, 1) if ours is not None and theirs else None
+    ours, theirs = _p(pipeline, "latency_ms", "delivered_all", "p50"), _p(bare, "latency_ms", "delivered_all", "p50")
+    result["p50_ratio"]["accepted → all delivered (2 hops)"] = round(ours / theirs, 1) if ours and theirs else None
+    return result
+
+
+def targets(phases: list[dict[str, Any]], compared: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with what was measured; informational, never a pass/fail of the command."""
+    pipeline = [p for p in phases if p["system"] == "pipeline"]
+    best = max((p.get("sustained_cases_per_s") or 0 for p in pipeline if p["mode"] == "max"), default=None)
+    at20 = next((p for p in pipeline if p["offered_rate"] == 20), None)
+    met = best is not None and best >= 200
+    rows: list[dict[str, Any]] = [{"target": "sustained ≥ 200 cases/s (3 agencies each)", "measured": best, "met": met}]
+    if at20 is not None:
+        p50, p99 = _p(at20, "latency_ms", "delivered_all", "p50"), _p(at20, "latency_ms", "delivered_all", "p99")
+        rows.append({"target": "at 20 cases/s, accepted → all delivered p50 ≤ 50 ms", "measured": p50,
+                     "met": p50 is not None and p50 <= 50})  # fmt: skip
+        rows.append({"target": "at 20 cases/s, accepted → all delivered p99 ≤ 200 ms", "measured": p99,
+                     "met": p99 is not None and p99 <= 200})  # fmt: skip
+    ratios = [r for r in compared.get("p50_ratio", {}).values() if r is not None]
+    if ratios:
+        worst = max(ratios)
+        rows.append({"target": "each Kafka hop ≤ 3× the bare chain's at p50", "measured": worst, "met": worst <= 3})
+    peaks = [
+        v["peak_rss_mb"]
+        for p in pipeline
+        for name, v in p["processes"].items()
+        if name.split("#")[0] in PYTHON_SERVICES
+    ]
+    if peaks:
+        rows.append({"target": "each Python service ≤ 150 MB RSS", "measured": max(peaks), "met": max(peaks) <= 150})
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _rate(phase: dict[str, Any]) -> str:
+    return f"{phase['offered_rate']:g}/s" if phase["mode"] == "rate" else f"max (window {phase['window']})"
+
+
+def phase_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for p in phases:
+        end = "acknowledged_all" if p["system"] == "pipeline" else "events_all"
+        rows.append(
+            [
+                p["name"],
+                _rate(p),
+                f"{p['sustained_cases_per_s'] or 0:.1f}",
+                f"{p['accepted']}/{p['delivered']}/{p['acknowledged']}",
+                "/".join(_ms(_p(p, "latency_ms", "routed", s)) for s in ("p50", "p99")),
+                "/".join(_ms(_p(p, "latency_ms", "delivered_all", s)) for s in ("p50", "p90", "p99", "max")),
+                "/".join(_ms(_p(p, "latency_ms", end, s)) for s in ("p50", "p90", "p99", "max")),
+            ]
+        )
+    return rows
+
+
+PHASE_HEADERS = [
+    "phase",
+    "offered",
+    "cases/s",
+    "cases accepted/delivered/acknowledged",
+    "→ routed p50/p99 ms",
+    "→ all delivered p50/p90/p99/max ms",
+    "→ all acknowledged (bare: 3rd hop) p50/p90/p99/max ms",
+]
+
+
+def process_rows(phases: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    shown = [p for p in phases if p["system"] == "pipeline"]
+    names: list[str] = []
+    for p in shown:
+        names += [n for n in p["processes"] if n not in names]
+    headers = ["process", *[f"{p['name']}: CPU s / peak MB" for p in shown]]
+    rows = []
+    for name in names:
+        cells = [name]
+        for p in shown:
+            v = p["processes"].get(name)
+            cells.append("–" if v is None else f"{v['cpu_s']:.1f} / {v['peak_rss_mb']:.0f}")
+        rows.append(cells)
+    return headers, rows
+
+
+def print_report(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="Cases through the pipeline (latencies from intake's 201)", show_lines=False)
+    for header in PHASE_HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in phase_rows(report["phases"]):
+        table.add_row(*row)
+    console.print(table)
+    headers, rows = process_rows(report["phases"])
+    procs = Table(title="CPU seconds and peak memory per process (PostgreSQL: PSS summed over its processes)")
+    for header in headers:
+        procs.add_column(header, overflow="fold")
+    for row in rows:
+        procs.add_row(*row)
+    console.print(procs)
+    compared = report.get("comparison", {})
+    if compared:
+        hops = Table(title=f"Kafka hops at {compared['at_rate']:g} cases/s, p50 ms: pipeline vs bare aiokafka chain")
+        for header in ("hop", "pipeline", "bare chain", "ratio"):
+            hops.add_column(header)
+        at_rate = [p for p in report["phases"] if p["offered_rate"] == compared["at_rate"]]
+        pipeline = next(p for p in at_rate if p["system"] == "pipeline")
+        bare = next(p for p in at_rate if p["system"] == "baseline")
+        for hop, ratio in compared["p50_ratio"].items():
+            group, metric = ("latency_ms", "delivered_all") if hop.startswith("accepted") else ("hops_ms", hop)
+            hops.add_row(hop, _ms(_p(pipeline, group, metric, "p50")), _ms(_p(bare, group, metric, "p50")), f"{ratio}×")
+        console.print(hops)
+    goals = Table(title="Targets (informational)")
+    for header in ("target", "measured", "met"):
+        goals.add_column(header)
+    for row in report["targets"]:
+        goals.add_row(row["target"], str(row["measured"]), "yes" if row["met"] else "no")
+    console.print(goals)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Measured {report['started_at']} on {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
+        f"load average {m['load_average_at_start'][0]} at start; command: `{report['command']}`.",
+        "",
+        "| " + " | ".join(PHASE_HEADERS) + " |",
+        "|" + "---|" * len(PHASE_HEADERS),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in phase_rows(report["phases"])]
+    headers, rows = process_rows(report["phases"])
+    lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    compared = report.get("comparison", {})
+    if compared:
+        lines += ["", f"Pipeline ÷ bare aiokafka chain at {compared['at_rate']:g} cases/s, p50: "
+                  + ", ".join(f"{hop} {ratio}×" for hop, ratio in compared["p50_ratio"].items()) + "."]  # fmt: skip
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Latency percentiles over achieved throughput: the pipeline (1 and 2 replicas) against the bare chain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
+    series: list[tuple[str, Callable[[dict[str, Any]], bool], str, str]] = [
+        ("pipeline", lambda p: p["system"] == "pipeline" and p["replicas"] == 1, "-", "o"),
+        ("pipeline, 2 replicas", lambda p: p["system"] == "pipeline" and p["replicas"] == 2, "", "s"),
+        ("bare Kafka chain", lambda p: p["system"] == "baseline", "--", "^"),
+    ]
+    colours = {"p50": "tab:blue", "p90": "tab:orange", "p99": "tab:red"}
+    for axis, metric, title in (
+        (axes[0], "delivered_all", "intake accepted → all referrals delivered"),
+        (axes[1], "acknowledged_all", "intake accepted → all referrals acknowledged"),
+    ):
+        for label, wanted, style, marker in series:
+            phases = sorted((p for p in report["phases"] if wanted(p)), key=lambda p: p["sustained_cases_per_s"] or 0)
+            if label.startswith("bare") and metric == "acknowledged_all":
+                continue  # the bare chain has no acknowledgement step
+            key = metric
+            for stat, colour in colours.items():
+                xs = [p["sustained_cases_per_s"] or 0 for p in phases if _p(p, "latency_ms", key, stat) is not None]
+                ys = [_p(p, "latency_ms", key, stat) for p in phases if _p(p, "latency_ms", key, stat) is not None]
+                if xs:
+                    axis.plot(xs, ys, linestyle=style or "none", marker=marker, color=colour, label=f"{label} {stat}")
+        axis.set_title(title)
+        axis.set_xlabel("sustained throughput (cases/s, each to 3 agencies)")
+        axis.set_ylabel("latency (ms, log scale)")
+        axis.set_yscale("log")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    m = report["machine"]
+    fig.suptitle(f"onestop benchmark — {m['nproc']} cores, {m['cpu_model']}, {report['started_at']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
