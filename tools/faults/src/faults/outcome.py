@@ -48,6 +48,7 @@ class Outcome:
     drain_seconds: float | None = None  # from the end of the last fault until everything was delivered
     load_seconds: float | None = None
     fault_log: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)  # what the scenario saw of the system (replication, ...)
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -58,9 +59,8 @@ class Outcome:
 
     @property
     def problems(self) -> list[str]:
-        found = []
         checks = {
-            "lost referrals": self.lost,
+            "lost referrals" if self.drained else "referrals not delivered by the drain deadline": self.lost,
             "duplicated side effects": self.duplicated_side_effects,
             "acknowledged cases never routed": self.cases_not_routed,
             "cases routed twice": self.cases_routed_twice,
@@ -112,6 +112,7 @@ def count(
         }
         for f in ctx.faults
     ]
+    outcome.notes = dict(ctx.notes)
     outcome.submitted = len(load.submissions)
     acknowledged = load.acknowledged
     outcome.acknowledged = len(acknowledged)

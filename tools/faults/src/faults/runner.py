@@ -25,8 +25,8 @@ from faults.scenarios import SERVICES, Context, Options, Scenario
 
 Say = Callable[[str], None]
 
-# The agencies accept every referral, after a short pause (their acknowledgement then reaches notify).
-SIMULATOR_BEHAVIOUR = {"default": {"action": "accept", "delay_seconds": 1.0}}
+# The agencies accept every referral, five seconds after receiving it (their acknowledgement then goes to notify).
+SIMULATOR_BEHAVIOUR = {"default": {"action": "accept", "delay_seconds": 5.0}}
 
 
 @dataclass
@@ -96,6 +96,7 @@ class Observer:
         self.stack = stack
         self.tail = observe.TopicTail(stack.kafka.bootstrap_servers)
         self.client = httpx.AsyncClient(timeout=30.0, trust_env=False)
+        self._received: tuple[float, list[dict[str, Any]]] | None = None
 
     async def __aenter__(self) -> "Observer":
         await self.tail.start()
@@ -104,6 +105,15 @@ class Observer:
     async def __aexit__(self, *_: object) -> None:
         await self.tail.stop()
         await self.client.aclose()
+
+    async def received(self, max_age: float = 0.0) -> list[dict[str, Any]]:
+        """The agencies' record; while draining, at most one read per `max_age` seconds (it is large to build)."""
+        if self._received is None or time.monotonic() - self._received[0] > max_age:
+            self._received = (
+                time.monotonic(),
+                await observe.simulator_record(self.client, self.stack.url("agency-simulator")),
+            )
+        return self._received[1]
 
     async def agencies(self) -> list[str]:
         answer = await self.client.get(f"{self.stack.url('routing')}/agencies")
@@ -148,7 +158,7 @@ async def run_scenario(
         outcome.drain_seconds = round(max(0.0, drained_at - last_fault), 1)
     await _recheck_keys(load, observer.client)
     lags = await observe.group_lags(stack.kafka.bootstrap_servers)
-    record = await observe.simulator_record(observer.client, stack.url("agency-simulator"))
+    record = await observer.received()
     count(ctx, outcome, observer.tail, record, lags, earlier_dlq)
     for name in SERVICES:
         outcome.outbox_backlog[name] = await observe.outbox_backlog(observer.client, stack.url(name))
@@ -187,14 +197,24 @@ async def _still_waiting(ctx: Context, observer: Observer, wait_for_acks: bool) 
         return "the topic reader to catch up"
     case_ids = {str(s.case_id) for s in ctx.load.acknowledged}
     routed: dict[str, set[str]] = {}
+    ended: set[tuple[str, str]] = set()  # the gateway said delivered (or failed) on referral.events
     for record in observer.tail.events("referral.events"):
         event = record.event or {}
-        if event.get("type") == "case.routed" and str(event.get("case_id")) in case_ids:
-            routed.setdefault(str(event["case_id"]), set()).update(str(r["agency_id"]) for r in event["referrals"])
+        case_id = str(event.get("case_id"))
+        if case_id not in case_ids:
+            continue
+        if event.get("type") == "case.routed":
+            routed.setdefault(case_id, set()).update(str(r["agency_id"]) for r in event["referrals"])
+        elif event.get("type") in ("referral.delivered", "referral.failed"):
+            ended.add((case_id, str(event.get("agency_id"))))
     if len(routed) < len(case_ids):
         return f"{len(case_ids) - len(routed)} case(s) to be routed"
+    # Asked of the topic first: the agencies' record is large, and reading it often slows the agencies down.
+    undelivered = sum(1 for c, agencies in routed.items() for a in agencies if (c, a) not in ended)
+    if undelivered:
+        return f"{undelivered} referral(s) to be delivered"
     try:
-        received = await observe.simulator_record(observer.client, stack.url("agency-simulator"))
+        received = await observer.received(max_age=10.0)
     except httpx.HTTPError:
         return "the agency simulator to answer"
     taken = {

@@ -164,6 +164,8 @@ class KillPartitionLeader(Scenario):
     async def inject(self, ctx: Context) -> None:
         kafka = ctx.stack.kafka
         bootstrap = kafka.bootstrap_servers
+        replicas = {len(p.replicas) for p in await kafka_admin.partitions(bootstrap, include_internal=True)}
+        ctx.notes["replicas_per_partition"] = sorted(replicas)
         before = await _data_offsets(bootstrap)
         for _ in range(self.kills):
             await asyncio.sleep(ctx.options.interval)
