@@ -14,25 +14,11 @@ from schemas.events import (
     RoutingDecision,
     encode_event,
 )
+from schemas.examples import SAMPLE_AGENCIES, sample_case_json
 
 # Three needs, three consents: routing sends each case to exactly these three agencies.
-AGENCIES = ("police", "legal-aid", "employment-center")
-
-CASE_BODY: dict[str, Any] = {
-    "crime_type": "violent_crime",
-    "needs": ["safety", "legal", "employment"],
-    "urgency": "high",
-    "region": "seoul",
-    "language": "ko",
-    "intake_channel": "visit",
-    "victim": {"name": "Kim Example", "phone": "+82 10-0000-0000", "email": "victim@example.org"},
-    "consents": [
-        {"agency_id": "police", "granted": True, "sensitive_granted": True},
-        {"agency_id": "legal-aid", "granted": True, "sensitive_granted": False},
-        {"agency_id": "employment-center", "granted": True, "sensitive_granted": False},
-    ],
-    "summary": "Assaulted near home; fears the offender knows the address.",
-}
+AGENCIES = SAMPLE_AGENCIES
+CASE_BODY: dict[str, Any] = sample_case_json()
 
 
 def event_sizes() -> dict[str, int]:
