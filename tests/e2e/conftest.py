@@ -79,6 +79,9 @@ def stack(otlp: OtlpReceiver, mailbox: Mailbox) -> Iterator[Stack]:
     # Notify's e-mails go to the test's SMTP server; an hour of an acknowledgement deadline lasts 10 s, so the
     # police's 4 hours for a high-urgency case pass in 40 s (reminder at 30 s), the default 6 hours in 60 s.
     env |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mailbox.port), "ACK_DEADLINE_HOUR_SECONDS": "10"}
+    # Rate limits per credential low enough that tests/e2e/test_security_http.py reaches one with 300 requests;
+    # each test's client has a credential of its own (helpers.StackAuth).
+    env |= {"RATE_LIMIT_BURST": "100", "RATE_LIMIT_PER_SECOND": "10"}
     # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
     state = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
     state.chmod(0o755)

@@ -1,14 +1,50 @@
 """Reading the running system from the outside: its HTTP APIs and its Kafka topics."""
 
 import asyncio
+import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
+from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from devstack.stack import Stack
+from kit.auth import Role, issue_token
 
 T = TypeVar("T")
+
+
+_AGENCY_ANSWER = re.compile(r"^/referrals/[^/]+/(accept|decline|start|complete)$")
+
+
+class StackAuth(httpx.Auth):
+    """Credentials for the tests' calls, as the real callers have them: an agency's answer goes with that agency's
+    token (the agency its body names), everything else as a supervisor (staff)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        # A credential of its own per client: one test's requests never spend another's rate limit.
+        self.staff = issue_token(stack.env["AUTH_SECRET"], Role.supervisor, f"e2e-{uuid4().hex[:8]}")
+        self._agencies: dict[str, str] = {}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "authorization" not in request.headers:
+            request.headers["authorization"] = f"Bearer {self._token_for(request)}"
+        yield request
+
+    def _token_for(self, request: httpx.Request) -> str:
+        if request.method == "POST" and _AGENCY_ANSWER.match(request.url.path):
+            try:
+                agency = json.loads(request.content or b"{}").get("agency_id")
+            except (ValueError, AttributeError):
+                agency = None
+            if isinstance(agency, str):
+                if agency not in self._agencies:
+                    self._agencies[agency] = self.stack.token("agency", agency)
+                return self._agencies[agency]
+        return self.staff
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 60.0, what: str = "condition") -> T:

@@ -1,13 +1,15 @@
-"""End to end on the real stack: an agency that stays silent is reminded, then breaches its (shortened) deadline;
-the caseworker gets an e-mail, routing gets the needs to re-route, and a timer due while notify is down fires once
-when it is back. The stack runs with ACK_DEADLINE_HOUR_SECONDS=10: the police's 4 hours for a high case are 40 s."""
+"""End to end on the real stack: an agency that stays silent is reminded through its own channel (the simulator
+records the signed reminder), then breaches its (shortened) deadline; the caseworker gets an e-mail, routing gets the
+needs to re-route, and once another agency has them the silent referral is cancelled and its agency told. A timer
+due while notify is down fires once when it is back. The stack runs with ACK_DEADLINE_HOUR_SECONDS=10: the police's
+4 hours for a high case are 40 s."""
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4, uuid5
 
 import httpx
 import pytest
@@ -15,15 +17,15 @@ from devstack.stack import Stack
 from schemas.events import decode_event
 
 from tests.e2e.conftest import Mailbox
-from tests.e2e.helpers import eventually, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, read_topic, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c
 
 
@@ -81,6 +83,16 @@ async def breach_email(mailbox: Mailbox, caseworker: str) -> list[Any] | None:
     return [m for m in mailbox.to(caseworker) if "missed its acknowledgement deadline" in m["Subject"]] or None
 
 
+async def notices_to(
+    client: httpx.AsyncClient, stack: Stack, agency_id: str, referral_id: str, notice_type: str
+) -> list[dict[str, Any]] | None:
+    """What the agency's own record (the simulator's) shows it received about the referral, besides the referral."""
+    answer = await client.get(f"{stack.url('agency-simulator')}/agencies/{agency_id}/notices")
+    assert answer.status_code == 200, answer.text
+    found = [n for n in answer.json() if n["referral_id"] == referral_id and n["type"] == notice_type]
+    return found or None
+
+
 async def rerouting_requests(stack: Stack, case_id: str) -> list[Any]:
     records = await read_topic(stack.kafka.bootstrap_servers, "referral.rerouting")
     return [decode_event(r.value) for r in records if r.key == case_id.encode()]
@@ -98,6 +110,17 @@ async def test_a_silent_agency_is_reminded_then_overdue_and_its_needs_go_to_the_
     [reminder] = await eventually(lambda: events_of(client, stack, case_id, "referral.reminded"), 90, "a reminder")
     assert reminder["agency_id"] == "police" and datetime.fromisoformat(reminder["occurred_at"]) < deadline
     assert datetime.fromisoformat(reminder["detail"]["deadline"]) == deadline
+    # The agency itself has it, through its webhook, signed, before the deadline, and not as a new referral.
+    [received] = await eventually(
+        lambda: notices_to(client, stack, "police", police["referral_id"], "referral.reminded"),
+        60,
+        "the reminder in the police's own record",
+    )
+    # The agency's copy has an id of its own, derived from the timeline's (the outbox holds each event id once).
+    assert received["event_id"] == str(uuid5(UUID(reminder["event_id"]), "referrals.police"))
+    assert received["signature"] == "valid"
+    assert received["known_referral"] and datetime.fromisoformat(received["deadline"]) == deadline
+    assert datetime.fromisoformat(received["first_received_at"]) < deadline
 
     [overdue] = await eventually(lambda: events_of(client, stack, case_id, "referral.overdue"), 60, "the breach")
     assert datetime.fromisoformat(overdue["occurred_at"]) >= deadline
@@ -121,18 +144,44 @@ async def test_a_silent_agency_is_reminded_then_overdue_and_its_needs_go_to_the_
 
     await eventually(prosecution_accepted, 60, "the re-routed referral accepted by the prosecution")
 
-    # The silent referral stays open and overdue: the staff see the case and close the referral themselves.
-    status = (await client.get(f"{notify}/cases/{case_id}/status")).json()
-    assert status["status"] == "needs_attention"
-    assert status["attention"] == [{"referral_id": police["referral_id"], "agency_id": "police", "reason": "overdue"}]
-    listed = (await client.get(f"{notify}/cases/needing-attention")).json()
-    assert case_id in {c["case_id"] for c in listed}
-    cancelled = await client.post(f"{notify}/referrals/{police['referral_id']}/cancel", json={"reason": "other"})
-    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    # Another agency has the needs now: the silent referral is cancelled, and the police are told through their channel.
+    async def police_cancelled() -> dict[str, Any] | None:
+        found = (await client.get(f"{notify}/referrals/{police['referral_id']}")).json()
+        return found if found["state"] == "cancelled" else None
+
+    cancelled = await eventually(police_cancelled, 60, "the overdue police referral cancelled")
+    assert cancelled["reason"] == "deadline_breached"
+    [told] = await eventually(
+        lambda: notices_to(client, stack, "police", police["referral_id"], "referral.cancelled"),
+        60,
+        "the cancellation in the police's own record",
+    )
+    assert told["signature"] == "valid" and told["reason"] == "deadline_breached" and told["deliveries"] == 1
     late = await client.post(f"{notify}/referrals/{police['referral_id']}/accept", json={"agency_id": "police"})
-    assert late.status_code == 409
-    assert (await client.get(f"{notify}/cases/{case_id}/status")).json()["status"] == "all_accepted"
+    assert late.status_code == 409, "a late acceptance of the cancelled referral is refused"
+
+    status = (await client.get(f"{notify}/cases/{case_id}/status")).json()
+    assert status["status"] == "all_accepted" and status["attention"] == []
+    listed = (await client.get(f"{notify}/cases/needing-attention")).json()
+    assert case_id not in {c["case_id"] for c in listed}
     assert len(await events_of(client, stack, case_id, "referral.overdue")) == 1
+    # Once each: the reminder was delivered one time, and the referral itself was not taken as a new one.
+    [reminded] = await notices_to(client, stack, "police", police["referral_id"], "referral.reminded") or [None]
+    assert reminded is not None and reminded["deliveries"] == 1
+    record = (await client.get(f"{stack.url('agency-simulator')}/agencies/police/referrals")).json()
+    assert [r["deliveries"] for r in record["referrals"] if r["referral_id"] == police["referral_id"]] == [1]
+    delivered = (await client.get(f"{stack.url('agency-gateway')}/cases/{case_id}/notices")).json()
+    assert sorted((n["notice_type"], n["outcome"]) for n in delivered if n["agency_id"] == "police") == [
+        ("referral.cancelled", "delivered"),
+        ("referral.reminded", "delivered"),
+    ]
+    # What a Kafka-native agency would read on its own topic: the referral, then the reminder, then the cancellation.
+    on_topic = await read_topic(stack.kafka.bootstrap_servers, "referrals.police")
+    assert [decode_event(r.value).type for r in on_topic if r.key == case_id.encode()] == [
+        "referral.requested",
+        "referral.reminded",
+        "referral.cancelled",
+    ]
 
 
 async def test_a_deadline_that_passes_while_notify_is_down_fires_once_when_it_is_back(
@@ -161,6 +210,7 @@ async def test_a_deadline_that_passes_while_notify_is_down_fires_once_when_it_is
     events = await timeline(client, stack.url("notify"), case_id)
     assert len(of_type(events, "referral.overdue")) == 1
     assert of_type(events, "referral.reminded") == [], "a reminder due only after the deadline is not sent"
+    assert await notices_to(client, stack, "police", police["referral_id"], "referral.reminded") is None
     assert len(of_type(events, "referral.rerouting")) == 1
     assert len(await rerouting_requests(stack, case_id)) == 1
     assert len(await breach_email(mailbox, caseworker) or []) == 1

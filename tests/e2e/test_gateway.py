@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from devstack.stack import Stack
 from schemas.events import decode_event
 
-from tests.e2e.helpers import eventually, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, read_topic, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -176,8 +176,8 @@ def world(stack: Stack) -> Iterator[GatewayWorld]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c
 
 

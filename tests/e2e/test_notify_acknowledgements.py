@@ -12,7 +12,7 @@ from devstack.stack import Stack
 from schemas.events import ReferralAccepted, ReferralDeclined, decode_event, encode_event
 
 from tests.e2e.conftest import Mailbox
-from tests.e2e.helpers import eventually, produce, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, produce, read_topic, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -21,8 +21,8 @@ AGENCY = "employment-center"
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c
 
 

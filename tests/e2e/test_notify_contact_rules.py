@@ -10,15 +10,15 @@ import pytest
 from devstack.stack import Stack
 
 from tests.e2e.conftest import Mailbox
-from tests.e2e.helpers import eventually, timeline
+from tests.e2e.helpers import StackAuth, eventually, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c
 
 

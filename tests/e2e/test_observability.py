@@ -2,6 +2,7 @@
 metrics that move, a flow view (API and CLI), health reports, and no personal data in logs, spans or metrics."""
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 from devstack.stack import Stack
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.helpers import eventually, produce, timeline
+from tests.e2e.helpers import StackAuth, eventually, produce, timeline
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 from tests.samples import sample_case_json
 
@@ -25,8 +26,8 @@ Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> httpx.AsyncClient:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c  # type: ignore[misc]
 
 
@@ -146,7 +147,10 @@ async def test_one_trace_per_case_across_all_services_and_kafka(
 
     # And the command line prints it for people.
     command = [sys.executable, "-m", "casectl", "flow", case_id, "--notify-url", stack.url("notify")]
-    printed = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, check=True)
+    env = {**os.environ, "AUTH_SECRET": stack.env["AUTH_SECRET"]}  # casectl signs its own caseworker token
+    printed = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, check=True, env=env
+    )
     shown = printed.stdout
     assert f"trace {trace_id}" in shown
     assert shown.count("referral.accepted") == len(AGENCIES) and "case.routed" in shown
@@ -260,7 +264,7 @@ async def test_every_service_says_what_it_depends_on_and_whether_it_answers(
     intake = (await client.get(f"{stack.url('intake')}/health")).json()
     routing = next(d for d in intake["dependencies"] if d["name"] == "routing")
     assert routing["kind"] == "http" and not routing["required"] and routing["reachable"]
-    assert intake["produces"] == ["case.submitted"]
+    assert intake["produces"] == ["case.erased", "case.submitted"]
     gateway = (await client.get(f"{stack.url('agency-gateway')}/health")).json()
     assert {"topic": "referrals.police", "group": "agency-gateway.police"} in gateway["consumes"]
 

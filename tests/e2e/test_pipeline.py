@@ -9,7 +9,7 @@ import pytest
 from devstack.stack import Stack
 from schemas.events import decode_event, encode_event
 
-from tests.e2e.helpers import eventually, produce, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, produce, read_topic, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -18,8 +18,8 @@ EXPECTED_AGENCIES = {"police", "legal-aid", "employment-center"}
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
-    async with httpx.AsyncClient(timeout=10.0) as c:
+async def client(stack: Stack) -> httpx.AsyncClient:
+    async with httpx.AsyncClient(timeout=10.0, auth=StackAuth(stack)) as c:
         yield c  # type: ignore[misc]
 
 

@@ -9,7 +9,7 @@ import pytest
 from devstack.stack import Stack
 from schemas.events import decode_event
 
-from tests.e2e.helpers import eventually, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, read_topic, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -34,8 +34,8 @@ STALKING_CASE = sample_case_json(
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
-    async with httpx.AsyncClient(timeout=15.0) as c:
+async def client(stack: Stack) -> httpx.AsyncClient:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
         yield c  # type: ignore[misc]
 
 

@@ -263,7 +263,11 @@ async def test_due_timers_fire_once_across_replicas_and_escalate(postgres: str, 
         ]
         breach = await pool.fetch("SELECT news, recipient FROM notifications WHERE case_id = $1", case_id)
         assert [(n["news"], n["recipient"]) for n in breach] == [("deadline_breached", "caseworker")]
-    assert await outbox(pool, reminded_case) == [("referral.events", "referral.reminded")]
+    # The reminder is an event of the case, and it goes to the agency through its own topic (its gateway delivers it).
+    assert await outbox(pool, reminded_case) == [
+        ("referral.events", "referral.reminded"),
+        ("referrals.legal-aid", "referral.reminded"),
+    ]
     assert await outbox(pool, answered_case) == [("referral.events", "referral.accepted")]
     skipped = await pool.fetch("SELECT outcome FROM timers WHERE referral_id = $1", answered)
     assert [t["outcome"] for t in skipped] == ["skipped: answered", "skipped: answered"]

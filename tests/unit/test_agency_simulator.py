@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -16,8 +16,8 @@ import httpx
 import pytest
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
-from schemas.events import ReferralCase, ReferralRequested, encode_event
-from schemas.vocab import CrimeType, Need, Urgency
+from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, ReferralRequested, encode_event
+from schemas.vocab import CancelReason, CrimeType, Need, Urgency
 
 SECRET = "Kim Secret-Victim 010-9999-0000"
 
@@ -428,3 +428,79 @@ async def test_malformed_signature_headers_are_refused_not_crashed_on() -> None:
         ]
 
     assert [a.status_code for a in answers] == [401, 401]
+
+
+# --- notices about a referral: reminders and cancellations ---------------------------------------------------
+
+
+def reminder_of(event: ReferralRequested) -> ReferralReminded:
+    return ReferralReminded(
+        case_id=event.case_id,
+        producer="notify",
+        referral_id=event.referral_id,
+        agency_id=event.agency_id,
+        deadline=datetime(2026, 3, 2, 13, 0, tzinfo=UTC),
+    )
+
+
+def _signed_notice(notice: ReferralReminded | ReferralCancelled, secret: str) -> dict[str, str]:
+    body, timestamp = encode_event(notice), str(int(time.time()))
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {
+        "Idempotency-Key": str(notice.event_id),
+        "Content-Type": "application/json",
+        "X-Onestop-Timestamp": timestamp,
+        "X-Onestop-Signature": f"sha256={digest}",
+    }
+
+
+async def test_a_reminder_is_recorded_once_per_event_and_is_never_taken_as_a_new_referral() -> None:
+    notify = FakeNotify()
+    async with simulator(notify, behaviour={"default": {"action": "silent"}}) as client:
+        event = referral()
+        await deliver(client, event)
+        notice = reminder_of(event)
+        headers = {"Idempotency-Key": str(notice.event_id), "Content-Type": "application/json"}
+        first = await client.post("/agencies/police/referrals", content=encode_event(notice), headers=headers)
+        again = await client.post("/agencies/police/referrals", content=encode_event(notice), headers=headers)
+        [recorded] = (await client.get("/agencies/police/notices")).json()
+        received = (await client.get("/received")).json()
+
+    assert (first.status_code, first.json()["duplicate"], again.json()["duplicate"]) == (202, False, True)
+    assert recorded["type"] == "referral.reminded" and recorded["event_id"] == str(notice.event_id)
+    assert recorded["deliveries"] == 2 and recorded["known_referral"] is True
+    assert recorded["deadline"].startswith("2026-03-02T13:00")
+    assert [r["referral_id"] for r in received["referrals"]] == [str(event.referral_id)]
+    assert received["deliveries"] == 1, "the reminder is not a delivery of a referral"
+    assert notify.calls == [], "a silent agency stays silent when reminded"
+
+
+async def test_a_notice_must_carry_its_own_event_id_as_idempotency_key_and_a_valid_signature() -> None:
+    async with simulator(FakeNotify(), settings=_with_secrets(police="s3cret")) as client:
+        event = referral()
+        cancelled = ReferralCancelled(
+            case_id=event.case_id,
+            producer="notify",
+            referral_id=event.referral_id,
+            agency_id="police",
+            reason=CancelReason.deadline_breached,
+        )
+        unsigned = await client.post(
+            "/agencies/police/referrals",
+            content=encode_event(cancelled),
+            headers={"Idempotency-Key": str(cancelled.event_id), "Content-Type": "application/json"},
+        )
+        keyed_by_referral = await client.post(
+            "/agencies/police/referrals",
+            content=encode_event(cancelled),
+            headers=_signed_notice(cancelled, "s3cret") | {"Idempotency-Key": str(event.referral_id)},
+        )
+        signed = await client.post(
+            "/agencies/police/referrals", content=encode_event(cancelled), headers=_signed_notice(cancelled, "s3cret")
+        )
+        [recorded] = (await client.get("/agencies/police/notices")).json()
+
+    assert (unsigned.status_code, keyed_by_referral.status_code, signed.status_code) == (401, 422, 202)
+    assert recorded["type"] == "referral.cancelled" and recorded["reason"] == "deadline_breached"
+    assert recorded["signature"] == "valid" and recorded["deliveries"] == 1
+    assert recorded["known_referral"] is False, "the referral itself never reached this agency"

@@ -699,3 +699,83 @@ def test_the_gateway_and_the_simulator_share_every_webhook_agencys_secret(compos
     for service in ("agency-gateway", "agency-simulator"):
         environment = compose["services"][service]["environment"]
         assert names <= set(environment), f"{service} lacks {sorted(names - set(environment))}"
+
+
+# ---------------------------------------------------------------------------------------------- secure profile
+
+SECURE_FILE = ROOT / "docker-compose.secure.yml"
+SECURE_SETUP_SCRIPT = ROOT / "deploy" / "kafka" / "compose-secure-setup.sh"
+KAFKA_PASSWORDS = {
+    "CASE_KEYS": "k1=ZGV2LW9ubHkta2V5LW5vdC1mb3ItcmVhbC1kYXRhISE",
+    "KAFKA_ADMIN_PASSWORD": "admin-pw",
+    **{f"KAFKA_PASSWORD_{app.name.upper().replace('-', '_')}": f"{app.name}-pw" for app in SERVICES},
+}
+
+
+def merge_override(base: Any, override: Any) -> Any:
+    """`docker compose -f base -f override`: mappings merge key by key, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {key: merge_override(base[key], value) if key in base else value for key, value in override.items()} | {
+            key: value for key, value in base.items() if key not in override
+        }
+    return override
+
+
+@pytest.fixture(scope="module")
+def secure_compose() -> dict[str, Any]:
+    override = yaml.safe_load(SECURE_FILE.read_text(encoding="utf-8"))
+    merged: dict[str, Any] = interpolate(merge_override(load_compose(), override), KAFKA_PASSWORDS)
+    return merged
+
+
+def test_the_secure_profile_is_valid_compose_and_needs_every_password(
+    validator: jsonschema.protocols.Validator, secure_compose: dict[str, Any]
+) -> None:
+    errors = sorted(validator.iter_errors(secure_compose), key=lambda error: list(error.absolute_path))
+    assert not errors, "\n".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+    override = yaml.safe_load(SECURE_FILE.read_text(encoding="utf-8"))
+    for missing in KAFKA_PASSWORDS:
+        with pytest.raises(AssertionError, match=f"{missing} is required"):
+            interpolate(override, {k: v for k, v in KAFKA_PASSWORDS.items() if k != missing})
+
+
+def test_the_secure_broker_authenticates_everyone_and_denies_by_default(secure_compose: dict[str, Any]) -> None:
+    env = environment(secure_compose["services"]["kafka"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(item.split("://", 1) for item in env["KAFKA_LISTENERS"].split(","))
+    assert set(listeners) <= set(protocols) and set(protocols.values()) == {"SASL_PLAINTEXT"}
+    assert "SCRAM-SHA-512" in env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    # PLAIN logs in only the admin: its JAAS entry lists that one user.
+    plain = env["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"]
+    assert re.findall(r"\buser_(\S+?)=", plain) == ["admin"] and 'password="admin-pw"' in plain
+    assert "--command-config" in secure_compose["services"]["kafka"]["healthcheck"]["test"][1]
+
+
+@pytest.mark.parametrize("app", SERVICES, ids=lambda app: app.name)
+def test_each_service_logs_in_to_kafka_as_itself(secure_compose: dict[str, Any], app: App) -> None:
+    service = secure_compose["services"][app.name]
+    env = environment(service)
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_USERNAME"] == app.name
+    assert env["KAFKA_SASL_PASSWORD"] == f"{app.name}-pw"  # its own variable, the one kafka-setup registers
+    registered = environment(secure_compose["services"]["kafka-setup"])
+    assert registered[f"KAFKA_PASSWORD_{app.name.upper().replace('-', '_')}"] == env["KAFKA_SASL_PASSWORD"]
+    assert service["depends_on"]["kafka-setup"]["condition"] == "service_completed_successfully"
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"  # still there from the base file
+
+
+def test_the_setup_script_grants_what_devstack_grants() -> None:
+    from devstack.kafka_security import kafka_setup_script
+
+    assert SECURE_SETUP_SCRIPT.read_text(encoding="utf-8") == kafka_setup_script(ROOT / "catalogue" / "agencies"), (
+        "regenerate: uv run python -m devstack kafka-setup-script > deploy/kafka/compose-secure-setup.sh"
+    )
+    script = SECURE_SETUP_SCRIPT.read_text(encoding="utf-8")
+    for app in SERVICES:
+        assert f'scram {app.name} "${{KAFKA_PASSWORD_{app.name.upper().replace("-", "_")}}}"' in script
+    # Only literal topic names: no principal is granted topics by prefix or wildcard.
+    assert "--topic *" not in script
+    assert all("--topic" not in line for line in script.splitlines() if "prefixed" in line)

@@ -5,25 +5,38 @@ import argparse
 import json
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
-from agency_gateway.channels import ChannelSettings, ChannelSetupError, Delivered, DeliveryChannel, Failed, Outcome
-from agency_gateway.channels.email import referral_email
+from agency_gateway import handlers
+from agency_gateway.channels import (
+    ChannelSettings,
+    ChannelSetupError,
+    Delivered,
+    DeliveryChannel,
+    Failed,
+    Notice,
+    Outcome,
+)
+from agency_gateway.channels.email import notice_email, referral_email
 from agency_gateway.channels.kafka import KafkaDelivery
 from agency_gateway.channels.webhook import WebhookDelivery
 from agency_gateway.domain import CircuitBreaker, Done, GiveUp, Retry, RetryPolicy, after_attempt, minimise
+from agency_gateway.handlers import AgencyDeliveries
 from agency_gateway.registry import ChannelRegistry
 from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
-from schemas.catalogue import Agency, WebhookChannel, load_agency
-from schemas.events import ReferralCase, ReferralRequested, encode_event
-from schemas.vocab import CrimeType, Need, Urgency
+from schemas.catalogue import Agency, KafkaChannel, WebhookChannel, load_agency
+from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, ReferralRequested, encode_event
+from schemas.vocab import CancelReason, CrimeType, Need, Urgency
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = RetryPolicy(max_attempts=4, base_seconds=1.0, max_seconds=5.0)
@@ -293,3 +306,219 @@ def test_the_channel_skeleton_is_a_package_with_an_entry_point_and_a_test(tmp_pa
         compile(source.read_text(), str(source), "exec")
     with pytest.raises(ScaffoldError, match="installed already"):
         new_channel("webhook", tmp_path)
+
+
+# --- notices: reminders and cancellations through the agency's channel ----------------------------------------
+
+
+def reminder_for(event: ReferralRequested) -> ReferralReminded:
+    return ReferralReminded(
+        case_id=event.case_id,
+        producer="notify",
+        referral_id=event.referral_id,
+        agency_id=event.agency_id,
+        deadline=datetime(2026, 3, 2, 13, 0, tzinfo=UTC),
+    )
+
+
+def cancellation_for(event: ReferralRequested) -> ReferralCancelled:
+    return ReferralCancelled(
+        case_id=event.case_id,
+        producer="notify",
+        referral_id=event.referral_id,
+        agency_id=event.agency_id,
+        reason=CancelReason.deadline_breached,
+        note="Re-routed to another agency after the acknowledgement deadline passed unanswered.",
+    )
+
+
+async def test_a_reminder_reaches_the_agency_signed_with_its_own_idempotency_key_and_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = webhook_to_simulator(monkeypatch, "shared", "shared")
+    sent: list[httpx.Request] = []
+    channel._client.event_hooks["request"].append(lambda request: _append(sent, request))
+    event = referral()
+    await channel.deliver(event, encode_event(event))
+    notice = reminder_for(event)
+    first = await channel.deliver_notice(notice, encode_event(notice))
+    again = await channel.deliver_notice(notice, encode_event(notice))  # a redelivery after a lost answer
+    await channel.close()
+
+    assert isinstance(first, Delivered) and first.agency_status == 202
+    assert json.loads(first.agency_answer or "{}") == {"event_id": str(notice.event_id), "duplicate": False}
+    assert isinstance(again, Delivered) and json.loads(again.agency_answer or "{}")["duplicate"] is True
+    request = sent[1]
+    assert request.headers["x-onestop-event-type"] == "referral.reminded"
+    assert request.headers["idempotency-key"] == str(notice.event_id) != str(event.referral_id)
+    assert request.headers[SIGNATURE_HEADER.lower()].startswith("sha256=")
+
+
+async def _append(sent: list[httpx.Request], request: httpx.Request) -> None:
+    sent.append(request)
+
+
+async def test_a_cancellation_signed_with_another_secret_is_refused_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    channel = webhook_to_simulator(monkeypatch, "old-secret", "new-secret")
+    notice = cancellation_for(referral())
+    outcome = await channel.deliver_notice(notice, encode_event(notice))
+    await channel.close()
+
+    assert outcome == Failed("the agency's endpoint answered 401", False, 401)
+
+
+def test_the_notice_emails_are_short_thread_under_the_referral_and_hold_nothing_about_the_victim() -> None:
+    event = referral(victim_name="Kim Example")
+    for notice, subject in (
+        (reminder_for(event), f"Reminder: referral {event.referral_id} awaits your answer by 2026-03-02 13:00 UTC"),
+        (cancellation_for(event), f"Cancelled: referral {event.referral_id}"),
+    ):
+        message = notice_email(notice, encode_event(notice), "gateway@onestop.example", "in@agency.example")
+        assert message["Subject"] == subject
+        assert message["Message-ID"] == f"<{notice.event_id}@notices.onestop>"
+        assert message["In-Reply-To"] == f"<{event.referral_id}@referrals.onestop>"
+        plain = message.get_body(("plain",))
+        assert plain is not None and "Kim" not in plain.get_content() and str(event.referral_id) in plain.get_content()
+    assert "deadline_breached" in plain.get_content()
+
+
+async def test_on_kafka_the_record_on_the_agencys_topic_is_the_delivery_and_a_plugin_may_not_carry_notices() -> None:
+    notice = reminder_for(referral())
+    on_kafka = await KafkaDelivery("police", KafkaChannel(type="kafka")).deliver_notice(notice, encode_event(notice))
+    assert isinstance(on_kafka, Delivered)
+
+    class Fax(DeliveryChannel[ChannelSettings]):
+        settings_model = ChannelSettings
+
+        async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+            return Delivered("faxed")
+
+    unsupported = await Fax("police", ChannelSettings(type="fax")).deliver_notice(notice, encode_event(notice))
+    assert isinstance(unsupported, Failed) and not unsupported.transient  # to the DLQ, for an operator to see
+
+
+class FakeBroker:
+    def __init__(self, message: Any) -> None:
+        self.published: list[tuple[str, dict[str, str]]] = []
+        self.context = type("Context", (), {"get_local": staticmethod(lambda name: message)})()
+
+    async def publish(self, body: bytes, topic: str, *, key: bytes, headers: dict[str, str]) -> None:
+        self.published.append((topic, headers))
+
+
+class FakeConnection:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield
+
+
+class FakePool:
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakeConnection]:
+        yield FakeConnection()
+
+
+class Failing(DeliveryChannel[ChannelSettings]):
+    """An agency whose endpoint refuses notices: permanently (410), or for now (503)."""
+
+    settings_model = ChannelSettings
+    status = 410
+
+    async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+        return Delivered("ok", 202)
+
+    async def deliver_notice(self, notice: Notice, body: bytes) -> Outcome:
+        return Failed(f"the agency's endpoint answered {self.status}", self.status >= 500, self.status)
+
+
+@pytest.mark.parametrize(("status", "topic"), [(410, "referrals.police.dlq"), (503, "referrals.police.retry")])
+async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
+    monkeypatch: pytest.MonkeyPatch, status: int, topic: str
+) -> None:
+    outbox: list[Any] = []
+    recorded: list[tuple[str, Outcome]] = []
+
+    async def not_seen(*_: Any) -> bool:
+        return False
+
+    async def seen_first_time(*_: Any) -> bool:
+        return True
+
+    async def to_outbox(conn: Any, topic: str, event: Any) -> None:
+        outbox.append(event)
+
+    async def record_notice(conn: Any, notice: Notice, channel: str, attempts: int, outcome: Outcome) -> None:
+        recorded.append((notice.type, outcome))
+
+    monkeypatch.setattr(handlers, "already_processed", not_seen)
+    monkeypatch.setattr(handlers, "first_time", seen_first_time)
+    monkeypatch.setattr(handlers, "add_to_outbox", to_outbox)
+    monkeypatch.setattr(handlers.storage, "record_notice", record_notice)
+    record = type("Record", (), {"partition": 0, "offset": 7})()
+    broker = FakeBroker(type("Message", (), {"raw_message": record, "headers": {}})())
+    runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
+    channel = Failing("police", ChannelSettings(type="failing"))
+    channel.status = status
+    deliveries = AgencyDeliveries(
+        runtime, agency({"type": "kafka"}), channel, POLICY, CircuitBreaker(5, 30), jitter=lambda: 0.5
+    )
+
+    await deliveries.on_referral(reminder_for(referral()))
+
+    assert [t for t, _ in broker.published] == [topic]
+    assert outbox == [], "no referral.failed: the referral itself was delivered"
+    if status == 410:
+        assert broker.published[0][1]["dlq.reason"] == "permanent_failure"
+        assert [(t, o.agency_status) for t, o in recorded] == [("referral.reminded", 410)]
+    else:
+        assert broker.published[0][1]["retry.attempts"] == "1" and recorded == []
+
+
+async def test_a_retried_referral_whose_cancellation_came_through_is_not_delivered_any_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    delivered: list[ReferralRequested] = []
+
+    async def not_seen(*_: Any) -> bool:
+        return False
+
+    async def cancelled(*_: Any) -> bool:
+        return True
+
+    class Recording(Failing):
+        async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+            delivered.append(referral)
+            return Delivered("ok", 202)
+
+    monkeypatch.setattr(handlers, "already_processed", not_seen)
+    monkeypatch.setattr(handlers.storage, "was_cancelled", cancelled)
+    record = type("Record", (), {"partition": 0, "offset": 7})()
+    message = type("Message", (), {"raw_message": record, "headers": {"retry.attempts": "2", "retry.not_before": "0"}})
+    broker = FakeBroker(message())
+    runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
+    deliveries = AgencyDeliveries(
+        runtime,
+        agency({"type": "kafka"}),
+        Recording("police", ChannelSettings(type="x")),
+        POLICY,
+        CircuitBreaker(5, 30),
+    )
+
+    await deliveries.on_retry(referral())
+
+    assert delivered == [] and broker.published == []
+
+
+async def test_the_channel_skeleton_carries_notices_too(tmp_path: Path) -> None:
+    root = new_channel("fax", tmp_path / "plugin")
+    namespace: dict[str, Any] = {}
+    exec(compile((root / "src" / "onestop_channel_fax" / "__init__.py").read_text(), "fax", "exec"), namespace)
+    drop = tmp_path / "drop"
+    channel = namespace["FaxDelivery"]("police", namespace["FaxSettings"](type="fax", directory=drop))
+    notice = reminder_for(referral())
+
+    outcome = await channel.deliver_notice(notice, encode_event(notice))
+
+    assert isinstance(outcome, Delivered)
+    [written] = drop.glob("*.json")
+    assert written.name == f"{notice.event_id}.referral.reminded.json"

@@ -6,14 +6,19 @@ import pytest
 from fastapi.testclient import TestClient
 from intake.main import create_app
 from intake.settings import IntakeSettings
+from kit.auth import Role, issue_token
 
 from tests.samples import sample_case_json
+
+SECRET = "unit-test-signing-secret-of-32-bytes!"
 
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     # Not entered as a context manager: no lifespan, so no database is touched and validation is all that runs.
-    return TestClient(create_app(IntakeSettings()), raise_server_exceptions=False)
+    staff = {"authorization": f"Bearer {issue_token(SECRET, Role.caseworker, 'cw-1')}"}
+    app = create_app(IntakeSettings(auth_secret=SECRET))
+    return TestClient(app, raise_server_exceptions=False, headers=staff)
 
 
 def test_malformed_json_gets_422_problem_json(client: TestClient) -> None:

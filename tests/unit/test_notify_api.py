@@ -5,17 +5,22 @@ from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
+from kit.auth import Role, issue_token
 from notify.main import create_app
 from notify.settings import NotifySettings
+
+SECRET = "unit-test-signing-secret-of-32-bytes!"
+POLICE = {"authorization": f"Bearer {issue_token(SECRET, Role.agency, 'police', agency='police')}"}
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AGENCY_SIMULATOR_URL", "http://127.0.0.1:9")
-        app = create_app(NotifySettings())
+        app = create_app(NotifySettings(auth_secret=SECRET))
     # Not entered as a context manager: no lifespan, so no database is touched and validation is all that runs.
-    yield TestClient(app, raise_server_exceptions=False)
+    staff = {"authorization": f"Bearer {issue_token(SECRET, Role.caseworker, 'cw-1')}"}
+    yield TestClient(app, raise_server_exceptions=False, headers=staff)
 
 
 def test_every_state_change_has_a_route(client: TestClient) -> None:
@@ -36,7 +41,7 @@ def test_every_state_change_has_a_route(client: TestClient) -> None:
 def test_a_completion_needs_a_reason_exactly_when_it_was_not_successful(
     client: TestClient, body: dict[str, str]
 ) -> None:
-    answer = client.post(f"/referrals/{uuid4()}/complete", json=body)
+    answer = client.post(f"/referrals/{uuid4()}/complete", json=body, headers=POLICE)
     assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
     assert [e["loc"] for e in answer.json()["errors"]] == ["body"]
 
@@ -46,5 +51,5 @@ def test_bad_values_are_named_by_path_and_never_echoed(client: TestClient) -> No
     assert answer.status_code == 422
     assert {e["loc"] for e in answer.json()["errors"]} == {"body.reason", "body.agency_id"}  # staff name no agency
     assert "SECRET-REASON" not in answer.text
-    started = client.post(f"/referrals/{uuid4()}/start", json={"agency_id": "Not An Agency"})
+    started = client.post(f"/referrals/{uuid4()}/start", json={"agency_id": "Not An Agency"}, headers=POLICE)
     assert started.status_code == 422 and "Not An Agency" not in started.text

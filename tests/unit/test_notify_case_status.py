@@ -1,7 +1,16 @@
-"""A case's overall state from its referrals, and which referrals need the staff."""
+"""A case's overall state from its referrals, which referrals need the staff, and which a re-route supersedes."""
 
 import pytest
-from notify.domain import Attention, CaseStatus, ReferralSummary, attention, case_status
+from notify.domain import (
+    Attention,
+    CaseStatus,
+    Change,
+    ReferralSummary,
+    attention,
+    case_status,
+    change,
+    superseded,
+)
 from schemas.vocab import ReferralState as S
 
 
@@ -45,3 +54,28 @@ def test_which_referrals_need_the_staff(referral: ReferralSummary, expected: Att
 )
 def test_a_cases_overall_state(referrals: list[ReferralSummary], expected: CaseStatus) -> None:
     assert case_status(referrals) is expected
+
+
+@pytest.mark.parametrize(
+    ("referral", "expected"),
+    [
+        (r(S.delivered, overdue=True), True),  # silent past its deadline: another agency has its needs now
+        (r(S.requested, overdue=True), True),  # still being delivered (retries) when it breached
+        (r(S.delivered), False),  # not overdue: a re-route of it can only follow a decline or failure
+        (r(S.accepted, overdue=True), False),  # answered late, before the new agency was found: it stands
+        (r(S.declined, overdue=True), False),  # ended already
+        (r(S.cancelled, overdue=True), False),  # cancelled already (by staff, or by an earlier re-route)
+    ],
+)
+def test_which_referrals_a_new_agency_for_their_needs_supersedes(referral: ReferralSummary, expected: bool) -> None:
+    assert superseded(referral) is expected
+
+
+def test_once_the_overdue_referral_is_superseded_and_cancelled_the_case_no_longer_needs_attention() -> None:
+    before = [r(S.delivered, overdue=True, replaced=True), r(S.accepted)]
+    assert case_status(before) is CaseStatus.needs_attention
+    # Notify cancels it; the old agency's late acceptance is then not applied (a command answers it 409).
+    assert [change(S.delivered, S.cancelled), change(S.cancelled, S.accepted)] == [Change.applied, Change.stale]
+    after = [r(S.cancelled, overdue=True, replaced=True), r(S.accepted)]
+    assert case_status(after) is CaseStatus.all_accepted
+    assert attention(after[0]) is None

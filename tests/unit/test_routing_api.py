@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from kit.auth import Role, issue_token
 from routing.main import create_app
 from routing.settings import RoutingSettings
 
@@ -15,6 +16,7 @@ from tests.samples import sample_case_json
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue" / "agencies"
 MONDAY_11PM_SEOUL = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)
+SECRET = "unit-test-signing-secret-of-32-bytes!"
 
 
 class FakePool:
@@ -39,9 +41,11 @@ def pool() -> FakePool:
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch, pool: FakePool) -> TestClient:
     monkeypatch.setenv("AGENCY_SIMULATOR_URL", "http://127.0.0.1:1")
-    app = create_app(RoutingSettings(catalogue_dir=CATALOGUE), clock=lambda: MONDAY_11PM_SEOUL)
-    app.state.runtime = SimpleNamespace(pool=pool)  # no lifespan: nothing connects
-    return TestClient(app, raise_server_exceptions=False)
+    settings = RoutingSettings(catalogue_dir=CATALOGUE, auth_secret=SECRET)
+    app = create_app(settings, clock=lambda: MONDAY_11PM_SEOUL)
+    app.state.runtime = SimpleNamespace(pool=pool, settings=settings)  # no lifespan: nothing connects
+    supervisor = {"authorization": f"Bearer {issue_token(SECRET, Role.supervisor, 'sv-1')}"}
+    return TestClient(app, raise_server_exceptions=False, headers=supervisor)
 
 
 def test_the_preview_explains_the_choice_and_shows_each_consent_notice(client: TestClient) -> None:

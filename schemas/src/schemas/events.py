@@ -328,6 +328,15 @@ class ReroutingRequested(Envelope):
     cause: ReroutingCause
 
 
+class CaseErased(Envelope):
+    """The case was erased on request: intake destroyed its data key and its personal data; every service that
+    holds personal data of the case purges it. Published on `case.erased`; carries no personal data."""
+
+    type: ClassVar[str] = "case.erased"
+    version: ClassVar[int] = 1
+    erased_at: AwareDatetime
+
+
 EVENT_MODELS: tuple[type[Envelope], ...] = (
     CaseSubmitted,
     CaseRouted,
@@ -342,6 +351,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReferralReminded,
     ReferralOverdue,
     ReroutingRequested,
+    CaseErased,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
 

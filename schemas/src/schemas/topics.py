@@ -5,12 +5,14 @@ import re
 CASE_SUBMITTED = "case.submitted"
 REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
+CASE_ERASED = "case.erased"
 
 _AGENCY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 def agency_topic(agency_id: str) -> str:
-    """The topic an agency (or its gateway) consumes its referrals from."""
+    """The topic an agency (or its gateway) consumes its referrals from, and notify's notices about them
+    (`referral.reminded`, `referral.cancelled`)."""
     if not _AGENCY_ID.match(agency_id):
         raise ValueError(f"agency id {agency_id!r} must be lower-case words joined by '-'")
     return f"referrals.{agency_id}"

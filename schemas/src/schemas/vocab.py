@@ -103,6 +103,8 @@ class CancelReason(StrEnum):
     consent_withdrawn = "consent_withdrawn"
     case_closed = "case_closed"
     other = "other"
+    # The agency let its acknowledgement deadline pass and routing has given its needs to another agency.
+    deadline_breached = "deadline_breached"
 
 
 class ReroutingCause(StrEnum):

@@ -2,6 +2,7 @@
 
 from devstack.errors import DevstackError
 from devstack.kafka import KafkaCluster, ensure_kafka_jars
+from devstack.kafka_security import KafkaSecurity
 from devstack.postgres import PostgresServer
 from devstack.process import ManagedProcess
 from devstack.stack import SERVICES, ServiceSpec, Stack, StackPorts
@@ -10,6 +11,7 @@ __all__ = [
     "SERVICES",
     "DevstackError",
     "KafkaCluster",
+    "KafkaSecurity",
     "ManagedProcess",
     "PostgresServer",
     "ServiceSpec",

@@ -11,7 +11,8 @@ from types import FrameType
 
 from devstack.errors import DevstackError
 from devstack.kafka import ensure_kafka_jars
-from devstack.paths import default_state_dir
+from devstack.kafka_security import kafka_setup_script
+from devstack.paths import default_state_dir, repo_root
 from devstack.stack import SERVICES, ServiceSpec, Stack, StackPorts
 
 
@@ -22,9 +23,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--state-dir", type=Path, help="data and logs (default: <repo>/.state)")
     up.add_argument("--kafka-nodes", type=int, default=1, help="Kafka nodes, each broker and controller")
     up.add_argument("--infra-only", action="store_true", help="only Kafka and PostgreSQL, no services")
+    up.add_argument(
+        "--secure-kafka",
+        "--secure",
+        action="store_true",
+        help="Kafka with SASL/SCRAM and ACLs: one principal per service and Kafka-native agency (a new state dir)",
+    )
     jars = commands.add_parser("jars", help="fetch the Kafka broker jars with Maven (done by `up` too)")
     jars.add_argument("--state-dir", type=Path, help="data and logs (default: <repo>/.state)")
+    script = commands.add_parser(
+        "kafka-setup-script", help="print docker-compose.secure.yml's SCRAM users and ACLs script for a catalogue"
+    )
+    script.add_argument("--catalogue", type=Path, default=repo_root() / "catalogue" / "agencies")
     args = parser.parse_args(argv)
+    if args.command == "kafka-setup-script":
+        print(kafka_setup_script(args.catalogue), end="")
+        return 0
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
     # aiokafka logs every refused connection while the broker boots; those are expected, not news.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -33,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "jars":
             print(f"Kafka jars in {ensure_kafka_jars(state_dir)}")
             return 0
-        return _up(state_dir, args.kafka_nodes, () if args.infra_only else SERVICES)
+        return _up(state_dir, args.kafka_nodes, () if args.infra_only else SERVICES, args.secure_kafka)
     except DevstackError as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
@@ -47,10 +61,10 @@ def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested(signal.Signals(signum).name)
 
 
-def _up(state_dir: Path, kafka_nodes: int, services: Sequence[ServiceSpec]) -> int:
+def _up(state_dir: Path, kafka_nodes: int, services: Sequence[ServiceSpec], secure_kafka: bool) -> int:
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
-    stack = Stack(state_dir, StackPorts.from_env(), services, kafka_nodes=kafka_nodes)
+    stack = Stack(state_dir, StackPorts.from_env(), services, kafka_nodes=kafka_nodes, secure_kafka=secure_kafka)
     began = time.monotonic()
     try:
         print(f"starting the onestop dev stack in {state_dir} ...", flush=True)

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.errors import DevstackError
 from devstack.kafka_admin import partitions
+from devstack.kafka_security import KafkaSecurity
 from devstack.paths import repo_root
 from devstack.ports import free_ports, port_in_use
 from devstack.process import ManagedProcess, describe_exit, log_tail
@@ -108,9 +109,14 @@ def new_cluster_id() -> str:
 
 
 class KafkaCluster:
-    """`size` combined broker+controller nodes on loopback; data and logs under `<state_dir>/kafka`."""
+    """`size` combined broker+controller nodes on loopback; data and logs under `<state_dir>/kafka`.
 
-    def __init__(self, state_dir: Path, size: int = 1, base_port: int | None = None) -> None:
+    With `security`, clients must authenticate with SASL/SCRAM-SHA-512 and may do only what its ACLs allow.
+    """
+
+    def __init__(
+        self, state_dir: Path, size: int = 1, base_port: int | None = None, security: KafkaSecurity | None = None
+    ) -> None:
         if size < 1:
             raise ValueError("a Kafka cluster needs at least one node")
         self.state_dir = state_dir.resolve()
@@ -123,11 +129,17 @@ class KafkaCluster:
         self.controller_ports = ports[1::2]
         self.replication_factor = min(size, 3)
         self.min_insync_replicas = 2 if size >= 3 else 1
+        self.security = security
         self._nodes: list[ManagedProcess] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{port}" for port in self.broker_ports)
+
+    @property
+    def admin_client_config(self) -> dict[str, str]:
+        """Keyword arguments for an aiokafka client acting as the cluster's operator (the super user if secured)."""
+        return self.security.admin.aiokafka() if self.security is not None else {}
 
     @property
     def pids(self) -> list[int | None]:
@@ -173,8 +185,10 @@ class KafkaCluster:
                 # Probe with a client only once the ports listen, so it doesn't log a refused connection per try.
                 if listening < expected:
                     raise ConnectionRefusedError(f"{listening} of {expected} broker ports listening")
-                brokers = _run_sync(_active_brokers(self.bootstrap_servers))
+                brokers = _run_sync(_active_brokers(self.bootstrap_servers, self.admin_client_config))
                 if brokers >= expected:
+                    if self.security is not None:
+                        _run_sync(self.security.apply_acls(self.bootstrap_servers))
                     return
                 last_error = f"{brokers} of {expected} brokers active"
             except Exception as exc:  # any failure to get metadata just means "not yet"
@@ -212,7 +226,7 @@ class KafkaCluster:
 
     def leader_index(self, topic: str, partition: int) -> int:
         """The index of the node leading `topic`'s `partition` now."""
-        for info in _run_sync(partitions(self.bootstrap_servers, [topic])):
+        for info in _run_sync(partitions(self.bootstrap_servers, [topic], client_config=self.admin_client_config)):
             if info.partition == partition and info.leader >= 1:
                 return self.node_index(info.leader)
         raise DevstackError(f"{topic}/{partition} has no leader now")
@@ -223,7 +237,9 @@ class KafkaCluster:
         behind: list[str] = []
         while True:
             try:
-                infos = _run_sync(partitions(self.bootstrap_servers, include_internal=True))
+                infos = _run_sync(
+                    partitions(self.bootstrap_servers, include_internal=True, client_config=self.admin_client_config)
+                )
                 behind = [f"{p.topic}/{p.partition}" for p in infos if p.under_replicated or p.leader < 0]
                 if not behind:
                     return
@@ -263,16 +279,17 @@ class KafkaCluster:
         for index in range(self.size):
             node_dir = self.node_dir(index)
             node_dir.mkdir(parents=True, exist_ok=True)
+            listener = "PLAINTEXT" if self.security is None else "SASL_PLAINTEXT"
             settings = {
                 "process.roles": "broker,controller",
                 "node.id": str(index + 1),
                 "controller.quorum.voters": voters,
-                "listeners": f"PLAINTEXT://127.0.0.1:{self.broker_ports[index]},"
+                "listeners": f"{listener}://127.0.0.1:{self.broker_ports[index]},"
                 f"CONTROLLER://127.0.0.1:{self.controller_ports[index]}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.broker_ports[index]}",
+                "advertised.listeners": f"{listener}://127.0.0.1:{self.broker_ports[index]}",
                 "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "controller.listener.names": "CONTROLLER",
-                "inter.broker.listener.name": "PLAINTEXT",
+                "inter.broker.listener.name": listener,
                 "log.dirs": str(node_dir / "data"),
                 "auto.create.topics.enable": "false",
                 "num.partitions": "1",
@@ -285,9 +302,13 @@ class KafkaCluster:
                 "share.coordinator.state.topic.min.isr": str(self.min_insync_replicas),
                 "group.initial.rebalance.delay.ms": "0",
             }
+            if self.security is not None:
+                settings.update(self.security.broker_settings(listener))
             lines = ["# Written by devstack at every start; edit devstack.kafka instead."]
             lines += [f"{key}={value}" for key, value in settings.items()]
-            (node_dir / "server.properties").write_text("\n".join(lines) + "\n")
+            path = node_dir / "server.properties"
+            path.touch(mode=0o600)  # it may hold the admin's password
+            path.write_text("\n".join(lines) + "\n")
 
     def _java(self, libs: Path, node_name: str, main_class: str, *args: str) -> list[str]:
         return [
@@ -307,12 +328,15 @@ class KafkaCluster:
         """Format each node's log dir once; the persisted cluster id lets a later start reuse the data."""
         cluster_id = self._cluster_id()
         pending = [i for i in range(self.size) if not (self.node_dir(i) / "data" / "meta.properties").is_file()]
+        self._check_security_unchanged(formatting=bool(pending))
+        # SCRAM credentials go into the metadata at format time, so the brokers can authenticate from the start.
+        scram = self.security.scram_arguments() if self.security is not None else []
         runs: dict[int, subprocess.Popen[str]] = {}
         for index in pending:
             config = str(self.node_dir(index) / "server.properties")
             argv = self._java(
                 libs, f"node-{index}-format", "kafka.tools.StorageTool",
-                "format", "--cluster-id", cluster_id, "--config", config, "--ignore-formatted",
+                "format", "--cluster-id", cluster_id, "--config", config, "--ignore-formatted", *scram,
             )  # fmt: skip
             runs[index] = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
@@ -323,6 +347,20 @@ class KafkaCluster:
                 raise DevstackError(
                     f"formatting Kafka storage for node {index} failed (exit {run.returncode}):\n{output[-4000:]}"
                 )
+
+    def _check_security_unchanged(self, formatting: bool) -> None:
+        """SCRAM users are made only at format time: refuse a data folder formatted for other principals."""
+        marker = self.root / "principals"
+        wanted = "\n".join(self.security.principals) if self.security is not None else ""
+        if formatting:
+            marker.write_text(wanted + "\n")
+            return
+        formatted = marker.read_text().strip() if marker.is_file() else ""
+        if formatted != wanted:
+            raise DevstackError(
+                f"the Kafka data in {self.root} was formatted for other SASL principals ({formatted or 'none'}), "
+                f"not {wanted.replace(chr(10), ', ') or 'none (plaintext)'}: delete {self.root} to start afresh"
+            )
 
     def _node_process(self, libs: Path, index: int) -> ManagedProcess:
         argv = self._java(libs, f"node-{index}", "kafka.Kafka", str(self.node_dir(index) / "server.properties"))
@@ -336,9 +374,9 @@ class KafkaCluster:
         )
 
 
-async def _active_brokers(bootstrap_servers: str) -> int:
+async def _active_brokers(bootstrap_servers: str, client_config: dict[str, str]) -> int:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="devstack-probe", request_timeout_ms=5000
+        bootstrap_servers=bootstrap_servers, client_id="devstack-probe", request_timeout_ms=5000, **client_config
     )
     try:
         await asyncio.wait_for(admin.start(), 10)

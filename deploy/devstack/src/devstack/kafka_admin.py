@@ -1,14 +1,15 @@
 """Looking at a running Kafka from the outside, and the operator's tools: leaders, offsets, groups, group resets.
 
 All of it goes through the Kafka protocol (aiokafka's admin and consumer clients), as an operator's tools would;
-nothing reads a service's internals.
+nothing reads a service's internals. On a secured cluster pass `client_config=cluster.admin_client_config`.
 """
 
 import asyncio
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,9 +40,21 @@ class ConsumerGroup:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
 
 
-def _admin(bootstrap_servers: str) -> AIOKafkaAdminClient:
+Config = Mapping[str, Any] | None  # SASL options for every client here (None: plaintext)
+
+
+def _admin(bootstrap_servers: str, client_config: Config = None) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="devstack-admin", request_timeout_ms=10000
+        bootstrap_servers=bootstrap_servers,
+        client_id="devstack-admin",
+        request_timeout_ms=10000,
+        **dict(client_config or {}),
+    )
+
+
+def _consumer(bootstrap_servers: str, client_config: Config, group_id: str | None = None) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=group_id, **dict(client_config or {})
     )
 
 
@@ -50,10 +63,14 @@ def is_internal(topic: str) -> bool:
 
 
 async def partitions(
-    bootstrap_servers: str, topics: Iterable[str] | None = None, *, include_internal: bool = False
+    bootstrap_servers: str,
+    topics: Iterable[str] | None = None,
+    *,
+    include_internal: bool = False,
+    client_config: Config = None,
 ) -> list[PartitionInfo]:
     """Every partition of `topics` (default: all; Kafka's internal ones if asked), its leader and in-sync replicas."""
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, client_config)
     await admin.start()
     try:
         described = await admin.describe_topics(sorted(topics) if topics is not None else None)
@@ -68,12 +85,14 @@ async def partitions(
     return sorted(found, key=lambda p: (p.topic, p.partition))
 
 
-async def end_offsets(bootstrap_servers: str, parts: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(
+    bootstrap_servers: str, parts: Iterable[TopicPartition], *, client_config: Config = None
+) -> dict[TopicPartition, int]:
     """The next offset to be written on each partition (its high watermark)."""
     wanted = list(parts)
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    consumer = _consumer(bootstrap_servers, client_config)
     await consumer.start()
     try:
         return {tp: int(offset) for tp, offset in (await consumer.end_offsets(wanted)).items()}
@@ -81,12 +100,14 @@ async def end_offsets(bootstrap_servers: str, parts: Iterable[TopicPartition]) -
         await consumer.stop()
 
 
-async def beginning_offsets(bootstrap_servers: str, parts: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+async def beginning_offsets(
+    bootstrap_servers: str, parts: Iterable[TopicPartition], *, client_config: Config = None
+) -> dict[TopicPartition, int]:
     """The first offset still kept on each partition."""
     wanted = list(parts)
     if not wanted:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    consumer = _consumer(bootstrap_servers, client_config)
     await consumer.start()
     try:
         return {tp: int(offset) for tp, offset in (await consumer.beginning_offsets(wanted)).items()}
@@ -94,9 +115,9 @@ async def beginning_offsets(bootstrap_servers: str, parts: Iterable[TopicPartiti
         await consumer.stop()
 
 
-async def consumer_groups(bootstrap_servers: str) -> list[ConsumerGroup]:
+async def consumer_groups(bootstrap_servers: str, *, client_config: Config = None) -> list[ConsumerGroup]:
     """Every consumer group: its state, its members' client ids and topics, and its committed offsets."""
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, client_config)
     await admin.start()
     try:
         names = sorted(name for name, protocol, *_ in await admin.list_consumer_groups() if protocol == "consumer")
@@ -134,12 +155,14 @@ def _subscribed_topics(metadata: bytes) -> list[str]:
     return topics
 
 
-async def wait_group_empty(bootstrap_servers: str, group_id: str, timeout: float = 60.0) -> None:
+async def wait_group_empty(
+    bootstrap_servers: str, group_id: str, timeout: float = 60.0, *, client_config: Config = None
+) -> None:
     """Wait until the group has no members (its consumers stopped, or their sessions timed out)."""
     deadline = time.monotonic() + timeout
     state = "unknown"
     while time.monotonic() < deadline:
-        admin = _admin(bootstrap_servers)
+        admin = _admin(bootstrap_servers, client_config)
         await admin.start()
         try:
             [response] = await admin.describe_consumer_groups([group_id])
@@ -154,25 +177,25 @@ async def wait_group_empty(bootstrap_servers: str, group_id: str, timeout: float
 
 
 async def reset_group_to_earliest(
-    bootstrap_servers: str, group_id: str, topics: Iterable[str], timeout: float = 60.0
+    bootstrap_servers: str, group_id: str, topics: Iterable[str], timeout: float = 60.0, *, client_config: Config = None
 ) -> dict[TopicPartition, int]:
     """What `kafka-consumer-groups --reset-offsets --to-earliest --execute` does: the group re-reads everything.
 
     The group must have no members (Kafka refuses the commit otherwise): stop its consumers first; this waits
     up to `timeout` for them to leave. Returns the offsets committed.
     """
-    await wait_group_empty(bootstrap_servers, group_id, timeout)
+    await wait_group_empty(bootstrap_servers, group_id, timeout, client_config=client_config)
     wanted = sorted(set(topics))
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, client_config)
     await admin.start()
     try:
         described = await admin.describe_topics(wanted)
     finally:
         await admin.close()
     parts = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-    earliest = await beginning_offsets(bootstrap_servers, parts)
+    earliest = await beginning_offsets(bootstrap_servers, parts, client_config=client_config)
     # An empty group accepts a commit from outside (generation -1), as the admin API's AlterConsumerGroupOffsets.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False)
+    consumer = _consumer(bootstrap_servers, client_config, group_id)
     await consumer.start()
     try:
         consumer.assign(parts)

@@ -1,5 +1,7 @@
 """The whole system as local processes: Kafka, PostgreSQL, then every service from a list of specs."""
 
+import base64
+import json
 import os
 import re
 import secrets
@@ -10,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from kit.auth import Role, issue_token
+
 from devstack.errors import DevstackError
 from devstack.kafka import KafkaCluster
+from devstack.kafka_security import KafkaSecurity
 from devstack.paths import repo_root
 from devstack.ports import free_ports, port_in_use
 from devstack.postgres import PostgresServer
@@ -19,6 +24,8 @@ from devstack.process import ManagedProcess, describe_exit, log_tail
 
 DATABASE = "onestop"
 _SECRET_ENV = re.compile(r'^secret_env\s*=\s*"([A-Z][A-Z0-9_]*)"', re.MULTILINE)
+_AGENCY_ID = re.compile(r'^id\s*=\s*"([a-z0-9-]+)"', re.MULTILINE)
+DEV_TOKEN_HOURS = 24.0
 
 
 def dev_secrets(catalogue: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -26,6 +33,33 @@ def dev_secrets(catalogue: Path, env: Mapping[str, str]) -> dict[str, str]:
     the gateway signs with it and the simulator checks with it. Real secrets never live in the repository."""
     names = {name for path in sorted(catalogue.glob("*.toml")) for name in _SECRET_ENV.findall(path.read_text())}
     return {name: secrets.token_hex(32) for name in sorted(names) if not env.get(name)}
+
+
+def agency_ids(catalogue: Path) -> list[str]:
+    return sorted({agency for path in catalogue.glob("*.toml") for agency in _AGENCY_ID.findall(path.read_text())})
+
+
+def dev_credentials(catalogue: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The bearer tokens' signing secret (AUTH_SECRET), new every run unless already set, and the simulator's
+    token for each agency it plays (SIMULATOR_AGENCY_TOKENS)."""
+    secret = env.get("AUTH_SECRET") or secrets.token_hex(32)
+    tokens = {
+        agency: issue_token(secret, Role.agency, f"agency-{agency}", agency=agency, ttl_seconds=DEV_TOKEN_HOURS * 3600)
+        for agency in agency_ids(catalogue)
+    }
+    return {"AUTH_SECRET": secret, "SIMULATOR_AGENCY_TOKENS": json.dumps(tokens)}
+
+
+def dev_case_keys(state_dir: Path) -> str:
+    """Intake's key-encryption key (CASE_KEYS) for this state folder: made once, kept owner-only beside the data
+    it protects only for development; a deployment keeps it in its secret store, never with the database."""
+    path = state_dir.resolve() / "intake" / "case-keys"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        path.write_text(f"dev-1={key}\n")
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -89,6 +123,7 @@ class Stack:
         fast_postgres: bool = False,
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 90.0,
+        secure_kafka: bool | KafkaSecurity = False,
     ) -> None:
         ports = ports if ports is not None else StackPorts()
         self.state_dir = state_dir.resolve()
@@ -96,7 +131,16 @@ class Stack:
         self.repo = repo_root()
         self.specs = list(services)
         self.ready_timeout = ready_timeout
-        self.kafka = KafkaCluster(self.state_dir, kafka_nodes, ports.kafka)
+        # The secure profile: SASL/SCRAM, one principal per service and Kafka-native agency, ACLs (kafka_security).
+        # True takes the principals from the catalogue; a KafkaSecurity of its own adds agencies (tests do).
+        self.kafka_security = (
+            secure_kafka
+            if isinstance(secure_kafka, KafkaSecurity)
+            else KafkaSecurity.for_catalogue(self.state_dir, self.repo / "catalogue" / "agencies")
+            if secure_kafka
+            else None
+        )
+        self.kafka = KafkaCluster(self.state_dir, kafka_nodes, ports.kafka, security=self.kafka_security)
         self.postgres = PostgresServer(self.state_dir, ports.postgres, fast=fast_postgres)
         self.ports = {spec.name: ports.services.get(spec.name, spec.port) for spec in self.specs}
         self.env = self._service_env(env if env is not None else os.environ)
@@ -104,7 +148,7 @@ class Stack:
             spec.name: ManagedProcess(
                 spec.name,
                 [sys.executable, "-m", spec.module, *spec.serve_args],
-                {**self.env, "HTTP_PORT": str(self.ports[spec.name])},
+                self._env_of(spec),
                 self.logs_dir / f"{spec.name}.log",
                 f"{self.url(spec.name)}/health",
                 cwd=self.repo,
@@ -134,6 +178,7 @@ class Stack:
                 process.start()
             for process in self.processes.values():
                 process.wait_ready(self.ready_timeout)
+            self.write_tokens()
         except BaseException:
             self.stop()
             raise
@@ -167,6 +212,9 @@ class Stack:
         width = max(len(row[1]) for row in rows)
         lines = [f"onestop dev stack, state in {self.state_dir}"]
         lines += [f"  {name:<18} {where:<{width}}  log: {self._shown(log)}" for name, where, log in rows]
+        if self.kafka_security is not None:
+            lines += [f"  kafka SASL/SCRAM-SHA-512 + ACLs; passwords in {self._shown(self.kafka_security.path)}"]
+        lines += [f"  dev tokens (valid {DEV_TOKEN_HOURS:.0f} h) in {self._shown(self.state_dir / 'tokens')}/"]
         return "\n".join(lines)
 
     @staticmethod
@@ -188,6 +236,35 @@ class Stack:
             if spec.url_env is not None:
                 env[spec.url_env] = self.url(spec.name)
         env.update(dev_secrets(self.repo / "catalogue" / "agencies", env))
+        env.update(dev_credentials(self.repo / "catalogue" / "agencies", env))
+        return env
+
+    def token(self, role: Role | str, agency: str | None = None, ttl_seconds: float = DEV_TOKEN_HOURS * 3600) -> str:
+        """A bearer token for this stack's services: `stack.token("caseworker")`, `stack.token("agency", "police")`."""
+        subject = f"agency-{agency}" if agency is not None else f"dev-{Role(role).value}"
+        return issue_token(self.env["AUTH_SECRET"], role, subject, agency=agency, ttl_seconds=ttl_seconds)
+
+    def write_tokens(self) -> Path:
+        """Ready-to-use dev tokens in `<state>/tokens/` (`caseworker`, `supervisor`, `auditor`, `agency-police`…),
+        readable only by their owner, for curl: `-H "Authorization: Bearer $(cat .state/tokens/caseworker)"`."""
+        folder = self.state_dir / "tokens"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        tokens = {role.value: self.token(role) for role in (Role.caseworker, Role.supervisor, Role.auditor)}
+        tokens |= {f"agency-{a}": self.token(Role.agency, a) for a in agency_ids(self.repo / "catalogue" / "agencies")}
+        for name, token in tokens.items():
+            path = folder / name
+            path.touch(mode=0o600)
+            path.write_text(token + "\n")
+        return folder
+
+    def _env_of(self, spec: ServiceSpec) -> dict[str, str]:
+        """The stack's environment, the service's port and, on a secured broker, its own Kafka principal."""
+        env = {**self.env, "HTTP_PORT": str(self.ports[spec.name])}
+        if spec.name == "intake" and not env.get("CASE_KEYS"):  # only intake holds the key-encryption key
+            env["CASE_KEYS"] = dev_case_keys(self.state_dir)
+        if self.kafka_security is not None and spec.name in self.kafka_security.principals:
+            env.update(self.kafka_security.credentials(spec.name).env())
         return env
 
     def _migrate(self, spec: ServiceSpec) -> None:
@@ -199,7 +276,7 @@ class Stack:
             try:
                 result = subprocess.run(
                     [sys.executable, "-m", spec.module, *spec.migrate_args],
-                    env={**self.env, "HTTP_PORT": str(self.ports[spec.name])},
+                    env=self._env_of(spec),
                     cwd=self.repo,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -1,9 +1,11 @@
 """HTTP plumbing: RFC 9457 problem responses that never echo input, and the health route."""
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,18 +22,30 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """An error to show the caller: status, a short title and a detail that holds no personal data."""
 
-    def __init__(self, status: int, detail: str, title: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        title: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title or HTTPStatus(status).phrase
         self.detail = detail
+        self.headers: Mapping[str, str] = headers or {}
         self.extra = extra
 
 
-def problem_response(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    sent = {"Retry-After": "5"} if status == 503 else {}
+    sent.update(headers or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent or None)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -48,11 +62,21 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def domain_problem(_: Request, error: Problem) -> JSONResponse:
-        return problem_response(error.status, error.title, error.detail, **error.extra)
+        return problem_response(error.status, error.title, error.detail, headers=error.headers, **error.extra)
 
     @app.exception_handler(HTTPException)
     async def http_problem(_: Request, error: HTTPException) -> JSONResponse:
-        return problem_response(error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail))
+        return problem_response(
+            error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail), headers=error.headers
+        )
+
+    async def unstorable_text(_: Request, error: Exception) -> JSONResponse:
+        # PostgreSQL stores no NUL character in text or JSON; the transaction was rolled back.
+        log.warning("refused text PostgreSQL cannot store: %s", type(error).__name__)
+        return problem_response(422, "Invalid request", "a text field holds a character that cannot be stored (NUL)")
+
+    for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        app.add_exception_handler(unstorable, unstorable_text)
 
     async def unavailable(_: Request, error: Exception) -> JSONResponse:
         log.warning("storage unavailable: %s", type(error).__name__)

@@ -2,7 +2,8 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.subscriber.usecase import LogicSubscriber
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from schemas.events import Envelope, EventRejected, decode_event
 from schemas.topics import dlq_topic
 
@@ -30,8 +32,11 @@ Handler = Callable[[E], Awaitable[None]]
 MAX_RETRY_DELAY_SECONDS = 30.0
 
 
-def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
-    """The service's broker: idempotent producer with acks=all, trace context in headers, Prometheus metrics."""
+def make_broker(bootstrap_servers: str, client_id: str, client_config: Mapping[str, Any] | None = None) -> KafkaBroker:
+    """The service's broker: idempotent producer with acks=all, trace context in headers, Prometheus metrics.
+
+    `client_config` is the settings' `kafka_client_config()`: SASL credentials on a secured broker.
+    """
     return KafkaBroker(
         # FastStream takes one string as one address: "host1:9092,host2:9092" must be split, or only a
         # single-broker cluster can be reached.
@@ -44,12 +49,40 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
             KafkaPrometheusMiddleware(registry=metrics.REGISTRY, app_name=client_id),
         ],
         logger=logging.getLogger(f"faststream.{client_id}"),
+        security=broker_security(client_config or {}),
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int) -> None:
+def broker_security(client_config: Mapping[str, Any]) -> BaseSecurity | None:
+    """FastStream's form of the aiokafka SASL options in `client_config`."""
+    protocol = client_config.get("security_protocol", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    kind = kinds.get(client_config.get("sasl_mechanism", ""))
+    if kind is None:
+        raise ValueError(f"unsupported Kafka security: {protocol} {client_config.get('sasl_mechanism')}")
+    return kind(
+        username=client_config["sasl_plain_username"],
+        password=client_config["sasl_plain_password"],
+        ssl_context=client_config.get("ssl_context"),
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication: int,
+    client_config: Mapping[str, Any] | None = None,
+) -> None:
     """Create the topics a service uses, if missing; an existing topic is left as it is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup", **(client_config or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -68,14 +101,25 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partition
         await admin.close()
 
 
+_SOURCE_TOPIC: ContextVar[str] = ContextVar("source_topic")
+
+
+def source_topic() -> str:
+    """The topic of the record being handled, for a handler subscribed to several (`subscribe(broker, [...], ...)`)."""
+    return _SOURCE_TOPIC.get()
+
+
 def subscribe(
     broker: KafkaBroker,
-    topic: str,
+    topic: str | Sequence[str],
     group_id: str,
     accepts: tuple[type[E], ...],
     handle: Handler[E],
 ) -> LogicSubscriber[Any]:
     """Consume `topic` in `group_id`, calling `handle` with each decoded event.
+
+    `topic` may be a list: one consumer then reads every topic of it in the one group (fewer consumers, one group
+    join); each record still dead-letters to its own topic's DLQ, and `source_topic()` names it for `handle`.
 
     The offset is committed only after `handle` returns, so its transaction has committed. A record that is
     not a known, valid event (or that `handle` rejects) goes to `<topic>.dlq` with the reason in headers,
@@ -84,9 +128,20 @@ def subscribe(
     The consumer's span carries the event's ids (`onestop.case_id`, ...) so a case's spans can be found.
     Returns the subscriber (its consumer's lag is a metric).
     """
+    topics = [topic] if isinstance(topic, str) else list(topic)
+    if not topics:
+        raise ValueError("subscribe needs at least one topic")
     consecutive_failures = 0
 
     async def on_record(message: KafkaMessage) -> None:
+        source = _record_topic(message) if len(topics) > 1 else topics[0]
+        reset = _SOURCE_TOPIC.set(source)
+        try:
+            await on_source_record(message, source)
+        finally:
+            _SOURCE_TOPIC.reset(reset)
+
+    async def on_source_record(message: KafkaMessage, topic: str) -> None:
         nonlocal consecutive_failures
         try:
             event = decode_event(message.body, accepts)
@@ -116,15 +171,22 @@ def subscribe(
             consecutive_failures = 0
             metrics.event_handled(group_id, event, "processed")
 
-    on_record.__name__ = f"on_{topic.replace('.', '_').replace('-', '_')}"
+    named = topics[0] if len(topics) == 1 else f"{topics[0]}_and_{len(topics) - 1}_more"
+    on_record.__name__ = f"on_{named.replace('.', '_').replace('-', '_')}"
     subscriber = broker.subscriber(
-        topic,
+        *topics,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
     )
     subscriber(on_record)
     return subscriber
+
+
+def _record_topic(message: KafkaMessage) -> str:
+    raw = message.raw_message
+    record = raw[0] if isinstance(raw, tuple) else raw
+    return str(record.topic)
 
 
 async def dead_letter(

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -50,7 +50,9 @@ class Dependency:
 class ServiceRuntime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        self.broker: KafkaBroker = make_broker(settings.kafka_bootstrap_servers, settings.service_name)
+        self.broker: KafkaBroker = make_broker(
+            settings.kafka_bootstrap_servers, settings.service_name, settings.kafka_client_config()
+        )
         self.relay = OutboxRelay(settings.database_url, settings.db_schema, self.broker)
         self._pool: asyncpg.Pool | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -71,10 +73,15 @@ class ServiceRuntime:
             raise RuntimeError("the service has not started")
         return self._pool
 
-    def consume(self, topic: str, group_id: str, accepts: tuple[type[E], ...], handle: Handler[E]) -> None:
-        """Subscribe before start(); the topic and its DLQ are created at start."""
-        self._topics |= {topic, dlq_topic(topic)}
-        self._consumers.append((group_id, topic, subscribe(self.broker, topic, group_id, accepts, handle)))
+    def consume(
+        self, topic: str | Sequence[str], group_id: str, accepts: tuple[type[E], ...], handle: Handler[E]
+    ) -> None:
+        """Subscribe before start(): one consumer for one topic or several; each topic and its DLQ are created at
+        start, and each shows in the health report and in the lag metric."""
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        self._topics |= set(topics) | {dlq_topic(t) for t in topics}
+        subscriber = subscribe(self.broker, topic, group_id, accepts, handle)
+        self._consumers.extend((group_id, t, subscriber) for t in topics)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Something the service opened (an HTTP client, say) to close after consuming has stopped."""
@@ -102,7 +109,11 @@ class ServiceRuntime:
         while True:
             try:
                 await ensure_topics(
-                    s.kafka_bootstrap_servers, self._topics, s.topic_partitions, s.topic_replication_factor
+                    s.kafka_bootstrap_servers,
+                    self._topics,
+                    s.topic_partitions,
+                    s.topic_replication_factor,
+                    s.kafka_client_config(),
                 )
                 self._pool = self._pool or await create_pool(s.database_url, s.db_schema, s.db_pool_size)
                 break
@@ -201,11 +212,15 @@ class ServiceRuntime:
             backlog, oldest = await asyncio.wait_for(outbox_state(self.pool), CHECK_TIMEOUT_SECONDS)
             metrics.OUTBOX_BACKLOG.set(backlog)
             metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
+        lags: dict[int, dict[str, int] | None] = {}  # per subscriber (one may read several topics)
         for group, topic, subscriber in self._consumers:
-            with contextlib.suppress(Exception):
-                lag = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
-                if lag is not None:
-                    metrics.CONSUMER_LAG.labels(group, topic).set(lag)
+            if id(subscriber) not in lags:
+                lags[id(subscriber)] = None
+                with contextlib.suppress(Exception):
+                    lags[id(subscriber)] = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
+            lag = lags[id(subscriber)]
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(group, topic).set(lag.get(topic, 0))
 
 
 def summary(dependencies: list[Dependency]) -> dict[str, str]:
@@ -233,15 +248,16 @@ def _http_checker(url: str) -> Callable[[Dependency], Awaitable[bool]]:
     return probe
 
 
-async def _consumer_lag(subscriber: LogicSubscriber[Any]) -> int | None:
+async def _consumer_lag(subscriber: LogicSubscriber[Any]) -> dict[str, int] | None:
+    """Records not yet consumed, per topic, over the partitions assigned to this consumer."""
     consumer = subscriber.consumer
     if consumer is None:
         return None
     assigned: list[TopicPartition] = list(consumer.assignment())
     if not assigned:
-        return 0
+        return {}
     ends = await consumer.end_offsets(assigned)
-    lag = 0
+    lag: dict[str, int] = {}
     for tp in assigned:
-        lag += max(int(ends[tp]) - int(await consumer.position(tp)), 0)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(int(ends[tp]) - int(await consumer.position(tp)), 0)
     return lag

@@ -4,13 +4,17 @@ Each agency has two consumer groups of its own, one on `referrals.<agency-id>` a
 slow, failing or dead agency holds up only its own referrals. A transient failure goes to the retry topic with
 the time it may be tried again (exponential backoff with jitter); a permanent failure, or the last allowed attempt,
 goes to the agency's DLQ with the reason in headers and emits `referral.failed`.
+
+notify's notices about a referral (`referral.reminded`, `referral.cancelled`) come on the same topic, behind it, and
+go through the agency's channel with the same retries and DLQ; a notice that cannot be delivered emits nothing and
+never fails its referral. A referral whose cancellation has come through is not delivered any more.
 """
 
 import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from faststream.kafka.annotations import KafkaMessage
@@ -19,11 +23,20 @@ from kit.inbox import already_processed, first_time
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Agency
-from schemas.events import EventRejected, ReferralDelivered, ReferralFailed, ReferralRequested, encode_event
+from schemas.events import (
+    Envelope,
+    EventRejected,
+    ReferralCancelled,
+    ReferralDelivered,
+    ReferralFailed,
+    ReferralReminded,
+    ReferralRequested,
+    encode_event,
+)
 from schemas.topics import REFERRAL_EVENTS, agency_topic, dlq_topic, retry_topic
 
 from . import storage
-from .channels import DeliveryChannel
+from .channels import DeliveryChannel, Notice
 from .domain import (
     CircuitBreaker,
     Delivered,
@@ -46,6 +59,15 @@ RETRY_REASON = "retry.reason"
 
 # A plugin that neither answers nor times out by itself is given up on after this long (counted as transient).
 PLUGIN_GUARD_SECONDS = 120.0
+
+# What an agency's topic carries: its referrals, and notify's notices about them.
+AGENCY_TOPIC_EVENTS: tuple[type[Envelope], ...] = (ReferralRequested, ReferralReminded, ReferralCancelled)
+OnAgencyTopic = ReferralRequested | Notice
+
+
+def on_agency_topic(event: Envelope) -> OnAgencyTopic:
+    assert isinstance(event, ReferralRequested | ReferralReminded | ReferralCancelled)  # the consumers accept no other
+    return event
 
 
 def consumer_name(agency: Agency) -> str:
@@ -80,15 +102,15 @@ class AgencyDeliveries:
         self.failed_consumer = f"{self.group}.failed"  # inbox name under which a failure is emitted once
 
     def subscribe(self) -> None:
-        self.runtime.consume(self.topic, self.group, (ReferralRequested,), self.on_referral)
-        self.runtime.consume(self.retry_topic, self.retry_group, (ReferralRequested,), self.on_retry)
+        self.runtime.consume(self.topic, self.group, AGENCY_TOPIC_EVENTS, self.on_referral)
+        self.runtime.consume(self.retry_topic, self.retry_group, AGENCY_TOPIC_EVENTS, self.on_retry)
         self.runtime.produces(dlq_topic(self.topic), *self.channel.topics())
         self.runtime.on_stop(self.channel.close)
 
-    async def on_referral(self, referral: ReferralRequested) -> None:
-        await self.handle(referral, attempts_before=0, not_before=None)
+    async def on_referral(self, event: Envelope) -> None:
+        await self.handle(on_agency_topic(event), attempts_before=0, not_before=None)
 
-    async def on_retry(self, referral: ReferralRequested) -> None:
+    async def on_retry(self, event: Envelope) -> None:
         headers = self._message().headers
         try:
             attempts_before = int(headers.get(RETRY_ATTEMPTS, "0"))
@@ -96,12 +118,17 @@ class AgencyDeliveries:
         except ValueError:
             detail = f"{RETRY_ATTEMPTS} or {RETRY_NOT_BEFORE} is not a number"
             raise EventRejected("invalid_retry_headers", detail) from None
-        await self.handle(referral, attempts_before, not_before)
+        await self.handle(on_agency_topic(event), attempts_before, not_before)
 
-    async def handle(self, referral: ReferralRequested, attempts_before: int, not_before: float | None) -> None:
-        if referral.agency_id != self.agency.id:
-            raise EventRejected("wrong_agency", f"a referral for {referral.agency_id} on {self.agency.id}'s topic")
-        if await already_processed(self.runtime.pool, self.group, referral.event_id):
+    async def handle(self, event: OnAgencyTopic, attempts_before: int, not_before: float | None) -> None:
+        if event.agency_id != self.agency.id:
+            raise EventRejected("wrong_agency", f"a {event.type} for {event.agency_id} on {self.agency.id}'s topic")
+        if await already_processed(self.runtime.pool, self.group, event.event_id):
+            return
+        # Only a retried referral can be overtaken by its cancellation: the first try goes without the extra query.
+        retried = isinstance(event, ReferralRequested) and attempts_before > 0
+        if retried and await storage.was_cancelled(self.runtime.pool, event.referral_id):
+            log.info("referral to %s cancelled before it could be delivered: not delivered", self.agency.id)
             return
         if not_before is not None:
             # Only this agency's retries wait here; its main topic and every other agency go on.
@@ -112,8 +139,12 @@ class AgencyDeliveries:
         if self.breaker.is_open(now):
             # Do not call an agency that is down: wait on the retry topic until the circuit lets a probe through.
             delay = self.breaker.open_until - now + self.policy.base_seconds * self.jitter()
-            await self._retry_later(referral, attempts_before, delay, "circuit open after repeated failures")
+            await self._retry_later(event, attempts_before, delay, "circuit open after repeated failures")
             return
+        if not isinstance(event, ReferralRequested):
+            await self._handle_notice(event, attempts_before)
+            return
+        referral = event
         outcome = await self._attempt(referral)
         self.breaker.record(outcome, self.clock())
         attempts = attempts_before + 1
@@ -128,19 +159,44 @@ class AgencyDeliveries:
         else:
             await self._give_up(referral, step, outcome.agency_status)
 
-    async def _attempt(self, referral: ReferralRequested) -> Outcome:
-        sent, dropped = minimise(referral, self.agency.allowed_fields)
-        if dropped:
-            log.warning("fields %s are not allowed for %s and were not sent", dropped, self.agency.id)
+    async def _handle_notice(self, notice: Notice, attempts_before: int) -> None:
+        """A reminder or cancellation: delivered, retried later, or dead-lettered; the referral is not touched."""
+        outcome = await self._guarded(self.channel.deliver_notice(notice, encode_event(notice)))
+        # A plugin that does not carry notices never called the agency: that says nothing about the agency's health.
+        if not (isinstance(outcome, Failed) and not outcome.transient and outcome.agency_status is None):
+            self.breaker.record(outcome, self.clock())
+        attempts = attempts_before + 1
+        step = after_attempt(outcome, attempts, self.policy, self.jitter())
+        if isinstance(step, Retry):
+            await self._retry_later(notice, attempts, step.delay_seconds, step.reason)
+            return
+        if isinstance(step, GiveUp):
+            await self._dead_letter(notice, step, outcome.agency_status)
+        # As for referrals, a failure is recorded under another inbox name: a replay from the DLQ is delivered again.
+        inbox = self.group if isinstance(step, Done) else self.failed_consumer
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            if not await first_time(conn, inbox, notice.event_id):
+                return
+            await storage.record_notice(conn, notice, self.agency.channel.type, attempts, outcome)
+        log.info("%s for %s: %s after %d attempt(s)", notice.type, self.agency.id, outcome.detail, attempts)
+
+    async def _guarded(self, delivery: Awaitable[Outcome]) -> Outcome:
+        """A plugin's answer, or a transient failure when it raises or neither answers nor times out by itself."""
         try:
             async with asyncio.timeout(PLUGIN_GUARD_SECONDS):
-                return await self.channel.deliver(sent, encode_event(sent))
+                return await delivery
         except TimeoutError:
             channel = self.agency.channel.type
             return Failed(f"the {channel} channel gave no answer within {PLUGIN_GUARD_SECONDS:g}s", True)
         except Exception as error:
             log.exception("the %s channel failed", self.agency.channel.type)
             return Failed(f"the {self.agency.channel.type} channel failed ({type(error).__name__})", True)
+
+    async def _attempt(self, referral: ReferralRequested) -> Outcome:
+        sent, dropped = minimise(referral, self.agency.allowed_fields)
+        if dropped:
+            log.warning("fields %s are not allowed for %s and were not sent", dropped, self.agency.id)
+        return await self._guarded(self.channel.deliver(sent, encode_event(sent)))
 
     async def _delivered(self, referral: ReferralRequested, outcome: Delivered, attempts: int) -> None:
         event = ReferralDelivered(**self._event_fields(referral, attempts), agency_status=outcome.agency_status)
@@ -153,7 +209,7 @@ class AgencyDeliveries:
             await add_to_outbox(conn, REFERRAL_EVENTS, event)
         log.info("referral delivered to %s by %s after %d attempt(s)", self.agency.id, event.channel, attempts)
 
-    async def _retry_later(self, referral: ReferralRequested, attempts: int, delay: float, reason: str) -> None:
+    async def _retry_later(self, referral: OnAgencyTopic, attempts: int, delay: float, reason: str) -> None:
         headers = {
             RETRY_ATTEMPTS: str(attempts),
             RETRY_NOT_BEFORE: f"{self.clock() + delay:.3f}",
@@ -165,6 +221,16 @@ class AgencyDeliveries:
         log.warning("to %s: %s; next try in %.1fs (%d attempts so far)", self.agency.id, reason, delay, attempts)
 
     async def _give_up(self, referral: ReferralRequested, step: GiveUp, agency_status: int | None) -> None:
+        await self._dead_letter(referral, step, agency_status)
+        event = ReferralFailed(**self._event_fields(referral, step.attempts), reason=step.reason[:500])
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            if not await first_time(conn, self.failed_consumer, referral.event_id):
+                return
+            await storage.record_delivery(conn, event, agency_status, event.reason)
+            await add_to_outbox(conn, REFERRAL_EVENTS, event)
+        log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
+
+    async def _dead_letter(self, event: OnAgencyTopic, step: GiveUp, agency_status: int | None) -> None:
         record = self._message().raw_message
         record = record[0] if isinstance(record, tuple) else record
         headers = {
@@ -181,16 +247,9 @@ class AgencyDeliveries:
         if agency_status is not None:
             headers["dlq.agency_status"] = str(agency_status)
         await self.runtime.broker.publish(
-            encode_event(referral), dlq_topic(self.topic), key=str(referral.case_id).encode(), headers=headers
+            encode_event(event), dlq_topic(self.topic), key=str(event.case_id).encode(), headers=headers
         )
         metrics.dead_lettered(self.topic, step.dlq_reason)
-        event = ReferralFailed(**self._event_fields(referral, step.attempts), reason=step.reason[:500])
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            if not await first_time(conn, self.failed_consumer, referral.event_id):
-                return
-            await storage.record_delivery(conn, event, agency_status, event.reason)
-            await add_to_outbox(conn, REFERRAL_EVENTS, event)
-        log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
 
     def _event_fields(self, referral: ReferralRequested, attempts: int) -> dict[str, object]:
         return {

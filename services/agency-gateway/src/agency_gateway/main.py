@@ -48,6 +48,11 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
         """Each referral's delivery: its outcome, the agency's answer, and every attempt."""
         return await storage.deliveries_of_case(request.app.state.runtime.pool, case_id)
 
+    @app.get("/cases/{case_id}/notices", tags=["deliveries"])
+    async def case_notices(case_id: UUID, request: Request) -> list[dict[str, object]]:
+        """notify's reminders and cancellations of the case's referrals, and how delivering each to its agency ended."""
+        return await storage.notices_of_case(request.app.state.runtime.pool, case_id)
+
     @app.get("/agencies", tags=["deliveries"])
     async def agencies() -> list[dict[str, object]]:
         """Each agency's channel and circuit: `open` while the gateway pauses calls to an agency that is down."""

@@ -8,8 +8,10 @@ the gateway delivers it as if new: the same referral id, so the agency acts on i
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.topics import agency_topic, dlq_topic
@@ -32,16 +34,23 @@ def _target(headers: dict[str, str], agency_id: str) -> str:
     return source.removesuffix(".retry")
 
 
-async def replay_dlq(bootstrap_servers: str, agency_id: str, *, dry_run: bool = False) -> list[DeadLetter]:
-    """Put back the agency's dead letters added since the last replay; return what was (or would be) replayed."""
+async def replay_dlq(
+    bootstrap_servers: str, agency_id: str, *, dry_run: bool = False, client_config: Mapping[str, Any] | None = None
+) -> list[DeadLetter]:
+    """Put back the agency's dead letters added since the last replay; return what was (or would be) replayed.
+
+    `client_config`: SASL options on a secured broker (the settings' `kafka_client_config()`, an operator's login).
+    """
     dlq = dlq_topic(agency_topic(agency_id))
+    config = dict(client_config or {})
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=f"agency-gateway.{agency_id}.replay",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **config,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", **config)
     await consumer.start()
     await producer.start()
     try:
@@ -86,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the dead letters without replaying them")
     parser.add_argument("--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
     args = parser.parse_args(argv)
-    bootstrap = args.bootstrap_servers or GatewaySettings().kafka_bootstrap_servers
-    letters = asyncio.run(replay_dlq(bootstrap, args.agency_id, dry_run=args.dry_run))
+    settings = GatewaySettings()
+    bootstrap = args.bootstrap_servers or settings.kafka_bootstrap_servers
+    config = settings.kafka_client_config()
+    letters = asyncio.run(replay_dlq(bootstrap, args.agency_id, dry_run=args.dry_run, client_config=config))
     verb = "would replay" if args.dry_run else "replayed"
     for letter in letters:
         print(f"  {letter.partition}@{letter.offset} case {letter.key} ({letter.reason}) -> {letter.target}")

@@ -182,11 +182,12 @@ A working example to start from: it drops each referral as `<referral_id>.json` 
 collect files). Replace `deliver` with your channel's protocol; keep its promises: the referral id is the
 idempotency key (the same referral may come again), return `Delivered`, or `Failed` with `transient=True` when
 trying again later may work (the gateway retries with backoff) and `False` when it never will (the DLQ).
+`deliver_notice` does the same for the centre's reminders and cancellations of a referral, keyed by their event id.
 """
 
 from pathlib import Path
 
-from agency_gateway.channels import ChannelSettings, Delivered, DeliveryChannel, Failed, Outcome
+from agency_gateway.channels import ChannelSettings, Delivered, DeliveryChannel, Failed, Notice, Outcome
 from schemas.events import ReferralRequested
 
 
@@ -201,14 +202,21 @@ class {cls}Delivery(DeliveryChannel[{cls}Settings]):
 
     async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
         # `referral` holds only the fields the agency may see; `body` is its JSON wire form.
-        target = self.settings.directory / f"{{referral.referral_id}}.json"
+        return self._write(f"{{referral.referral_id}}.json", body)
+
+    async def deliver_notice(self, notice: Notice, body: bytes) -> Outcome:
+        # A reminder or cancellation (`notice.type`) of a referral the agency has; nothing about the victim.
+        return self._write(f"{{notice.event_id}}.{{notice.type}}.json", body)
+
+    def _write(self, name: str, body: bytes) -> Outcome:
+        target = self.settings.directory / name
         try:
             self.settings.directory.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".part")
             partial.write_bytes(body)
-            partial.replace(target)  # atomic: the agency never reads half a referral
+            partial.replace(target)  # atomic: the agency never reads half a file
         except OSError as error:
-            return Failed(f"the referral could not be written ({{type(error).__name__}})", transient=True)
+            return Failed(f"{{name}} could not be written ({{type(error).__name__}})", transient=True)
         return Delivered(f"written as {{target.name}}")
 '''
 

@@ -1,4 +1,4 @@
-"""SQL for delivery attempts and outcomes."""
+"""SQL for delivery attempts and outcomes, and for notices about referrals."""
 
 from typing import Any
 from uuid import UUID
@@ -6,6 +6,7 @@ from uuid import UUID
 import asyncpg
 from schemas.events import ReferralDelivered, ReferralFailed, ReferralRequested
 
+from .channels import Notice
 from .domain import Delivered, Outcome
 
 
@@ -103,3 +104,56 @@ async def deliveries_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str
         for referral_id, log in by_referral.items()
     ]
     return finished + retrying
+
+
+# --- notices about referrals: reminders, cancellations ------------------------------------------------------
+
+
+async def record_notice(
+    conn: asyncpg.Connection, notice: Notice, channel: str, attempts: int, outcome: Outcome
+) -> None:
+    """How delivering a notice ended; a replay from the DLQ may turn a failure into a success, never the reverse."""
+    await conn.execute(
+        "INSERT INTO notices (event_id, referral_id, case_id, agency_id, notice_type, channel, outcome, attempts,"
+        " agency_status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (event_id) DO UPDATE SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,"
+        " agency_status = EXCLUDED.agency_status, detail = EXCLUDED.detail, finished_at = now()"
+        " WHERE notices.outcome = 'failed' AND EXCLUDED.outcome = 'delivered'",
+        notice.event_id,
+        notice.referral_id,
+        notice.case_id,
+        notice.agency_id,
+        notice.type,
+        channel,
+        "delivered" if isinstance(outcome, Delivered) else "failed",
+        attempts,
+        outcome.agency_status,
+        outcome.detail,
+    )
+
+
+async def was_cancelled(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID) -> bool:
+    """Whether notify's cancellation of the referral has reached the gateway (delivered to the agency or not)."""
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM notices WHERE referral_id = $1 AND notice_type = 'referral.cancelled')",
+            referral_id,
+        )
+    )
+
+
+async def notices_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT event_id, referral_id, agency_id, notice_type, channel, outcome, attempts, agency_status, detail,"
+        " finished_at FROM notices WHERE case_id = $1 ORDER BY finished_at",
+        case_id,
+    )
+    return [
+        {
+            **dict(r),
+            "event_id": str(r["event_id"]),
+            "referral_id": str(r["referral_id"]),
+            "finished_at": r["finished_at"].isoformat(),
+        }
+        for r in rows
+    ]

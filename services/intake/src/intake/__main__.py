@@ -2,7 +2,9 @@ from pathlib import Path
 
 from kit.cli import service_main
 
+from .keys import commands
 from .main import create_app
 from .settings import IntakeSettings
 
-service_main(IntakeSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+settings = IntakeSettings()
+service_main(settings, create_app, Path(__file__).parent / "migrations", commands(settings))  # type: ignore[arg-type]

@@ -2,8 +2,9 @@
 
 from fastapi import FastAPI
 from kit.http import install_health_route, install_problem_handlers
+from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
-from schemas.topics import CASE_SUBMITTED
+from schemas.topics import CASE_ERASED, CASE_SUBMITTED
 
 from .api import routes
 from .settings import IntakeSettings
@@ -11,11 +12,12 @@ from .settings import IntakeSettings
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     runtime = ServiceRuntime(settings)
-    runtime.produces(CASE_SUBMITTED)
+    runtime.produces(CASE_SUBMITTED, CASE_ERASED)
     app = FastAPI(title="Intake", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
+    install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
     app.include_router(routes(settings))
     return app

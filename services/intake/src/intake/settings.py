@@ -1,4 +1,7 @@
 from kit.settings import ServiceSettings
+from pydantic import SecretStr, field_validator
+
+from .crypto import Keyring
 
 
 class IntakeSettings(ServiceSettings):
@@ -6,3 +9,16 @@ class IntakeSettings(ServiceSettings):
     db_schema: str = "intake"
     http_port: int = 8001
     routing_url: str = "http://127.0.0.1:8002"
+    # Key-encryption keys for the cases' data keys (intake.crypto): `id=<base64url 32 bytes>,...`, the first current.
+    # Never in the repository: `./dev up` makes one per state folder. Without it intake stores no case (503).
+    case_keys: SecretStr | None = None
+
+    @field_validator("case_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            Keyring.parse(value.get_secret_value())  # a broken CASE_KEYS stops the start (the error shows no key)
+        return value
+
+    def keyring(self) -> Keyring | None:
+        return None if self.case_keys is None else Keyring.parse(self.case_keys.get_secret_value())

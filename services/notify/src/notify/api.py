@@ -6,7 +6,9 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from kit.access_log import Access, AccessLog, access_log_routes
+from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
 from kit.telemetry import continue_trace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,7 +24,7 @@ from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuc
 
 from . import storage
 from .domain import ReferralSummary, case_status
-from .handlers import Command, Context, Refused, act
+from .handlers import Command, Context, Refused, command
 
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -32,23 +34,23 @@ class Body(BaseModel):
 
 
 class Acceptance(Body):
-    agency_id: AgencyId
+    agency_id: AgencyId | None = None  # the token says which agency answers; if given, it must be that one
     note: Note | None = None
 
 
 class Refusal(Body):
-    agency_id: AgencyId
+    agency_id: AgencyId | None = None
     reason: DeclineReason
     note: Note | None = None
 
 
 class Start(Body):
-    agency_id: AgencyId
+    agency_id: AgencyId | None = None
     note: Note | None = None
 
 
 class Completion(Body):
-    agency_id: AgencyId
+    agency_id: AgencyId | None = None
     outcome: CompletionOutcome
     reason: NotSuccessfulReason | None = None
     note: Note | None = None
@@ -68,17 +70,37 @@ class Cancellation(Body):
 Build = Callable[[asyncpg.Record], Command]
 
 
-def routes() -> APIRouter:
+def routes(access_log: AccessLog) -> APIRouter:
+    """Agencies answer their own referrals (the agency comes from the token); staff read and cancel the centre's;
+    each read or change of a case's data is written to the access log."""
     router = APIRouter()
+    staff = Depends(require(*STAFF))
+    agency = Depends(require(Role.agency))
+    staff_or_agency = Depends(require(*STAFF, Role.agency))
 
-    async def run(request: Request, referral_id: UUID, by_agency: str | None, build: Build) -> dict[str, Any]:
+    def acting_agency(request: Request, who: Principal, named: str | None) -> str:
+        assert who.agency is not None  # an agency token always names its agency
+        if named is not None and named != who.agency:
+            raise refuse(request, 403, "agency_mismatch", "the body names another agency than the token's", who)
+        return who.agency
+
+    async def run(
+        request: Request, who: Principal, referral_id: UUID, by_agency: str | None, build: Build
+    ) -> dict[str, Any]:
         pool = request.app.state.runtime.pool
         ctx: Context = request.app.state.context
         # The agency's call comes without the case's trace context: the answer joins the case's trace all the same.
         with continue_trace(await storage.trace_of_referral(pool, referral_id), "referral acknowledgement"):
             try:
-                outcome, state = await act(pool, ctx, referral_id, by_agency, build)
+                # Changed, recorded, published and access-logged in one transaction, or refused with nothing changed.
+                async with pool.acquire() as conn, conn.transaction():
+                    outcome, state = await command(conn, ctx, referral_id, by_agency, build)
+                    case_id = await conn.fetchval("SELECT case_id FROM referrals WHERE referral_id = $1", referral_id)
+                    action = request.url.path.rsplit("/", 1)[-1]
+                    await access_log.record(conn, who, Access(f"referral.{action}", case_id, referral_id))
             except Refused as refused:
+                if refused.status == 403:
+                    raise refuse(request, 403, "wrong_agency", refused.detail, who) from None
                 raise Problem(refused.status, refused.detail) from None
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
 
@@ -91,59 +113,78 @@ def routes() -> APIRouter:
         }
 
     @router.post("/referrals/{referral_id}/accept", tags=["acknowledgements"])
-    async def accept(referral_id: UUID, body: Acceptance, request: Request) -> dict[str, Any]:
+    async def accept(referral_id: UUID, body: Acceptance, request: Request, who: Principal = agency) -> dict[str, Any]:
         """The agency takes the referral. Repeating it changes nothing; after a decline it is refused (409)."""
         return await run(
-            request, referral_id, body.agency_id, lambda row: ReferralAccepted(**envelope(row), note=body.note)
+            request,
+            who,
+            referral_id,
+            acting_agency(request, who, body.agency_id),
+            lambda row: ReferralAccepted(**envelope(row), note=body.note),
         )
 
     @router.post("/referrals/{referral_id}/decline", tags=["acknowledgements"])
-    async def decline(referral_id: UUID, body: Refusal, request: Request) -> dict[str, Any]:
+    async def decline(referral_id: UUID, body: Refusal, request: Request, who: Principal = agency) -> dict[str, Any]:
         """The agency cannot help, with a reason from the decline vocabulary; routing looks for another agency."""
         return await run(
             request,
+            who,
             referral_id,
-            body.agency_id,
+            acting_agency(request, who, body.agency_id),
             lambda row: ReferralDeclined(**envelope(row), reason=body.reason, note=body.note),
         )
 
     @router.post("/referrals/{referral_id}/start", tags=["acknowledgements"])
-    async def start(referral_id: UUID, body: Start, request: Request) -> dict[str, Any]:
+    async def start(referral_id: UUID, body: Start, request: Request, who: Principal = agency) -> dict[str, Any]:
         """The agency has begun working with the victim (after accepting)."""
         return await run(
-            request, referral_id, body.agency_id, lambda row: ReferralStarted(**envelope(row), note=body.note)
+            request,
+            who,
+            referral_id,
+            acting_agency(request, who, body.agency_id),
+            lambda row: ReferralStarted(**envelope(row), note=body.note),
         )
 
     @router.post("/referrals/{referral_id}/complete", tags=["acknowledgements"])
-    async def complete(referral_id: UUID, body: Completion, request: Request) -> dict[str, Any]:
+    async def complete(
+        referral_id: UUID, body: Completion, request: Request, who: Principal = agency
+    ) -> dict[str, Any]:
         """The agency's work ended: successful, or not_successful with a reason. The caseworker is told."""
         return await run(
             request,
+            who,
             referral_id,
-            body.agency_id,
+            acting_agency(request, who, body.agency_id),
             lambda row: ReferralCompleted(**envelope(row), outcome=body.outcome, reason=body.reason, note=body.note),
         )
 
     @router.post("/referrals/{referral_id}/cancel", tags=["staff"])
-    async def cancel(referral_id: UUID, body: Cancellation, request: Request) -> dict[str, Any]:
+    async def cancel(referral_id: UUID, body: Cancellation, request: Request, who: Principal = staff) -> dict[str, Any]:
         """Staff end an open referral (consent withdrawn, case closed…); an ended one cannot be cancelled (409)."""
         return await run(
             request,
+            who,
             referral_id,
             None,
             lambda row: ReferralCancelled(**envelope(row), reason=body.reason, note=body.note),
         )
 
     @router.get("/referrals/{referral_id}", tags=["referrals"])
-    async def referral(referral_id: UUID, request: Request) -> dict[str, Any]:
-        found = await storage.load_referral(request.app.state.runtime.pool, referral_id)
+    async def referral(referral_id: UUID, request: Request, who: Principal = staff_or_agency) -> dict[str, Any]:
+        """One referral's state and history; an agency sees only its own (another's is 404: existence does not leak)."""
+        pool = request.app.state.runtime.pool
+        found = await storage.load_referral(pool, referral_id)
+        if found is not None and who.role is Role.agency and found["agency_id"] != who.agency:
+            refuse(request, 404, "wrong_agency", "", who)  # logged; answered as if unknown
+            found = None
         if found is None:
             raise Problem(404, f"no referral {referral_id}")
+        await access_log.record_now(pool, who, Access("referral.read", UUID(str(found["case_id"])), referral_id))
         return found
 
     @router.get("/cases/needing-attention", tags=["staff"])
     async def needing_attention(
-        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200, who: Principal = staff
     ) -> list[dict[str, Any]]:
         """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs."""
         rows = await storage.referrals_of_cases_needing_attention(request.app.state.runtime.pool, limit)
@@ -152,34 +193,48 @@ def routes() -> APIRouter:
             status = _status(case_id, list(referrals))
             if status["status"] == "needs_attention":
                 cases.append(status)
+        reads = [Access("case.status.read", UUID(str(c["case_id"]))) for c in cases]
+        await access_log.record_now(request.app.state.runtime.pool, who, *reads)
         return cases
 
     @router.get("/cases/{case_id}/status", tags=["staff"])
-    async def status(case_id: UUID, request: Request) -> dict[str, Any]:
+    async def status(case_id: UUID, request: Request, who: Principal = staff) -> dict[str, Any]:
         """The case's overall state from its referrals: open, all_accepted, needs_attention or closed."""
         pool = request.app.state.runtime.pool
         referrals = await storage.referrals_of_case(pool, case_id)
         if not referrals and not await storage.case_is_known(pool, case_id):
             raise Problem(404, f"no case {case_id}")
+        await access_log.record_now(pool, who, Access("case.status.read", case_id))
         return _status(str(case_id), referrals)
 
     @router.get("/cases/{case_id}/referrals", tags=["referrals"])
-    async def case_referrals(case_id: UUID, request: Request) -> list[dict[str, Any]]:
-        return await storage.referrals_of_case(request.app.state.runtime.pool, case_id)
+    async def case_referrals(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
+        pool = request.app.state.runtime.pool
+        referrals = await storage.referrals_of_case(pool, case_id)
+        if referrals:
+            await access_log.record_now(pool, who, Access("case.referrals.read", case_id))
+        return referrals
 
     @router.get("/cases/{case_id}/notifications", tags=["staff"])
-    async def notifications(case_id: UUID, request: Request) -> list[dict[str, Any]]:
+    async def notifications(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
         """Who was told what, when, by which channel, and which messages were withheld and why (never addresses)."""
-        return await storage.notices_of_case(request.app.state.runtime.pool, case_id)
+        pool = request.app.state.runtime.pool
+        notices = await storage.notices_of_case(pool, case_id)
+        if notices:
+            await access_log.record_now(pool, who, Access("case.notifications.read", case_id))
+        return notices
 
     @router.get("/cases/{case_id}/timeline", tags=["timeline"])
-    async def timeline(case_id: UUID, request: Request) -> dict[str, Any]:
+    async def timeline(case_id: UUID, request: Request, who: Principal = staff) -> dict[str, Any]:
         """Every event of the case in the order it happened, with times."""
-        events = await storage.timeline_of_case(request.app.state.runtime.pool, case_id)
+        pool = request.app.state.runtime.pool
+        events = await storage.timeline_of_case(pool, case_id)
         if not events:
             raise Problem(404, f"no events for case {case_id} (yet)")
+        await access_log.record_now(pool, who, Access("case.timeline.read", case_id))
         return {"case_id": str(case_id), "events": events}
 
+    router.include_router(access_log_routes(access_log))
     return router
 
 

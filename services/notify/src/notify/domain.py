@@ -158,6 +158,15 @@ def attention(referral: ReferralSummary) -> Attention | None:
     return None
 
 
+def superseded(referral: ReferralSummary) -> bool:
+    """Whether routing's new agency for a referral's needs ends it: only an overdue referral still unanswered.
+
+    Cancelled only once another agency has the needs, not at the breach: while nobody else can take them, a late
+    answer from the silent agency is still the victim's best chance. A declined or failed one has ended already.
+    """
+    return referral.state in AWAITING_ACK and referral.overdue
+
+
 _TAKEN_UP = frozenset({S.accepted, S.in_progress, S.completed})
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 from kit.inbox import first_time
@@ -34,12 +34,12 @@ from schemas.events import (
     decode_event,
     utc_now,
 )
-from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic
-from schemas.vocab import ReferralState, ReroutingCause, Urgency
+from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
+from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency
 
 from . import storage
 from .deadlines import ack_deadline
-from .domain import Change, Fact, Standing, change, settle
+from .domain import Change, Fact, Standing, change, settle, superseded
 from .notices import News, ReferralNews, caseworker_notice, victim_notice, victim_reach
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
             await request_rerouting(conn, event.case_id, routed.referral_id, routed.agency_id, needs, REROUTE_ON[state])
     if event.rerouted_from is not None and event.referrals:
         await storage.set_replaced_by(conn, event.rerouted_from, [r.referral_id for r in event.referrals])
+        await cancel_if_superseded(conn, ctx, event.rerouted_from)
     await storage.add_to_timeline(
         conn,
         event,
@@ -214,6 +215,31 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     await schedule_deadlines(conn, ctx, event.case_id)
     for referral_id in new:
         await apply_parked_acks(conn, ctx, referral_id)
+
+
+SUPERSEDED_NOTE = "Re-routed to another agency after the acknowledgement deadline passed unanswered."
+
+
+async def cancel_if_superseded(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:
+    """An overdue referral whose needs routing has just given to another agency is cancelled, and its agency told.
+
+    From then on a late answer from that agency is refused (409) like any answer to a cancelled referral.
+    """
+    row = await storage.lock_referral(conn, referral_id)
+    if row is None or not superseded(storage.summary_of(row)):
+        return
+
+    def build(row: asyncpg.Record) -> Command:
+        return ReferralCancelled(
+            case_id=row["case_id"],
+            producer="notify",
+            referral_id=row["referral_id"],
+            agency_id=row["agency_id"],
+            reason=CancelReason.deadline_breached,
+            note=SUPERSEDED_NOTE,
+        )
+
+    await command(conn, ctx, referral_id, None, build)
 
 
 async def record_fact(conn: asyncpg.Connection, ctx: Context, event: StateEvent) -> Change:
@@ -304,6 +330,18 @@ async def publish(conn: asyncpg.Connection, event: Envelope) -> None:
     await add_to_outbox(conn, REFERRAL_EVENTS, event)
 
 
+def agency_copy(event: ReferralReminded | ReferralCancelled) -> ReferralReminded | ReferralCancelled:
+    """The event as its agency gets it. The outbox holds each event id once, so this copy has an id of its own,
+    derived from the original's: the same on every try, and the agency's idempotency key for the notice."""
+    return event.model_copy(update={"event_id": uuid5(event.event_id, agency_topic(event.agency_id))})
+
+
+async def tell_agency(conn: asyncpg.Connection, event: ReferralReminded | ReferralCancelled) -> None:
+    """Put a notice about a referral on its agency's topic, behind the referral: the agency's gateway delivers it
+    through the agency's channel, and a Kafka-native agency reads it there itself."""
+    await add_to_outbox(conn, agency_topic(event.agency_id), agency_copy(event))
+
+
 # --- commands: the acknowledgement API, the acknowledgement topics, staff --------------------------------------
 
 
@@ -332,6 +370,8 @@ async def command(
         raise Refused(409, f"the referral is {current}; it cannot become {target}")
     await record_fact(conn, ctx, event)
     await publish(conn, event)
+    if isinstance(event, ReferralCancelled):
+        await tell_agency(conn, event)
     return outcome, target
 
 

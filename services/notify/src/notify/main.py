@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
+from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
+from kit.limits import install_request_limits
+from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
 from schemas.events import CaseSubmitted, Envelope
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic
+from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
 
 from .api import routes
 from .channels import Channel, EmailChannel, LogOnlySms, SmsChannel
@@ -62,19 +65,20 @@ def create_app(settings: NotifySettings) -> FastAPI:
     async def handle_referral_event(event: Envelope) -> None:
         await on_referral_event(runtime.pool, ctx, event)
 
-    def ack_handler(agency_id: str) -> Callable[[Envelope], Awaitable[None]]:
-        async def handle(event: Envelope) -> None:
-            assert isinstance(event, AgencyAnswer)  # the consumer accepts AGENCY_ANSWERS only
-            await on_agency_ack(runtime.pool, ctx, agency_id, event)
+    agency_of_topic = {ack_topic(agency.id): agency.id for agency in catalogue}
 
-        return handle
+    async def handle_ack(event: Envelope) -> None:
+        assert isinstance(event, AgencyAnswer)  # the consumer accepts AGENCY_ANSWERS only
+        await on_agency_ack(runtime.pool, ctx, agency_of_topic[source_topic()], event)
 
     runtime.consume(CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted,), handle_case)
     runtime.consume(REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event)
-    # One group per agency, as the gateway has: an agency's stuck answer holds up only its own topic.
-    for agency in catalogue:
-        runtime.consume(ack_topic(agency.id), f"{ACKS_CONSUMER}.{agency.id}", AGENCY_ANSWERS, ack_handler(agency.id))
-    runtime.produces(REFERRAL_REROUTING)
+    # Every agency's acknowledgement topic in one consumer and one group: a refused answer goes to its own topic's
+    # DLQ and the rest go on, so one consumer per agency (slow to start, idle CPU) bought nothing.
+    ack_topics = sorted(agency_of_topic)
+    runtime.consume(ack_topics, ACKS_CONSUMER, AGENCY_ANSWERS, handle_ack)
+    # Reminders and cancellations go to the agency's own topic, behind its referrals.
+    runtime.produces(REFERRAL_REROUTING, *(agency_topic(agency.id) for agency in catalogue))
 
     async def fire_timers() -> int:
         return await fire_due_timers(runtime.pool, ctx)
@@ -106,8 +110,9 @@ def create_app(settings: NotifySettings) -> FastAPI:
     app.state.context = ctx
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
+    install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes())
+    app.include_router(routes(AccessLog(settings.access_log_retention_days)))
     return app
 
 

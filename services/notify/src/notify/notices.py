@@ -156,7 +156,8 @@ def _caseworker_text(news: ReferralNews) -> tuple[str, list[str]]:
         return f"[one-stop] {agency} missed its acknowledgement deadline (case {case})", [
             f"{agency} did not acknowledge the referral by {deadline}.",
             rerouting,
-            "The referral stays open in case the agency answers late; cancel it once another agency has the needs.",
+            "Once another agency has the needs, this referral is cancelled and its agency told; until then it stays"
+            " open in case the agency answers late.",
         ]
     if news.what is News.failed:
         return f"[one-stop] A referral to {agency} could not be delivered (case {case})", [

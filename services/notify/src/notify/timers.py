@@ -1,4 +1,5 @@
-"""Acknowledgement deadlines that act: a reminder to the agency, then, past the deadline, escalation.
+"""Acknowledgement deadlines that act: a reminder to the agency (on its own topic, so its channel carries it), then,
+past the deadline, escalation.
 
 Timers are rows in PostgreSQL. Every notify replica polls for due ones with `FOR UPDATE SKIP LOCKED`, so each
 timer is claimed by one replica and fires once; one that fell due while notify was down fires when it is back.
@@ -18,7 +19,7 @@ from schemas.vocab import ReferralState, ReroutingCause
 from . import storage
 from .deadlines import reminder_still_useful
 from .domain import AWAITING_ACK
-from .handlers import Context, publish, record_deadline_event, request_rerouting, tell
+from .handlers import Context, publish, record_deadline_event, request_rerouting, tell, tell_agency
 from .notices import News, ReferralNews
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ async def _fire(conn: asyncpg.Connection, ctx: Context, kind: str, referral_id: 
         reminder = ReferralReminded(**common)
         await record_deadline_event(conn, reminder)
         await publish(conn, reminder)
+        await tell_agency(conn, reminder)
         return "fired"
     overdue = ReferralOverdue(**common)
     await record_deadline_event(conn, overdue)

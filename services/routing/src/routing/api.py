@@ -4,7 +4,8 @@ places agencies report."""
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
 from pydantic import BaseModel, ConfigDict, Field
 from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
@@ -27,7 +28,16 @@ class CapacityReport(BaseModel):
 
 
 def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
+    """Staff and services (intake's preview) read decisions and previews; agencies read the catalogue and report
+    their own capacity (supervisors may set any agency's)."""
     router = APIRouter()
+    staff_or_service = Depends(require(*STAFF, Role.service))
+    anyone_but_auditor = Depends(require(*STAFF, Role.service, Role.agency))
+    capacity_setter = Depends(require(Role.supervisor, Role.agency))
+
+    def may_set_capacity(request: Request, who: Principal, agency_id: str) -> None:
+        if who.role is Role.agency and who.agency != agency_id:
+            raise refuse(request, 403, "wrong_agency", "an agency may report only its own capacity", who)
 
     def known(agency_id: AgencyId) -> Agency:
         if agency_id not in catalogue:
@@ -35,7 +45,7 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         return catalogue[agency_id]
 
     @router.post("/preview", tags=["routing"])
-    async def preview(case: CaseDetails, request: Request) -> dict[str, Any]:
+    async def preview(case: CaseDetails, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
         """Which agencies this case would reach now, why each candidate was chosen or skipped, and what each
         would be told: its consent notice, and the fields it would receive given the consents recorded so far."""
         now = clock()
@@ -66,7 +76,7 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         }
 
     @router.get("/cases/{case_id}/decision", tags=["routing"])
-    async def decision(case_id: UUID, request: Request) -> dict[str, Any]:
+    async def decision(case_id: UUID, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
         """Why each agency was chosen or skipped for the case, and every re-routing since."""
         found = await storage.load_decision(request.app.state.runtime.pool, case_id)
         if found is None:
@@ -74,7 +84,7 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         return found
 
     @router.get("/agencies", tags=["catalogue"])
-    async def agencies(request: Request) -> list[dict[str, Any]]:
+    async def agencies(request: Request, who: Principal = anyone_but_auditor) -> list[dict[str, Any]]:
         now = clock()
         reports = await storage.capacity_reports(request.app.state.runtime.pool)
         return [
@@ -97,20 +107,24 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         ]
 
     @router.get("/agencies/{agency_id}/capacity", tags=["capacity"])
-    async def capacity(agency_id: AgencyPath, request: Request) -> dict[str, Any]:
+    async def capacity(agency_id: AgencyPath, request: Request, who: Principal = anyone_but_auditor) -> dict[str, Any]:
         agency = known(agency_id)
         report = (await storage.capacity_reports(request.app.state.runtime.pool)).get(agency.id)
         return {"agency_id": agency.id, "catalogue_capacity": agency.capacity, "report": report}
 
     @router.put("/agencies/{agency_id}/capacity", tags=["capacity"])
-    async def report_capacity(agency_id: AgencyPath, report: CapacityReport, request: Request) -> dict[str, Any]:
+    async def report_capacity(
+        agency_id: AgencyPath, report: CapacityReport, request: Request, who: Principal = capacity_setter
+    ) -> dict[str, Any]:
         """An agency reports how many places it has free; at 0 routing skips it for the next candidate."""
+        may_set_capacity(request, who, agency_id)
         agency = known(agency_id)
         return await storage.report_capacity(request.app.state.runtime.pool, agency.id, report.available, clock())
 
     @router.delete("/agencies/{agency_id}/capacity", tags=["capacity"], status_code=status.HTTP_204_NO_CONTENT)
-    async def clear_capacity(agency_id: AgencyPath, request: Request) -> Response:
+    async def clear_capacity(agency_id: AgencyPath, request: Request, who: Principal = capacity_setter) -> Response:
         """Forget the agency's report: its catalogue capacity applies again."""
+        may_set_capacity(request, who, agency_id)
         agency = known(agency_id)
         await storage.clear_capacity(request.app.state.runtime.pool, agency.id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,7 @@ import logging
 
 from fastapi import FastAPI
 from kit.http import install_health_route, install_problem_handlers
+from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import CaseSubmitted, ReroutingRequested, utc_now
@@ -45,6 +46,7 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     app.state.runtime = runtime
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
+    install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
     app.include_router(routes(catalogue, rules, clock))
     return app

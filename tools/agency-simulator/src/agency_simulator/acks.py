@@ -3,8 +3,10 @@
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
 import httpx
+import jwt
 
 from .behaviour import AckPlan
 from .records import AckAttempt, AckStatus, AttemptOutcome, Records
@@ -12,6 +14,10 @@ from .records import AckAttempt, AckStatus, AttemptOutcome, Records
 log = logging.getLogger(__name__)
 
 _FINAL: dict[AttemptOutcome, AckStatus] = {"ok": "sent", "conflict": "already_done", "rejected": "rejected"}
+
+# Acknowledgements in flight to notify at once. Thousands of requests queued in one httpx pool make each request's
+# turn cost time in proportion to the queue (httpcore scans it), until the simulator stops answering the gateway.
+MAX_IN_FLIGHT = 16
 
 
 class AckSender:
@@ -24,6 +30,8 @@ class AckSender:
         *,
         notify_url: str,
         retry_seconds: float,
+        tokens: Mapping[str, str] | None = None,
+        signing_secret: str | None = None,
         first_backoff: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
@@ -31,9 +39,12 @@ class AckSender:
         self._records = records
         self._notify_url = notify_url.rstrip("/")
         self._retry_seconds = retry_seconds
+        self._tokens = dict(tokens or {})  # each agency answers with its own credential
+        self._signing_secret = signing_secret
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def schedule(self, agency_id: str, referral_id: str, plan: AckPlan) -> None:
         task = asyncio.create_task(self._send(agency_id, referral_id, plan), name=f"ack {referral_id}")
@@ -62,7 +73,7 @@ class AckSender:
         deadline = time.monotonic() + self._retry_seconds
         backoff = self._first_backoff
         while True:
-            attempt = await self._attempt(url, body)
+            attempt = await self._attempt(url, body, self._token(agency_id))
             if attempt.outcome != "retry":
                 await self._records.ack_attempted(agency_id, referral_id, attempt, _FINAL[attempt.outcome])
                 if attempt.outcome == "rejected":
@@ -79,9 +90,16 @@ class AckSender:
             await asyncio.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _attempt(self, url: str, body: dict[str, str]) -> AckAttempt:
+    def _token(self, agency_id: str) -> str | None:
+        if agency_id not in self._tokens and self._signing_secret is not None:
+            self._tokens[agency_id] = agency_token(self._signing_secret, agency_id)
+        return self._tokens.get(agency_id)
+
+    async def _attempt(self, url: str, body: dict[str, str], token: str | None) -> AckAttempt:
+        headers = {"authorization": f"Bearer {token}"} if token is not None else {}
         try:
-            response = await self._client.post(url, json=body)
+            async with self._in_flight:
+                response = await self._client.post(url, json=body, headers=headers)
         except httpx.TransportError as error:
             return AckAttempt(outcome="retry", error=type(error).__name__)
         status = response.status_code
@@ -90,6 +108,14 @@ class AckSender:
         if status == 409:
             return AckAttempt(outcome="conflict", status_code=status)
         # 404: notify has not yet read the referral's case.routed (it may lag under load), so try again later.
-        if status >= 500 or status == 404:
+        # 429: this agency sent too much too fast.
+        if status >= 500 or status in (404, 429):
             return AckAttempt(outcome="retry", status_code=status)
         return AckAttempt(outcome="rejected", status_code=status)
+
+
+def agency_token(secret: str, agency_id: str, hours: float = 24.0) -> str:
+    """An agency's bearer token with the claims the services check (kit.auth): as its own system would hold."""
+    now = int(time.time())
+    claims = {"iss": "onestop", "aud": "onestop", "sub": f"agency-{agency_id}", "role": "agency", "agency": agency_id}
+    return jwt.encode({**claims, "iat": now, "exp": now + int(hours * 3600)}, secret, algorithm="HS256")

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Header, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from schemas.events import EventRejected, ReferralRequested, decode_event
+from schemas.events import EventRejected, ReferralCancelled, ReferralReminded, ReferralRequested, decode_event
 
 from .acks import AckSender
 from .behaviour import BEHAVIOUR, DEFAULT_KEY, Behaviour, BehaviourBook
@@ -22,6 +22,9 @@ from .settings import Settings
 from .signatures import secrets_from_catalogue, signed_by
 
 log = logging.getLogger(__name__)
+
+# What an agency's webhook takes: referrals, and the centre's notices about them.
+WEBHOOK_EVENTS = (ReferralRequested, ReferralReminded, ReferralCancelled)
 
 AgencyIdPath = Annotated[str, Path(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 
@@ -46,6 +49,8 @@ def create_app(
         records,
         notify_url=str(settings.notify_url),
         retry_seconds=settings.simulator_ack_retry_seconds,
+        tokens=settings.simulator_agency_tokens,
+        signing_secret=None if settings.auth_secret is None else settings.auth_secret.get_secret_value(),
         first_backoff=ack_backoff[0],
         max_backoff=ack_backoff[1],
     )
@@ -68,16 +73,21 @@ def create_app(
         x_onestop_signature: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """The agency's webhook: takes a referral.requested event in its wire form, signed if the agency has a
-        secret (`X-Onestop-Timestamp`, `X-Onestop-Signature`)."""
+        secret (`X-Onestop-Timestamp`, `X-Onestop-Signature`); and, the same way, notices about a referral
+        (referral.reminded, referral.cancelled, with the notice's event id as Idempotency-Key), which are recorded
+        and never taken as a new referral."""
         raw = await request.body()
         secret = secrets.get(agency_id)
         if secret is not None and not signed_by(raw, x_onestop_timestamp, x_onestop_signature, secret):
             errors = [{"loc": "header.X-Onestop-Signature", "msg": "missing, wrong or too old"}]
             return problem(401, "the request is not signed with this agency's secret", errors=errors)
         try:
-            event = decode_event(raw, (ReferralRequested,))
+            event = decode_event(raw, WEBHOOK_EVENTS)
         except EventRejected as error:
             return problem(422, "the body is not a valid referral.requested v1 event", errors=_rejection(error, raw))
+        checked: Literal["valid", "unchecked"] = "valid" if secret is not None else "unchecked"
+        if isinstance(event, ReferralReminded | ReferralCancelled):
+            return await receive_notice(agency_id, event, idempotency_key, checked)
         assert isinstance(event, ReferralRequested)
         if idempotency_key is None:
             errors = [{"loc": "header.Idempotency-Key", "msg": "required"}]
@@ -89,7 +99,6 @@ def create_app(
             return problem(409, "the referral is addressed to another agency than this webhook's")
 
         referral_id = str(event.referral_id)
-        checked: Literal["valid", "unchecked"] = "valid" if secret is not None else "unchecked"
         result = await records.receive(event, referral_id, behaviours.for_agency(agency_id), checked)
         log.info(
             "referral %s to %s: %s%s", referral_id, agency_id, result.status, " (duplicate)" if result.duplicate else ""
@@ -99,6 +108,27 @@ def create_app(
         if result.ack is not None:
             acks.schedule(agency_id, referral_id, result.ack)
         return JSONResponse({"referral_id": referral_id, "duplicate": result.duplicate}, status_code=202)
+
+    async def receive_notice(
+        agency_id: str,
+        event: ReferralReminded | ReferralCancelled,
+        idempotency_key: str | None,
+        checked: Literal["valid", "unchecked"],
+    ) -> JSONResponse:
+        if idempotency_key is None or not _same_id(idempotency_key, event.event_id):
+            errors = [{"loc": "header.Idempotency-Key", "msg": "must equal body.event_id for a notice"}]
+            return problem(422, "the Idempotency-Key header must be the notice's event id", errors=errors)
+        if event.agency_id != agency_id:
+            return problem(409, "the notice is addressed to another agency than this webhook's")
+        duplicate = await records.notice(event, checked)
+        log.info("%s for referral %s to %s%s", event.type, event.referral_id, agency_id, " (duplicate)" * duplicate)
+        return JSONResponse({"event_id": str(event.event_id), "duplicate": duplicate}, status_code=202)
+
+    @app.get("/agencies/{agency_id}/notices")
+    async def agency_notices(agency_id: AgencyIdPath) -> list[dict[str, Any]]:
+        """The reminders and cancellations the agency received, each once with how often it came."""
+        notices: list[dict[str, Any]] = (await records.snapshot(agency_id))["notices"]
+        return notices
 
     @app.get("/agencies/{agency_id}/referrals")
     async def agency_received(agency_id: AgencyIdPath) -> dict[str, Any]:
@@ -153,12 +183,13 @@ def _rejection(error: EventRejected, raw: bytes) -> list[dict[str, str]]:
     if error.reason in ("empty_record", "invalid_json"):
         return [{"loc": "body", "msg": "must be a JSON object"}]
     if error.reason in ("unknown_event", "unexpected_event"):
-        return [{"loc": "body.type", "msg": "must be referral.requested with version 1"}]
+        return [{"loc": "body.type", "msg": "must be referral.requested (or referral.reminded, referral.cancelled) v1"}]
     body = json.loads(raw)
-    body.pop("type", None)
+    event_type = body.pop("type", None)
     body.pop("version", None)
+    model = next((m for m in WEBHOOK_EVENTS if m.type == event_type), ReferralRequested)
     try:
-        ReferralRequested.model_validate(body)
+        model.model_validate(body)
     except ValidationError as invalid:
         return field_errors(invalid.errors(), prefix=("body",))
     return [{"loc": "body", "msg": "invalid"}]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
-from schemas.events import ReferralRequested
+from schemas.events import ReferralCancelled, ReferralReminded, ReferralRequested
 from schemas.vocab import DeclineReason
 
 from .behaviour import Answer, Behaviour, answer
@@ -60,6 +60,25 @@ class ReferralRecord(BaseModel):
     ack: Ack = Field(default_factory=Ack)
 
 
+class NoticeRecord(BaseModel):
+    """A reminder or cancellation about a referral, as the agency received it: never a new referral to act on."""
+
+    agency_id: str
+    event_id: UUID
+    type: Literal["referral.reminded", "referral.cancelled"]
+    referral_id: UUID
+    case_id: UUID
+    first_received_at: datetime
+    deliveries: int = 0  # a redelivery of the same notice (same idempotency key) counts here, once recorded
+    signature: Literal["valid", "unchecked"] = "unchecked"
+    known_referral: bool  # whether the agency had received the referral the notice is about
+    deadline: datetime | None = None  # a reminder's acknowledgement deadline
+    reason: str | None = None  # a cancellation's reason
+
+
+Notice = ReferralReminded | ReferralCancelled
+
+
 class Records:
     """Every receipt and every referral by (agency, idempotency key); one lock orders all changes."""
 
@@ -67,6 +86,30 @@ class Records:
         self._lock = asyncio.Lock()
         self._referrals: dict[tuple[str, str], ReferralRecord] = {}
         self._receipts: list[Receipt] = []
+        self._notices: dict[tuple[str, UUID], NoticeRecord] = {}
+
+    async def notice(self, event: Notice, signature: Literal["valid", "unchecked"] = "unchecked") -> bool:
+        """Record one delivery of a notice; True when it was a duplicate (the same event id seen before)."""
+        async with self._lock:
+            key = (event.agency_id, event.event_id)
+            record = self._notices.get(key)
+            duplicate = record is not None
+            if record is None:
+                record = NoticeRecord(
+                    agency_id=event.agency_id,
+                    event_id=event.event_id,
+                    type=event.type,
+                    referral_id=event.referral_id,
+                    case_id=event.case_id,
+                    first_received_at=_now(),
+                    signature=signature,
+                    known_referral=(event.agency_id, str(event.referral_id)) in self._referrals,
+                    deadline=event.deadline if isinstance(event, ReferralReminded) else None,
+                    reason=str(event.reason) if isinstance(event, ReferralCancelled) else None,
+                )
+                self._notices[key] = record
+            record.deliveries += 1
+            return duplicate
 
     async def receive(
         self,
@@ -132,6 +175,7 @@ class Records:
         async with self._lock:
             referrals = [r for r in self._referrals.values() if agency_id in (None, r.agency_id)]
             receipts = [r for r in self._receipts if agency_id in (None, r.agency_id)]
+            notices = [n for n in self._notices.values() if agency_id in (None, n.agency_id)]
             return {
                 "agency_id": agency_id,
                 "deliveries": len(receipts),
@@ -139,9 +183,11 @@ class Records:
                 "duplicates": sum(r.duplicate for r in receipts),
                 "referrals": [r.model_dump(mode="json") for r in referrals],
                 "receipts": [r.model_dump(mode="json") for r in receipts],
+                "notices": [n.model_dump(mode="json") for n in notices],
             }
 
     async def reset(self) -> None:
         async with self._lock:
             self._referrals.clear()
             self._receipts.clear()
+            self._notices.clear()

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .behaviour import Behaviour
@@ -22,3 +22,7 @@ class Settings(BaseSettings):
     # SIMULATOR_WEBHOOK_SECRETS ({"police": "..."}). An agency with a secret gets only correctly signed referrals.
     catalogue_dir: Path | None = None
     simulator_webhook_secrets: dict[str, str] = {}
+    # Each agency's bearer token for its acknowledgements to notify: {"police": "<jwt>", ...} (devstack makes them).
+    simulator_agency_tokens: dict[str, str] = {}
+    # Without a token of its own, an agency's is signed with AUTH_SECRET (docker compose's demo; never in production).
+    auth_secret: SecretStr | None = None

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from devstack import DevstackError, ManagedProcess, Stack, StackPorts
 from devstack.paths import repo_root
 from devstack.ports import free_ports
+from kit.auth import Role, issue_token
 from rich.console import Console
 
 from bench.procs import ProcessSampler, pids_listening
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_dir: Path | None = None
     try:
         if args.intake_url:
-            target = Target(args.intake_url, args.notify_url, args.simulator_url, args.kafka)
+            target = Target(args.intake_url, args.notify_url, args.simulator_url, args.kafka, token=_token())
             ports = {
                 "intake": _port(args.intake_url),
                 "notify": _port(args.notify_url),
@@ -161,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **os.environ,
                 "SIMULATOR_BEHAVIOUR": json.dumps(behaviour),
                 "LOG_LEVEL": args.log_level,
+                # The pipeline is measured, not the per-credential rate limit (one credential submits every case).
+                "RATE_LIMIT_PER_SECOND": "1000000",
+                "RATE_LIMIT_BURST": "1000000",
             }
             stack = Stack(state_dir, StackPorts.free(), fast_postgres=not args.fsync, env=env, ready_timeout=300)
             began = time.monotonic()
@@ -174,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.kafka.bootstrap_servers,
                 own_stack=True,
                 add_replica=replica_starter(stack),
+                token=stack.token("caseworker"),
             )
             pids = {name: process.pid for name, process in stack.processes.items() if process.pid is not None}
             pids["kafka"] = stack.kafka.pids[0] or 0
@@ -206,3 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
     return 0
+
+
+def _token() -> str | None:
+    """For a running stack: BENCH_TOKEN, else a caseworker token signed with AUTH_SECRET, else `./dev up`'s."""
+    if os.environ.get("BENCH_TOKEN"):
+        return os.environ["BENCH_TOKEN"]
+    if os.environ.get("AUTH_SECRET"):
+        return issue_token(os.environ["AUTH_SECRET"], Role.caseworker, "bench", ttl_seconds=24 * 3600)
+    dev = Path(".state/tokens/caseworker")
+    return dev.read_text().strip() if dev.exists() else None

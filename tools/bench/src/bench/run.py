@@ -52,6 +52,7 @@ class Target:
     kafka: str
     topic_replication: int = 1
     own_stack: bool = False  # ours: the simulator's records may be cleared between phases
+    token: str | None = None  # a caseworker's bearer token for intake and notify
     # Starts one more replica of a service and returns (name, pid, stop); None where that cannot be done.
     add_replica: Callable[[str], Awaitable[tuple[str, int, Callable[[], Awaitable[None]]]]] | None = None
 
@@ -71,7 +72,10 @@ class Bench:
         self.results = Results()
         self.delay = 0.0  # the agencies' answer delay, as the simulator says
         self.client = httpx.AsyncClient(
-            timeout=30.0, trust_env=False, limits=httpx.Limits(max_connections=128, max_keepalive_connections=128)
+            timeout=30.0,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=128),
+            headers={"authorization": f"Bearer {target.token}"} if target.token else None,
         )
         self.observer = Observer(target.kafka)
         self.driver = Driver(self.client, target.intake_url, self.observer)

@@ -1,7 +1,10 @@
 """`casectl flow <case_id>`: a case's timeline with the time each step took and its trace ids.
 `casectl health`: every service's dependencies and whether each answers.
+`casectl token --role caseworker`: a bearer token (curl -H "Authorization: Bearer $(casectl token --role ...)").
+`casectl audit [--case ID] [--actor agency:police]`: the access log of intake and notify, and whether its chain holds.
 
-Both read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's `GET /health`).
+They read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's `GET /health`, `/access-log`),
+with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in `.state/tokens/`.
 """
 
 import argparse
@@ -9,9 +12,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
+from kit.auth import Role, issue_token
 
 DEFAULT_SERVICES = {
     "intake": "http://127.0.0.1:8001",
@@ -33,19 +38,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     health.add_argument(
         "--url", action="append", default=[], metavar="NAME=URL", help="a service's address (default: the dev stack)"
     )
+    token = commands.add_parser("token", help="print a bearer token (signed with AUTH_SECRET, or the dev stack's)")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--agency", help="the agency, for --role agency")
+    token.add_argument("--subject", help="who the token is for (default: dev-<role>)")
+    token.add_argument("--hours", type=float, default=8.0, help="how long it is valid (with AUTH_SECRET)")
+    audit = commands.add_parser("audit", help="the access log of intake and notify, and whether each chain holds")
+    audit.add_argument("--case", dest="case_id", help="only reads and changes of this case")
+    audit.add_argument("--actor", help="only this credential's (agency:police, caseworker:cw-17)")
+    audit.add_argument("--intake-url", default=os.environ.get("INTAKE_URL", DEFAULT_SERVICES["intake"]))
+    audit.add_argument("--notify-url", default=os.environ.get("NOTIFY_URL", DEFAULT_SERVICES["notify"]))
     args = parser.parse_args(argv)
     try:
         if args.command == "flow":
             return show_flow(args.case_id, args.notify_url, args.jaeger_url, args.json)
+        if args.command == "token":
+            print(bearer_token(Role(args.role), args.agency, args.subject, args.hours))
+            return 0
+        if args.command == "audit":
+            return show_audit({"intake": args.intake_url, "notify": args.notify_url}, args.case_id, args.actor)
         services = {**DEFAULT_SERVICES, **dict(item.split("=", 1) for item in args.url)}
         return show_health(services)
+    except (LookupError, ValueError) as error:
+        print(f"casectl: {error}", file=sys.stderr)
+        return 2
     except httpx.HTTPError as error:
         print(f"casectl: cannot reach the service ({type(error).__name__}: {error})", file=sys.stderr)
         return 2
 
 
+def bearer_token(role: Role, agency: str | None = None, subject: str | None = None, hours: float = 8.0) -> str:
+    """CASECTL_TOKEN if set; else a token signed with AUTH_SECRET; else the dev stack's (`./dev up` writes them)."""
+    if os.environ.get("CASECTL_TOKEN"):
+        return os.environ["CASECTL_TOKEN"]
+    secret = os.environ.get("AUTH_SECRET")
+    if secret:
+        who = subject or (f"agency-{agency}" if agency else f"dev-{role.value}")
+        return issue_token(secret, role, who, agency=agency, ttl_seconds=hours * 3600)
+    name = f"agency-{agency}" if role is Role.agency else role.value
+    path = Path(os.environ.get("DEVSTACK_STATE", ".state")) / "tokens" / name
+    if not path.exists():
+        raise LookupError(f"no token: set AUTH_SECRET or CASECTL_TOKEN, or run `./dev up` (it writes {path})")
+    return path.read_text().strip()
+
+
+def _auth(role: Role) -> dict[str, str]:
+    return {"authorization": f"Bearer {bearer_token(role)}"}
+
+
+def show_audit(services: dict[str, str], case_id: str | None, actor: str | None) -> int:
+    """Every access-log row of each service (oldest first), then whether its hash chain is intact."""
+    headers, worst = _auth(Role.auditor), 0
+    params = {k: v for k, v in {"case_id": case_id, "actor": actor}.items() if v}
+    for name, url in services.items():
+        rows = httpx.get(f"{url.rstrip('/')}/access-log", params=params, headers=headers, timeout=10)
+        verified = httpx.get(f"{url.rstrip('/')}/access-log/verify", headers=headers, timeout=30)
+        if rows.status_code != 200 or verified.status_code != 200:
+            print(f"{name}: answered {rows.status_code} / {verified.status_code}", file=sys.stderr)
+            worst = 1
+            continue
+        chain = verified.json()
+        state = "intact" if chain["intact"] else f"BROKEN at row {chain['first_broken_seq']}"
+        print(f"{name}: {len(rows.json())} row(s); chain of {chain['rows_checked']} row(s) {state}")
+        for r in rows.json():
+            whose = r["referral_id"] or r["case_id"] or "-"
+            print(f"  {r['seq']:>6} {r['at']}  {r['actor']:<28} {r['client']:<15} {r['action']:<24} {whose}")
+        worst = max(worst, 0 if chain["intact"] else 1)
+    return worst
+
+
 def show_flow(case_id: str, notify_url: str, jaeger_url: str | None, as_json: bool) -> int:
-    answer = httpx.get(f"{notify_url.rstrip('/')}/cases/{case_id}/timeline", timeout=10)
+    answer = httpx.get(f"{notify_url.rstrip('/')}/cases/{case_id}/timeline", headers=_auth(Role.caseworker), timeout=10)
     if answer.status_code != 200:
         detail = answer.json().get("detail", answer.text) if _is_json(answer) else answer.text
         print(f"casectl: notify answered {answer.status_code}: {detail}", file=sys.stderr)

@@ -81,8 +81,10 @@ class Load:
         rate: float = 20.0,
         give_up_after: float = 300.0,
         request_timeout: float = 15.0,
+        token: str | None = None,
     ) -> None:
         self.intake_url = intake_url.rstrip("/")
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}  # a caseworker's
         self.concurrency = concurrency
         self.rate = rate
         self.give_up_after = give_up_after
@@ -108,7 +110,9 @@ class Load:
         slots = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         try:
-            async with httpx.AsyncClient(timeout=self.request_timeout, limits=limits, trust_env=False) as client:
+            async with httpx.AsyncClient(
+                timeout=self.request_timeout, limits=limits, trust_env=False, headers=self.headers
+            ) as client:
 
                 async def submit_in_turn(submission: Submission) -> None:
                     # Paced: case i starts no earlier than i / rate seconds after the first.

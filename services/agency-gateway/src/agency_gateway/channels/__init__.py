@@ -10,6 +10,11 @@ channel, at start, with the agency's `[channel]` table validated by the plugin's
 `deliver` returns `Delivered` or `Failed(transient=...)`; the gateway does the rest: the referral id as idempotency
 key, retries with backoff on the agency's retry topic, the circuit breaker, the DLQ and the events. A transient
 failure is retried; a permanent one goes to the DLQ at once. An exception out of `deliver` counts as transient.
+
+`deliver_notice` carries notify's notices about a referral the agency has (a reminder of its acknowledgement
+deadline, a cancellation), with the same retries and DLQ; a notice that fails never fails its referral. A plugin
+that does not override it dead-letters notices (`permanent_failure`), so an operator sees what did not reach the
+agency.
 """
 
 from abc import ABC, abstractmethod
@@ -17,11 +22,14 @@ from collections.abc import Sequence
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-from schemas.events import ReferralRequested
+from schemas.events import ReferralCancelled, ReferralReminded, ReferralRequested
 
 from ..domain import Delivered, Failed, Outcome
 
-__all__ = ["ChannelSettings", "ChannelSetupError", "Delivered", "DeliveryChannel", "Failed", "Outcome"]
+__all__ = ["ChannelSettings", "ChannelSetupError", "Delivered", "DeliveryChannel", "Failed", "Notice", "Outcome"]
+
+# notify's notices about a referral, on the agency's topic behind it: the deadline is near, or it was cancelled.
+Notice = ReferralReminded | ReferralCancelled
 
 
 class ChannelSettings(BaseModel):
@@ -55,6 +63,11 @@ class DeliveryChannel(ABC, Generic[S]):
     async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
         """Deliver `referral`; `body` is its JSON wire form. The same referral may come again (a retry, a
         replay): use `referral.referral_id` as the idempotency key so the agency acts on it once."""
+
+    async def deliver_notice(self, notice: Notice, body: bytes) -> Outcome:
+        """Deliver a notice about a referral; `body` is its JSON wire form, `notice.type` says what it is. Use
+        `notice.event_id` as the idempotency key: one referral may have a reminder and a cancellation."""
+        return Failed(f"the {type(self).__name__} channel does not carry {notice.type} notices", False)
 
     async def close(self) -> None:
         """Release what the channel holds (connections), when the gateway stops."""

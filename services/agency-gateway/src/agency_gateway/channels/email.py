@@ -5,13 +5,14 @@ The subject names the referral, never the victim.
 """
 
 import os
+from datetime import UTC
 from email.message import EmailMessage
 
 import aiosmtplib
 from schemas.catalogue import EmailChannel
-from schemas.events import ReferralRequested
+from schemas.events import ReferralCancelled, ReferralRequested
 
-from . import ChannelSetupError, Delivered, DeliveryChannel, Failed, Outcome
+from . import ChannelSetupError, Delivered, DeliveryChannel, Failed, Notice, Outcome
 
 _LABELS = {
     "crime_type": "Crime type",
@@ -50,6 +51,35 @@ def referral_email(referral: ReferralRequested, body: bytes, sender: str, to: st
     return message
 
 
+def notice_email(notice: Notice, body: bytes, sender: str, to: str) -> EmailMessage:
+    """A short message about a referral the agency has: ids, the deadline or the cancellation's reason; nothing of
+    the victim (the referral's own message has what the agency may see). It threads under the referral's message."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Message-ID"] = f"<{notice.event_id}@notices.onestop>"
+    message["In-Reply-To"] = message["References"] = f"<{notice.referral_id}@referrals.onestop>"
+    message["Idempotency-Key"] = str(notice.event_id)
+    message["X-Onestop-Event-Type"] = notice.type
+    if isinstance(notice, ReferralCancelled):
+        message["Subject"] = f"Cancelled: referral {notice.referral_id}"
+        lines = [
+            f"The crime-victim one-stop centre has cancelled referral {notice.referral_id} (reason: {notice.reason}).",
+            "Please do not act on it any more; an acceptance sent now is refused.",
+        ]
+    else:
+        deadline = notice.deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        message["Subject"] = f"Reminder: referral {notice.referral_id} awaits your answer by {deadline}"
+        lines = [
+            f"Referral {notice.referral_id} from the crime-victim one-stop centre has not been answered yet.",
+            f"Please accept or decline it through the centre's acknowledgement API by {deadline}; after that the",
+            "centre looks for another agency.",
+        ]
+    message.set_content("\n".join([*lines, "", f"Referral: {notice.referral_id}", f"Case: {notice.case_id}"]) + "\n")
+    message.add_attachment(body, maintype="application", subtype="json", filename="notice.json")
+    return message
+
+
 class EmailDelivery(DeliveryChannel[EmailChannel]):
     settings_model = EmailChannel
 
@@ -68,7 +98,14 @@ class EmailDelivery(DeliveryChannel[EmailChannel]):
 
     async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
         s = self.settings
-        message = referral_email(referral, body, str(s.from_address), str(s.to))
+        return await self._send(referral_email(referral, body, str(s.from_address), str(s.to)))
+
+    async def deliver_notice(self, notice: Notice, body: bytes) -> Outcome:
+        s = self.settings
+        return await self._send(notice_email(notice, body, str(s.from_address), str(s.to)))
+
+    async def _send(self, message: EmailMessage) -> Outcome:
+        s = self.settings
         try:
             await aiosmtplib.send(
                 message,

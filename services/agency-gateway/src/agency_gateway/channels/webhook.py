@@ -1,4 +1,5 @@
-"""The webhook channel: an HTTP POST of the referral, signed, with the referral id as idempotency key."""
+"""The webhook channel: an HTTP POST of the referral, signed, with the referral id as idempotency key; notices about
+it (reminders, cancellations) the same way, each with its own event id as idempotency key."""
 
 import os
 import time
@@ -8,7 +9,7 @@ from schemas.catalogue import WebhookChannel
 from schemas.events import ReferralRequested
 
 from ..signing import signature_headers
-from . import ChannelSetupError, Delivered, DeliveryChannel, Failed, Outcome
+from . import ChannelSetupError, Delivered, DeliveryChannel, Failed, Notice, Outcome
 
 # Answers worth trying again: the agency may be restarting or busy. Any other 4xx is permanent.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -28,10 +29,18 @@ class WebhookDelivery(DeliveryChannel[WebhookChannel]):
         self._client = httpx.AsyncClient(follow_redirects=False, timeout=settings.timeout_seconds)
 
     async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+        return await self._post(body, str(referral.referral_id), referral)
+
+    async def deliver_notice(self, notice: Notice, body: bytes) -> Outcome:
+        """To the same endpoint as referrals: `X-Onestop-Event-Type` (and the body's `type`) tell them apart."""
+        return await self._post(body, str(notice.event_id), notice)
+
+    async def _post(self, body: bytes, idempotency_key: str, event: ReferralRequested | Notice) -> Outcome:
         headers = {
             "content-type": "application/json",
-            "idempotency-key": str(referral.referral_id),
-            "x-onestop-event-id": str(referral.event_id),
+            "idempotency-key": idempotency_key,
+            "x-onestop-event-id": str(event.event_id),
+            "x-onestop-event-type": event.type,
             **signature_headers(self._secret, int(time.time()), body),
         }
         try:
