@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -17,7 +17,9 @@ import pytest
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
 from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, ReferralRequested, encode_event
-from schemas.vocab import CancelReason, CrimeType, Need, Urgency
+from schemas.vocab import CrimeType, Need, Urgency
+
+from tests.samples import cancellation_for, reminder_for
 
 SECRET = "Kim Secret-Victim 010-9999-0000"
 
@@ -433,16 +435,6 @@ async def test_malformed_signature_headers_are_refused_not_crashed_on() -> None:
 # --- notices about a referral: reminders and cancellations ---------------------------------------------------
 
 
-def reminder_of(event: ReferralRequested) -> ReferralReminded:
-    return ReferralReminded(
-        case_id=event.case_id,
-        producer="notify",
-        referral_id=event.referral_id,
-        agency_id=event.agency_id,
-        deadline=datetime(2026, 3, 2, 13, 0, tzinfo=UTC),
-    )
-
-
 def _signed_notice(notice: ReferralReminded | ReferralCancelled, secret: str) -> dict[str, str]:
     body, timestamp = encode_event(notice), str(int(time.time()))
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -459,7 +451,7 @@ async def test_a_reminder_is_recorded_once_per_event_and_is_never_taken_as_a_new
     async with simulator(notify, behaviour={"default": {"action": "silent"}}) as client:
         event = referral()
         await deliver(client, event)
-        notice = reminder_of(event)
+        notice = reminder_for(event)
         headers = {"Idempotency-Key": str(notice.event_id), "Content-Type": "application/json"}
         first = await client.post("/agencies/police/referrals", content=encode_event(notice), headers=headers)
         again = await client.post("/agencies/police/referrals", content=encode_event(notice), headers=headers)
@@ -478,13 +470,7 @@ async def test_a_reminder_is_recorded_once_per_event_and_is_never_taken_as_a_new
 async def test_a_notice_must_carry_its_own_event_id_as_idempotency_key_and_a_valid_signature() -> None:
     async with simulator(FakeNotify(), settings=_with_secrets(police="s3cret")) as client:
         event = referral()
-        cancelled = ReferralCancelled(
-            case_id=event.case_id,
-            producer="notify",
-            referral_id=event.referral_id,
-            agency_id="police",
-            reason=CancelReason.deadline_breached,
-        )
+        cancelled = cancellation_for(event)
         unsigned = await client.post(
             "/agencies/police/referrals",
             content=encode_event(cancelled),

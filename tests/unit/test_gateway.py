@@ -7,7 +7,6 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -35,8 +34,10 @@ from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
 from schemas.catalogue import Agency, KafkaChannel, WebhookChannel, load_agency
-from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, ReferralRequested, encode_event
-from schemas.vocab import CancelReason, CrimeType, Need, Urgency
+from schemas.events import ReferralCase, ReferralRequested, encode_event
+from schemas.vocab import CrimeType, Need, Urgency
+
+from tests.samples import cancellation_for, reminder_for
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = RetryPolicy(max_attempts=4, base_seconds=1.0, max_seconds=5.0)
@@ -309,27 +310,6 @@ def test_the_channel_skeleton_is_a_package_with_an_entry_point_and_a_test(tmp_pa
 
 
 # --- notices: reminders and cancellations through the agency's channel ----------------------------------------
-
-
-def reminder_for(event: ReferralRequested) -> ReferralReminded:
-    return ReferralReminded(
-        case_id=event.case_id,
-        producer="notify",
-        referral_id=event.referral_id,
-        agency_id=event.agency_id,
-        deadline=datetime(2026, 3, 2, 13, 0, tzinfo=UTC),
-    )
-
-
-def cancellation_for(event: ReferralRequested) -> ReferralCancelled:
-    return ReferralCancelled(
-        case_id=event.case_id,
-        producer="notify",
-        referral_id=event.referral_id,
-        agency_id=event.agency_id,
-        reason=CancelReason.deadline_breached,
-        note="Re-routed to another agency after the acknowledgement deadline passed unanswered.",
-    )
 
 
 async def test_a_reminder_reaches_the_agency_signed_with_its_own_idempotency_key_and_once(
