@@ -45,19 +45,17 @@ def sample(name: str, **labels: str) -> float:
 
 
 class FakeRelayConnection:
-    """What the relay asks of its PostgreSQL connection for one batch."""
+    """What the relay asks of its PostgreSQL connection: the unsent rows, then (with the next batch) marking them."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
         self.marked: list[int] = []
 
-    async def fetch(self, *_: Any) -> list[dict[str, Any]]:
+    async def fetch(self, _: str, *args: Any) -> list[dict[str, Any]]:
+        if len(args) == 2:  # the ids just published, and the batch size
+            self.marked += args[0]
         rows, self.rows = self.rows, []
-        return rows
-
-    async def fetchval(self, _: str, ids: list[int]) -> datetime:
-        self.marked += ids
-        return datetime.now(UTC)
+        return [{**row, "now": datetime.now(UTC)} for row in rows]
 
 
 async def test_an_event_published_by_the_relay_continues_the_trace_of_the_request_that_wrote_it() -> None:
@@ -68,7 +66,7 @@ async def test_an_event_published_by_the_relay_continues_the_trace_of_the_reques
         handled.append(current_trace_ids())
 
     subscribe(broker, CASE_SUBMITTED, "test-group", (CaseSubmitted,), handle)
-    event = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case())
+    event = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case().facts())
     with tracer.start_as_current_span("POST /cases", kind=SpanKind.SERVER) as request:
         stored_headers = current_trace_headers()  # what add_to_outbox keeps with the row
     row = {
@@ -88,7 +86,7 @@ async def test_an_event_published_by_the_relay_continues_the_trace_of_the_reques
     connection = FakeRelayConnection([row])
 
     async with TestKafkaBroker(broker):
-        assert await relay._publish_batch(connection) == 1  # type: ignore[arg-type]
+        await relay._publish_all(connection)  # type: ignore[arg-type]
 
     assert connection.marked == [1]
     request_trace = format(request.get_span_context().trace_id, "032x")
@@ -242,3 +240,22 @@ async def metrics_text() -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(REGISTRY).decode()
+
+
+def test_a_request_path_is_shown_as_its_route_template_never_as_sent() -> None:
+    sent = "/cases/planted.name@example.org"
+    with tracer.start_as_current_span(
+        "GET /cases/{case_id}",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.route": "/cases/{case_id}",
+            "http.target": sent,
+            "url.path": sent,
+            "http.url": f"http://intake.example{sent}?x=1",
+        },
+    ):
+        pass
+    span = EXPORTED.get_finished_spans()[-1]
+    assert "planted" not in repr(dict(span.attributes or {}))
+    assert span.attributes["http.target"] == "/cases/{case_id}"  # type: ignore[index]
+    assert span.attributes["http.url"] == "http://intake.example/cases/{case_id}"  # type: ignore[index]

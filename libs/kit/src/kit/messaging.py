@@ -2,13 +2,15 @@
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
@@ -16,6 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.subscriber.usecase import LogicSubscriber
+from faststream.message import AckStatus
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from schemas.events import Envelope, EventRejected, decode_event
 from schemas.topics import dlq_topic
@@ -30,6 +33,12 @@ E = TypeVar("E", bound=Envelope)
 Handler = Callable[[E], Awaitable[None]]
 
 MAX_RETRY_DELAY_SECONDS = 30.0
+# How long a handled record's offset may wait to be committed: one commit then covers every record handled meanwhile.
+COMMIT_INTERVAL_SECONDS = 0.2
+# A consumer with nothing to read waits this long on the broker per fetch; data ends the wait at once.
+FETCH_MAX_WAIT_MS = 1000
+FLUSH_TIMEOUT_SECONDS = 5.0
+COMMIT_TIMEOUT_SECONDS = 10.0
 
 
 def make_broker(bootstrap_servers: str, client_id: str, client_config: Mapping[str, Any] | None = None) -> KafkaBroker:
@@ -121,9 +130,9 @@ def subscribe(
     `topic` may be a list: one consumer then reads every topic of it in the one group (fewer consumers, one group
     join); each record still dead-letters to its own topic's DLQ, and `source_topic()` names it for `handle`.
 
-    The offset is committed only after `handle` returns, so its transaction has committed. A record that is
-    not a known, valid event (or that `handle` rejects) goes to `<topic>.dlq` with the reason in headers,
-    and consumption goes on.
+    The offset is committed only after `handle` returns, so its transaction has committed; offsets of records
+    handled in the same moment go in one commit (`OffsetCommitter`). A record that is not a known, valid event (or
+    that `handle` rejects) goes to `<topic>.dlq` with the reason in headers, and consumption goes on.
     When `handle` fails (a database outage, say) the record is retried after a growing pause, never skipped.
     The consumer's span carries the event's ids (`onestop.case_id`, ...) so a case's spans can be found.
     Returns the subscriber (its consumer's lag is a metric).
@@ -132,6 +141,7 @@ def subscribe(
     if not topics:
         raise ValueError("subscribe needs at least one topic")
     consecutive_failures = 0
+    committer = OffsetCommitter()
 
     async def on_record(message: KafkaMessage) -> None:
         source = _record_topic(message) if len(topics) > 1 else topics[0]
@@ -140,6 +150,7 @@ def subscribe(
             await on_source_record(message, source)
         finally:
             _SOURCE_TOPIC.reset(reset)
+        committer.handled(message)  # not reached when the record is to be retried (NackMessage)
 
     async def on_source_record(message: KafkaMessage, topic: str) -> None:
         nonlocal consecutive_failures
@@ -178,9 +189,96 @@ def subscribe(
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        listener=committer,
     )
     subscriber(on_record)
+    committer.subscriber = subscriber
+    _COMMITTERS.setdefault(broker, []).append(committer)
     return subscriber
+
+
+_COMMITTERS: "weakref.WeakKeyDictionary[KafkaBroker, list[OffsetCommitter]]" = weakref.WeakKeyDictionary()
+
+
+async def flush_commits(broker: KafkaBroker) -> None:
+    """Commit what the broker's consumers have handled so far: before stopping them, so a restart does not repeat it."""
+    for committer in _COMMITTERS.get(broker, []):
+        try:
+            await asyncio.wait_for(committer.close(), FLUSH_TIMEOUT_SECONDS)
+        except (TimeoutError, KafkaError):
+            log.warning("offsets not committed before stopping; the records after them will be read again")
+
+
+class OffsetCommitter(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits a consumer's handled offsets a few times a second, instead of one round trip to Kafka per record.
+
+    A consumer handles its records one at a time, so the offset after the last record handled on a partition is
+    safe to commit: everything before it is handled (at least once). Handled records whose commit was still waiting
+    when the process died, or when a rebalance moved their partition, are read again by whoever reads the partition
+    next, and the inbox drops them by event_id. Nothing here waits inside a rebalance: a commit made from the
+    rebalance listener can wait on the very coordinator the rebalance is waiting for (seen when the broker restarts).
+    """
+
+    def __init__(self, interval_seconds: float = COMMIT_INTERVAL_SECONDS) -> None:
+        self.interval_seconds = interval_seconds
+        self.subscriber: LogicSubscriber[Any] | None = None
+        self._pending: dict[TopicPartition, int] = {}
+        self._scheduled: asyncio.Task[None] | None = None
+
+    def handled(self, message: KafkaMessage) -> None:
+        """The record is done with (handled or dead-lettered): commit its offset with the next batch."""
+        consumer = getattr(message, "consumer", None)
+        if not isinstance(consumer, AIOKafkaConsumer):
+            return  # the in-memory test broker: nothing to commit
+        raw = message.raw_message
+        record = raw[0] if isinstance(raw, tuple) else raw
+        self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        message.committed = AckStatus.ACKED  # FastStream's acknowledgement then skips its own commit of this record
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled is None or self._scheduled.done():
+            self._scheduled = asyncio.create_task(self._flush_later(), name="offset-commit")
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.interval_seconds)
+        self._scheduled = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        consumer = None if self.subscriber is None else self.subscriber.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        # A record finished after its partition was taken away is for the partition's new owner to read again.
+        offsets = {tp: offset for tp, offset in self._pending.items() if tp in assigned}
+        self._pending = {}
+        if not offsets:
+            return
+        try:
+            # aiokafka sends commits one at a time, in the order asked: a later one never goes before an earlier one.
+            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
+        except (KafkaError, TimeoutError) as error:
+            # Kept for the next commit (a later record's offset on the same partition supersedes it).
+            for tp, offset in offsets.items():
+                self._pending.setdefault(tp, offset)
+            log.warning("committing offsets failed (%s); trying again shortly", type(error).__name__)
+            self._schedule()
+
+    async def close(self) -> None:
+        """Commit what is pending now, and stop committing later."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        await self.flush()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Nothing: what was handled but not yet committed there is read again by the partition's next owner."""
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing: an offset still pending is safe to commit whoever reads the partition now (all before it is
+        handled), and dropping it could leave the committed offset behind until the partition gets new records."""
 
 
 def _record_topic(message: KafkaMessage) -> str:

@@ -3,14 +3,15 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from faststream.kafka import KafkaBroker
 from opentelemetry import context as otel_context
-from schemas.events import Envelope, encode_event
+from schemas.events import Envelope, decode_event, encode_event
 
 from . import metrics
 from .db import connect
@@ -37,6 +38,20 @@ async def add_to_outbox(conn: asyncpg.Connection, topic: str, event: Envelope) -
         encode_event(event),
         current_trace_headers(),
     )
+
+
+async def rewrite_case_events(conn: asyncpg.Connection, case_id: UUID, rewrite: Callable[[Envelope], Envelope]) -> int:
+    """Rewrite the case's events in the outbox, sent or not — an erasure strips what they may no longer hold — and
+    return how many changed. Call inside the caller's transaction."""
+    rows = await conn.fetch("SELECT id, payload FROM outbox WHERE key = $1 ORDER BY id FOR UPDATE", str(case_id))
+    changed = 0
+    for row in rows:
+        payload = bytes(row["payload"])
+        kept = encode_event(rewrite(decode_event(payload)))
+        if kept != payload:
+            await conn.execute("UPDATE outbox SET payload = $2 WHERE id = $1", row["id"], kept)
+            changed += 1
+    return changed
 
 
 class OutboxRelay:
@@ -86,8 +101,7 @@ class OutboxRelay:
             await conn.add_listener(f"{self.schema}_outbox", self._on_notify)
             while True:
                 self._wake.clear()
-                if await self._publish_batch(conn) == self.batch_size:
-                    continue
+                await self._publish_all(conn)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:
@@ -100,26 +114,43 @@ class OutboxRelay:
         with untraced():
             return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{self.schema}"))
 
-    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def _publish_all(self, conn: asyncpg.Connection) -> None:
+        """Publish unsent rows, a batch at a time, until none is left.
+
+        Marking a batch sent and fetching the next one is one statement: one round trip per batch under load.
+        """
+        rows = await self._next_batch(conn, [])
+        while rows:
+            fetched = time.monotonic()
+            await self._publish(rows)
+            self._published(rows, time.monotonic() - fetched)
+            rows = await self._next_batch(conn, [r["id"] for r in rows])
+
+    async def _next_batch(self, conn: asyncpg.Connection, sent: list[int]) -> list[asyncpg.Record]:
+        """Mark the rows just published as sent, and fetch the next unsent ones in id order."""
+        columns = "id, topic, key, event_type, payload, headers, created_at, now() AS now"
         with untraced():
+            if not sent:
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    f"SELECT {columns} FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1", self.batch_size
+                )
+                return rows
+            # The statement's snapshot still shows the marked rows unsent: the next batch leaves them out by id.
             rows = await conn.fetch(
-                "SELECT id, topic, key, event_type, payload, headers, created_at FROM outbox"
-                " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+                "WITH marked AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
+                f" SELECT {columns} FROM outbox WHERE sent_at IS NULL AND NOT id = ANY($1::bigint[])"
+                " ORDER BY id LIMIT $2",
+                sent,
                 self.batch_size,
             )
-        if not rows:
-            return 0
-        await self._publish(rows)
-        with untraced():
-            sent_at = await conn.fetchval(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) RETURNING now()",
-                [r["id"] for r in rows],
-            )
-        sent_at = sent_at or datetime.now(UTC)
+            return rows
+
+    def _published(self, rows: Sequence[asyncpg.Record], publishing_seconds: float) -> None:
         for row in rows:
-            metrics.event_published(row["event_type"], row["payload"], (sent_at - row["created_at"]).total_seconds())
+            # On the database's clock up to the fetch (as created_at), then on this process's: no skew between them.
+            delay = (row["now"] - row["created_at"]).total_seconds() + publishing_seconds
+            metrics.event_published(row["event_type"], row["payload"], delay)
         self.published += len(rows)
-        return len(rows)
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
         pending = []

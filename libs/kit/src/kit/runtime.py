@@ -19,7 +19,7 @@ from schemas.topics import dlq_topic
 
 from . import metrics
 from .db import create_pool
-from .messaging import E, Handler, ensure_topics, make_broker, subscribe
+from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
 from .settings import ServiceSettings
 from .telemetry import untraced
@@ -151,6 +151,7 @@ class ServiceRuntime:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
+        await flush_commits(self.broker)
         await self.broker.stop()
         for close in self._on_stop:
             await close()

@@ -14,6 +14,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import Link, Span, Status
 from opentelemetry.util.types import Attributes
 
@@ -50,7 +51,7 @@ _DROPPED_ATTRIBUTES = frozenset(
     }
 )
 _DROPPED_PREFIXES = ("http.request.header.", "http.response.header.", "db.query.parameter.")
-_URL_ATTRIBUTES = frozenset({"http.url", "url.full", "http.target"})
+_URL_ATTRIBUTES = frozenset({"http.url", "url.full", "http.target", "url.path"})
 _STACK_FRAME = re.compile(r'^\s*File ".*", line \d+, in \S+$')
 
 
@@ -59,18 +60,34 @@ def configure_tracing(service: str) -> TracerProvider:
 
     Everything else comes from the standard variables too: OTEL_SERVICE_NAME (else `service`),
     OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS and so on.
+    With no exporter (and no OTEL_TRACES_SAMPLER) spans are not recorded, since nobody would read them: building
+    them cost about a tenth of a busy service's CPU. Trace and span ids are still made and carried in headers, for
+    the logs, the timeline and the services downstream (which, told "not sampled", do not record them either).
     """
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    exporter_wanted = os.environ.get("OTEL_TRACES_EXPORTER", "otlp") == "otlp"
-    endpoint_set = any(k in os.environ for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-    if exporter_wanted and endpoint_set:
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=span_sampler(os.environ))
+    if exports_traces(os.environ):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(PrivacyFilter(BatchSpanProcessor(OTLPSpanExporter())))
     trace.set_tracer_provider(provider)
     instrument_libraries()
     return provider
+
+
+def span_sampler(environ: Mapping[str, str]) -> Sampler | None:
+    """None (the SDK's choice from OTEL_TRACES_SAMPLER) when spans are exported; else record none of them."""
+    if exports_traces(environ) or "OTEL_TRACES_SAMPLER" in environ:
+        return None
+    return ParentBased(ALWAYS_OFF)
+
+
+def exports_traces(environ: Mapping[str, str]) -> bool:
+    """Whether the OTEL_* variables name somewhere to send spans to."""
+    exporter_wanted = environ.get("OTEL_TRACES_EXPORTER", "otlp") == "otlp"
+    return exporter_wanted and any(
+        k in environ for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
 
 
 def instrument_libraries() -> None:
@@ -183,18 +200,21 @@ def redacted(span: ReadableSpan) -> ReadableSpan:
 
 def _clean(attributes: Attributes) -> dict[str, Any]:
     clean: dict[str, Any] = {}
+    # A request's path is what the client sent, anything at all (a malformed one may hold personal data): where
+    # the route matched, its template (`/cases/{case_id}`) stands in for it.
+    route = (attributes or {}).get("http.route")
     for key, value in (attributes or {}).items():
         if key in _DROPPED_ATTRIBUTES or key.startswith(_DROPPED_PREFIXES):
             continue
         if key in _URL_ATTRIBUTES and isinstance(value, str):
-            value = _without_query(value)
+            value = _without_query(value, route if isinstance(route, str) else None)
         elif key == "exception.stacktrace" and isinstance(value, str):
             value = "\n".join(line for line in value.splitlines() if _STACK_FRAME.match(line))
         clean[key] = value
     return clean
 
 
-def _without_query(url: str) -> str:
+def _without_query(url: str, route: str | None = None) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]  # no user:password either
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, netloc, route or parts.path, "", ""))

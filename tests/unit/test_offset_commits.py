@@ -1,0 +1,73 @@
+"""Offsets of handled records are committed together, never past a record not yet handled, and never for a
+partition the consumer no longer owns."""
+
+from types import SimpleNamespace
+from typing import Any
+from unittest.mock import create_autospec
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from faststream.message import AckStatus
+from kit.messaging import OffsetCommitter
+
+P0 = TopicPartition("case.submitted", 0)
+P1 = TopicPartition("case.submitted", 1)
+
+
+def consumer(assigned: set[TopicPartition]) -> Any:
+    fake = create_autospec(AIOKafkaConsumer, instance=True)
+    fake.assignment.return_value = assigned
+    return fake
+
+
+def record(consumer: Any, tp: TopicPartition, offset: int) -> Any:
+    """What FastStream hands the handler: the record, and the consumer that read it (not yet acknowledged)."""
+    raw = SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=offset)
+    return SimpleNamespace(consumer=consumer, raw_message=raw, committed=None)
+
+
+def committer_for(kafka: Any) -> OffsetCommitter:
+    committer = OffsetCommitter(interval_seconds=3600)  # flushed by hand below
+    committer.subscriber = SimpleNamespace(consumer=kafka)  # type: ignore[assignment]
+    return committer
+
+
+async def test_records_handled_together_are_committed_in_one_round_trip_after_the_last_of_each_partition() -> None:
+    kafka = consumer({P0, P1})
+    committer = committer_for(kafka)
+    messages = [record(kafka, P0, 5), record(kafka, P0, 6), record(kafka, P1, 2)]
+    for message in messages:
+        committer.handled(message)
+
+    assert all(m.committed == AckStatus.ACKED for m in messages), "FastStream must not commit each one itself"
+    kafka.commit.assert_not_called()
+    await committer.flush()
+    kafka.commit.assert_awaited_once_with({P0: 7, P1: 3})
+    await committer.flush()
+    kafka.commit.assert_awaited_once()  # nothing new handled: no second round trip
+
+
+async def test_a_partition_taken_away_is_left_to_its_new_owner_and_a_failed_commit_is_tried_again() -> None:
+    kafka = consumer({P1})
+    committer = committer_for(kafka)
+    committer.handled(record(kafka, P0, 5))  # P0 was revoked while this record was being handled
+    committer.handled(record(kafka, P1, 9))
+    kafka.commit.side_effect = KafkaConnectionError()
+    await committer.flush()
+    kafka.commit.assert_awaited_once_with({P1: 10})
+
+    kafka.commit.side_effect = None
+    committer.handled(record(kafka, P1, 10))
+    await committer.flush()
+    assert kafka.commit.await_args.args == ({P1: 11},), "the later offset supersedes the one that failed"
+
+
+async def test_a_rebalance_is_never_held_up_by_a_commit() -> None:
+    kafka = consumer({P0})
+    committer = committer_for(kafka)
+    committer.handled(record(kafka, P0, 41))
+    await committer.on_partitions_revoked({P0})  # a commit now could wait on the coordinator the rebalance awaits
+    await committer.on_partitions_assigned({P0})
+    kafka.commit.assert_not_called()
+    await committer.close()  # kept: P0 came back, and everything before offset 42 is handled
+    kafka.commit.assert_awaited_once_with({P0: 42})
