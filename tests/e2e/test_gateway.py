@@ -153,7 +153,7 @@ def world(stack: Stack) -> Iterator[GatewayWorld]:
             f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\ntls = "none"',
             ["victim.name", "language"],
         ),
-        "test-kafka": _agency("test-kafka", "housing", 'type = "kafka"', ["region"]),
+        "test-kafka": _agency("test-kafka", "housing", 'type = "kafka"', ["region", "victim.name"]),
     }
     for agency_id, text in agencies.items():
         (catalogue / f"{agency_id}.toml").write_text(text, encoding="utf-8")
@@ -340,12 +340,29 @@ async def test_a_kafka_native_agency_gets_its_referral_on_its_topic_and_an_ack_t
     on_topic = await read_topic(stack.kafka.bootstrap_servers, "referrals.test-kafka")
     [record] = [r for r in on_topic if r.key == case_id.encode()]
     assert set(case_fields(record.value)) == {"crime_type", "needs", "urgency", "region"}
+    assert json.loads(record.value)["personal_items"] == ["victim.name"], "the item's name, never its value"
+    assert b"Kim Example" not in record.value
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap_servers)
     await admin.start()
     try:
         assert "acks.test-kafka" in await admin.list_topics()
     finally:
         await admin.close()
+
+    # The agency fetches the value with its own credential; nobody else can.
+    personal = f"{stack.url('agency-gateway')}/referrals/{delivered['referral_id']}/personal"
+    as_agency = {"authorization": f"Bearer {stack.token('agency', 'test-kafka')}"}
+    answer = await client.get(personal, headers=as_agency)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == {"victim.name": "Kim Example"}
+    as_other = {"authorization": f"Bearer {stack.token('agency', 'test-healthy')}"}
+    assert (await client.get(personal, headers=as_other)).status_code == 404
+    as_staff = {"authorization": f"Bearer {stack.token('caseworker')}"}
+    assert (await client.get(personal, headers=as_staff)).status_code == 403
+    assert (await client.get(personal, headers={"authorization": "Bearer nonsense"})).status_code == 401
+    # Once the case is erased, the item is gone for the agency too.
+    assert (await client.delete(f"{stack.url('intake')}/cases/{case_id}")).status_code == 200
+    assert (await client.get(personal, headers=as_agency)).status_code == 410
 
 
 async def test_a_new_agency_with_a_new_channel_plugin_package_following_the_readme(

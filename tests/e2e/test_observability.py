@@ -264,9 +264,11 @@ async def test_every_service_says_what_it_depends_on_and_whether_it_answers(
     intake = (await client.get(f"{stack.url('intake')}/health")).json()
     routing = next(d for d in intake["dependencies"] if d["name"] == "routing")
     assert routing["kind"] == "http" and not routing["required"] and routing["reachable"]
-    assert intake["produces"] == ["case.erased", "case.submitted"]
+    assert intake["produces"] == ["case.erased", "case.submitted", "consent.withdrawn"]
     gateway = (await client.get(f"{stack.url('agency-gateway')}/health")).json()
     assert {"topic": "referrals.police", "group": "agency-gateway.police"} in gateway["consumes"]
+    # The gateway fetches the personal items from intake at delivery: intake is among its dependencies.
+    assert any(d["name"] == "intake" and d["kind"] == "http" for d in gateway["dependencies"])
 
     urls = [f"--url={s}={stack.url(s)}" for s in SERVICES]
     shown = await asyncio.to_thread(

@@ -2,27 +2,25 @@
 
 import asyncio
 import itertools
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import notify
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from devstack import PostgresServer
 from devstack.ports import free_ports
-from kit.db import create_pool, migrate
+from kit.db import create_pool
 from notify.channels import EmailChannel, LogOnlySms, SmsChannel
+from notify.contacts import IntakeContacts
 from notify.dispatch import send_due_notices
+from notify.erasure import on_case_erased
 from notify.handlers import Context, Refused, act, on_agency_ack, on_case_submitted, on_referral_event
 from notify.timers import fire_due_timers
 from schemas.events import (
     CaseDetails,
+    CaseErased,
     CaseRouted,
     CaseSubmitted,
     Envelope,
@@ -40,42 +38,14 @@ from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-DATABASE = "notify_check"
-MIGRATIONS = Path(notify.__file__).parent / "migrations"
 CTX = Context(staff_link_base="http://notify.test")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
-    state = Path(tempfile.mkdtemp(prefix="onestop-notify-"))
-    state.chmod(0o755)
-    server = PostgresServer(state, fast=True)
-    try:
-        server.start()
-        server.wait_ready()
-        server.create_database(DATABASE)
-        asyncio.run(migrate(server.dsn(DATABASE), "notify", MIGRATIONS))
-        yield server.dsn(DATABASE)
-    finally:
-        server.stop()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(postgres, "notify", max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def submitted(case_id: UUID, at: datetime, **overrides: Any) -> CaseSubmitted:
     case = CaseDetails.model_validate(
         sample_case_json(urgency="urgent", caseworker={"id": "cw-1", "email": "cw@centre.example"}, **overrides)
     )
-    return CaseSubmitted(case_id=case_id, producer="intake", occurred_at=at, case=case)
+    return CaseSubmitted(case_id=case_id, producer="intake", occurred_at=at, case=case.facts())
 
 
 def routed(case_id: UUID, at: datetime, *referrals: tuple[UUID, str, str]) -> CaseRouted:
@@ -283,33 +253,54 @@ class Inbox:
         return "250 OK"
 
 
+def fake_intake(addresses: dict[UUID, str], erased: set[UUID], asked: list[UUID]) -> IntakeContacts:
+    """Intake's contact endpoint: the address of each case in `addresses`, 410 for those in `erased`."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        case_id = UUID(request.url.path.split("/")[2])
+        asked.append(case_id)
+        if case_id in erased:
+            return httpx.Response(410, json={"title": "Erased"})
+        if case_id not in addresses:
+            return httpx.Response(404)
+        return httpx.Response(200, json={"do_not_contact": False, "channel": "email", "address": addresses[case_id]})
+
+    return IntakeContacts("http://intake.test", None, transport=httpx.MockTransport(answer))
+
+
+async def accept(pool: asyncpg.Pool, referral_id: UUID, note: str | None = None) -> None:
+    await act(
+        pool,
+        CTX,
+        referral_id,
+        "police",
+        lambda row: ReferralAccepted(
+            case_id=row["case_id"], producer="notify", referral_id=row["referral_id"], agency_id="police", note=note
+        ),
+    )
+
+
 async def test_notices_go_out_by_smtp_with_retries_and_never_to_a_do_not_contact_victim(pool: asyncpg.Pool) -> None:
     now = datetime.now(UTC)
-    safe_case, hidden_case = uuid4(), uuid4()
-    safe, hidden = uuid4(), uuid4()
+    safe_case, hidden_case, erased_case = uuid4(), uuid4(), uuid4()
+    safe, hidden, erased = uuid4(), uuid4(), uuid4()
     victim = {"name": "Kim Example", "email": "safe-victim@example.org", "phone": "+82 10-0000-0000"}
-    await on_case_submitted(
-        pool, CTX, submitted(safe_case, now, victim={**victim, "contact_rules": {"safe_channel": "email"}})
-    )
+    email_only = {"contact_rules": {"safe_channel": "email"}}
+    await on_case_submitted(pool, CTX, submitted(safe_case, now, victim={**victim, **email_only}))
+    await on_case_submitted(pool, CTX, submitted(erased_case, now, victim={**victim, **email_only}))
     hidden_victim = {**victim, "email": "hidden-victim@example.org"}
     rules = {"do_not_contact": True, "safe_channel": "email"}
     await on_case_submitted(pool, CTX, submitted(hidden_case, now, victim={**hidden_victim, "contact_rules": rules}))
-    await on_referral_event(pool, CTX, routed(safe_case, now, (safe, "police", "safety")))
-    await on_referral_event(pool, CTX, routed(hidden_case, now, (hidden, "police", "safety")))
-    for referral_id in (safe, hidden):
-        await act(
-            pool,
-            CTX,
-            referral_id,
-            "police",
-            lambda row: ReferralAccepted(
-                case_id=row["case_id"], producer="notify", referral_id=row["referral_id"], agency_id="police"
-            ),
-        )
+    for case_id, referral_id in ((safe_case, safe), (hidden_case, hidden), (erased_case, erased)):
+        await on_referral_event(pool, CTX, routed(case_id, now, (referral_id, "police", "safety")))
+        await accept(pool, referral_id)
 
+    # notify holds no address of a victim: intake gives it at the send (the erased case's: 410).
+    asked: list[UUID] = []
+    intake = fake_intake({safe_case: "safe-victim@example.org"}, {erased_case}, asked)
     [closed_port] = free_ports(1)
     down = {"email": EmailChannel("127.0.0.1", closed_port, "notify@test.invalid", timeout_seconds=2)}
-    await send_due_notices(pool, down, max_attempts=3, retry_base_seconds=0.01)
+    await send_due_notices(pool, down, intake, max_attempts=3, retry_base_seconds=0.01)
     failed = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications WHERE case_id = $1", safe_case)
     assert (failed["status"], failed["attempts"]) == ("pending", 1) and failed["last_error"]
 
@@ -320,7 +311,7 @@ async def test_notices_go_out_by_smtp_with_retries_and_never_to_a_do_not_contact
     try:
         await asyncio.sleep(0.05)
         up = {"email": EmailChannel("127.0.0.1", port, "notify@test.invalid"), "sms": SmsChannel(LogOnlySms())}
-        while await send_due_notices(pool, up, max_attempts=3, retry_base_seconds=0.01):
+        while await send_due_notices(pool, up, intake, max_attempts=3, retry_base_seconds=0.01):
             pass
     finally:
         smtp.stop()
@@ -333,12 +324,72 @@ async def test_notices_go_out_by_smtp_with_retries_and_never_to_a_do_not_contact
     assert "Kim" not in to_victims[0] and "police" not in to_victims[0].lower()
     rows = await pool.fetch(
         "SELECT case_id, status, withheld, address FROM notifications WHERE case_id = ANY($1::uuid[])",
-        [safe_case, hidden_case],
+        [safe_case, hidden_case, erased_case],
     )
     by_case = {r["case_id"]: (r["status"], r["withheld"], r["address"]) for r in rows}
     assert by_case == {
-        safe_case: ("sent", None, "safe-victim@example.org"),
+        safe_case: ("sent", None, None),
         hidden_case: ("withheld", "do_not_contact", None),
+        erased_case: ("withheld", "case_erased", None),  # at once, not retried
     }
-    kept = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", hidden_case)
-    assert kept["victim_address"] is None and kept["victim_channel"] is None
+    assert hidden_case not in asked and asked.count(erased_case) == 1
+    assert await pool.fetchval("SELECT count(*) FROM notifications WHERE address LIKE '%victim@%'") == 0
+    columns = await pool.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'cases'")
+    assert "victim_address" not in {c["column_name"] for c in columns}
+
+
+async def test_an_erased_case_keeps_no_free_text_nor_contact_and_later_events_bring_none_back(
+    pool: asyncpg.Pool,
+) -> None:
+    now = datetime.now(UTC)
+    case_id, referral_id, parked_referral = uuid4(), uuid4(), uuid4()
+    secret = f"Kim lives at {uuid4().hex[:8]}"
+    rules = {"safe_channel": "email", "safe_hours": {"start": "18:00", "end": "21:00"}}
+    victim = {"name": "Kim Example", "email": "victim@example.org", "contact_rules": rules}
+    await on_case_submitted(pool, CTX, submitted(case_id, now, victim=victim))
+    await on_referral_event(pool, CTX, routed(case_id, now, (referral_id, "police", "safety")))
+    await accept(pool, referral_id, note=secret)
+    early = ReferralAccepted(
+        case_id=case_id, producer="legal-aid", referral_id=parked_referral, agency_id="legal-aid", note=secret
+    )
+    await on_agency_ack(pool, CTX, "legal-aid", early)  # parked: its routing is not known yet
+
+    async def holds_secret() -> list[str]:
+        places = {
+            "timeline": "SELECT detail::text FROM timeline WHERE case_id = $1",
+            "outbox": "SELECT convert_from(payload, 'UTF8') FROM outbox WHERE key = $1::uuid::text",
+            "pending_acks": "SELECT convert_from(payload, 'UTF8') FROM pending_acks WHERE case_id = $1",
+            "notifications": "SELECT concat(address, subject, body) FROM notifications WHERE case_id = $1",
+        }
+        return [place for place, sql in places.items() if any(secret in r[0] for r in await pool.fetch(sql, case_id))]
+
+    assert await holds_secret() == ["timeline", "outbox", "pending_acks"]
+
+    erasure = CaseErased(case_id=case_id, producer="intake", erased_at=now)
+    await on_case_erased(pool, erasure)
+    await on_case_erased(pool, erasure)  # a redelivery changes nothing
+    assert await holds_secret() == []
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    assert (case["victim_do_not_contact"], case["victim_channel"], case["victim_safe_hours"]) == (True, None, None)
+    assert (await referral(pool, referral_id))["state"] == "accepted"  # the facts stay
+    victim_notice = await pool.fetchrow(
+        "SELECT status, withheld, subject, body FROM notifications WHERE case_id = $1 AND recipient = 'victim'", case_id
+    )
+    assert tuple(victim_notice) == ("withheld", "case_erased", "", "")
+
+    # Later events of the erased case keep no free text, and queue no message for anyone.
+    await on_referral_event(pool, CTX, routed(case_id, now, (parked_referral, "legal-aid", "legal")))
+    assert (await referral(pool, parked_referral))["state"] == "accepted"
+    late = ReferralCompleted(
+        case_id=case_id,
+        producer="police",
+        referral_id=referral_id,
+        agency_id="police",
+        outcome="successful",
+        note=secret,
+    )
+    await on_agency_ack(pool, CTX, "police", late)
+    assert (await referral(pool, referral_id))["state"] == "completed"
+    assert await holds_secret() == []
+    statuses = await pool.fetch("SELECT status, withheld FROM notifications WHERE case_id = $1", case_id)
+    assert {tuple(s) for s in statuses} == {("withheld", "case_erased")}

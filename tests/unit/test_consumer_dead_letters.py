@@ -26,8 +26,8 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on() -> None:
     async def read_dlq(message: KafkaMessage) -> None:
         dead.append((message.body, dict(message.headers)))
 
-    good = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case())
-    refused = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case(region="reject-me"))
+    good = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case().facts())
+    refused = CaseSubmitted(case_id=uuid4(), producer="test", case=sample_case(region="reject-me").facts())
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(b"\x00garbage", "case.submitted", key=b"k")
         await test_broker.publish(b'{"type": "case.submitted", "version": 7}', "case.submitted", key=b"k")

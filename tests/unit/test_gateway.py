@@ -28,6 +28,7 @@ from agency_gateway.channels.kafka import KafkaDelivery
 from agency_gateway.channels.webhook import WebhookDelivery
 from agency_gateway.domain import CircuitBreaker, Done, GiveUp, Retry, RetryPolicy, after_attempt, minimise
 from agency_gateway.handlers import AgencyDeliveries
+from agency_gateway.personal import IntakeDisclosures, NotFetched
 from agency_gateway.registry import ChannelRegistry
 from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
@@ -41,6 +42,7 @@ from tests.samples import cancellation_for, reminder_for
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = RetryPolicy(max_attempts=4, base_seconds=1.0, max_seconds=5.0)
+NO_INTAKE = IntakeDisclosures("http://intake.invalid", None)  # for referrals without personal items
 
 
 def referral(agency_id: str = "police", **case: Any) -> ReferralRequested:
@@ -431,6 +433,7 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
         recorded.append((notice.type, outcome))
 
     monkeypatch.setattr(handlers, "already_processed", not_seen)
+    monkeypatch.setattr(handlers, "erased_already", not_seen)
     monkeypatch.setattr(handlers, "first_time", seen_first_time)
     monkeypatch.setattr(handlers, "add_to_outbox", to_outbox)
     monkeypatch.setattr(handlers.storage, "record_notice", record_notice)
@@ -440,7 +443,7 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
     channel = Failing("police", ChannelSettings(type="failing"))
     channel.status = status
     deliveries = AgencyDeliveries(
-        runtime, agency({"type": "kafka"}), channel, POLICY, CircuitBreaker(5, 30), jitter=lambda: 0.5
+        runtime, agency({"type": "kafka"}), channel, POLICY, CircuitBreaker(5, 30), NO_INTAKE, jitter=lambda: 0.5
     )
 
     await deliveries.on_referral(reminder_for(referral()))
@@ -471,6 +474,7 @@ async def test_a_retried_referral_whose_cancellation_came_through_is_not_deliver
             return Delivered("ok", 202)
 
     monkeypatch.setattr(handlers, "already_processed", not_seen)
+    monkeypatch.setattr(handlers, "erased_already", not_seen)
     monkeypatch.setattr(handlers.storage, "was_cancelled", cancelled)
     record = type("Record", (), {"partition": 0, "offset": 7})()
     message = type("Message", (), {"raw_message": record, "headers": {"retry.attempts": "2", "retry.not_before": "0"}})
@@ -482,6 +486,7 @@ async def test_a_retried_referral_whose_cancellation_came_through_is_not_deliver
         Recording("police", ChannelSettings(type="x")),
         POLICY,
         CircuitBreaker(5, 30),
+        NO_INTAKE,
     )
 
     await deliveries.on_retry(referral())
@@ -502,3 +507,95 @@ async def test_the_channel_skeleton_carries_notices_too(tmp_path: Path) -> None:
     assert isinstance(outcome, Delivered)
     [written] = drop.glob("*.json")
     assert written.name == f"{notice.event_id}.referral.reminded.json"
+
+
+def intake_answering(status: int, body: dict[str, Any], seen: list[httpx.Request]) -> IntakeDisclosures:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body)
+
+    disclosures = IntakeDisclosures("http://intake.test", "s" * 32)
+    disclosures._client = httpx.AsyncClient(base_url="http://intake.test", transport=httpx.MockTransport(answer))
+    return disclosures
+
+
+async def test_the_personal_items_are_fetched_from_intake_only_when_the_referral_leaves() -> None:
+    seen: list[httpx.Request] = []
+    wanted = referral().model_copy(update={"personal_items": ["victim.name", "summary"]})
+    disclosures = intake_answering(200, {"items": {"victim.name": "Synthetic Name", "summary": "text"}}, seen)
+
+    filled = await disclosures.with_items(wanted)
+
+    assert not isinstance(filled, NotFetched)
+    assert filled.case.victim_name == "Synthetic Name" and filled.case.summary == "text"
+    [request] = seen
+    assert request.url.path == f"/cases/{wanted.case_id}/disclosures"
+    assert request.headers["authorization"].startswith("Bearer ")
+    assert json.loads(request.content) == {
+        "referral_id": str(wanted.referral_id),
+        "agency_id": wanted.agency_id,
+        "items": ["victim.name", "summary"],
+    }
+    plain = referral()
+    assert await disclosures.with_items(plain) is plain, "no items: nothing to ask"
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(("status", "transient"), [(410, False), (409, False), (503, True), (429, True)])
+async def test_when_intake_refuses_the_items_nothing_is_sent_and_only_outages_are_retried(
+    status: int, transient: bool
+) -> None:
+    seen: list[httpx.Request] = []
+    disclosures = intake_answering(status, {"detail": "case erased"}, seen)
+    wanted = referral().model_copy(update={"personal_items": ["victim.name"]})
+
+    outcome = await disclosures.with_items(wanted)
+
+    assert isinstance(outcome, NotFetched)
+    assert outcome.transient is transient and outcome.intake_status == status
+
+
+async def test_an_intake_outage_is_retried_later_and_never_opens_the_agencys_circuit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[ReferralRequested] = []
+
+    class Recording(Failing):
+        async def deliver(self, referral: ReferralRequested, body: bytes) -> Outcome:
+            sent.append(referral)
+            return Delivered("ok", 202)
+
+    async def not_seen(*_: Any) -> bool:
+        return False
+
+    async def record_attempt(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(handlers, "already_processed", not_seen)
+    monkeypatch.setattr(handlers, "erased_already", not_seen)
+    monkeypatch.setattr(handlers.storage, "record_attempt", record_attempt)
+    record = type("Record", (), {"partition": 0, "offset": 7})()
+    broker = FakeBroker(type("Message", (), {"raw_message": record, "headers": {}})())
+    runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
+    breaker = CircuitBreaker(1, 30)  # one agency failure would open it
+    channel = Recording("police", ChannelSettings(type="recording"))
+    seen: list[httpx.Request] = []
+    deliveries = AgencyDeliveries(
+        runtime,
+        agency({"type": "kafka"}),
+        channel,
+        POLICY,
+        breaker,
+        intake_answering(503, {}, seen),
+        jitter=lambda: 0.5,
+    )
+
+    await deliveries.on_referral(referral().model_copy(update={"personal_items": ["victim.name"]}))
+
+    assert len(seen) == 1 and sent == []
+    assert [t for t, _ in broker.published] == ["referrals.police.retry"]
+    assert breaker.consecutive_failures == 0 and not breaker.is_open(time.time())
+
+
+def test_a_kafka_native_agency_fetches_its_items_itself() -> None:
+    assert KafkaDelivery.sends_personal_items is False and WebhookDelivery.sends_personal_items is True

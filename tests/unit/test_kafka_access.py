@@ -43,6 +43,12 @@ def test_only_the_gateway_and_the_agency_read_an_agency_topic() -> None:
         assert "referrals.police" not in readable_topics(service, ["police"], [])
 
 
+def test_intake_alone_announces_a_withdrawn_consent_and_notify_and_routing_read_it() -> None:
+    rules = [r for r in access_rules(["police"], []) if r.resource is Resource.TOPIC and r.name == "consent.withdrawn"]
+    assert {r.principal for r in rules if r.operation is Operation.WRITE} == {"intake"}
+    assert {r.principal for r in rules if r.operation is Operation.READ} == {"notify", "routing"}
+
+
 def test_groups_are_granted_by_the_principal_s_own_prefix_and_topics_only_by_name() -> None:
     for rule in access_rules(["police", "agency-a"], ["agency-a"]):
         if rule.resource is Resource.GROUP:
@@ -64,3 +70,12 @@ def test_passwords_are_made_once_per_state_folder_and_kept_owner_only(tmp_path: 
 def test_the_real_catalogue_is_read_for_agencies() -> None:
     every, native = catalogue_agencies(ROOT / "catalogue" / "agencies")
     assert "police" in every and set(native) <= set(every)
+
+
+def test_every_service_that_holds_a_case_may_read_its_erasure() -> None:
+    rules = access_rules(["police"], [])
+    for service in ("routing", "agency-gateway", "notify"):
+        assert "case.erased" in readable_topics(service, ["police"], [])
+        groups = {r.name for r in rules if r.principal == service and r.resource is Resource.GROUP}
+        assert any(f"{service}.case-erased".startswith(prefix) for prefix in groups)
+    assert "case.erased" not in readable_topics("intake", ["police"], [])

@@ -8,10 +8,18 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from routing.domain import ALREADY_REFERRED, Plan, excluded_after, referral_id, referral_view, route_case
+from routing.domain import (
+    ALREADY_REFERRED,
+    Plan,
+    excluded_after,
+    personal_items_for,
+    referral_id,
+    referral_view,
+    route_case,
+)
 from routing.rules import Rules, load_rules
 from schemas.catalogue import Catalogue, OpeningHours, load_catalogue
-from schemas.events import CaseDetails, Consent
+from schemas.events import Consent
 from schemas.vocab import ReroutingCause
 
 from tests.samples import sample_case
@@ -176,8 +184,7 @@ def test_an_override_with_a_legal_basis_stands_in_for_consent_and_says_so(catalo
     assert decision.override is not None and decision.override.model_dump(mode="json") == override
     assert "PIPA Art. 18(2) (imminent_danger)" in decision.reason and "staff-17" in decision.reason
     # The override stands in for the consent to provide data, not for the separate consent to sensitive items.
-    view = referral_view(case, catalogue["police"], case.consents[0], ["safety"])
-    assert view.victim_name == case.victim.name and view.summary is None
+    assert personal_items_for(case.facts(), catalogue["police"], case.consents[0]) == ["victim.name", "victim.phone"]
 
 
 def test_the_preview_assumes_consent_so_staff_know_whom_to_ask(catalogue: Catalogue, rules: Rules) -> None:
@@ -369,16 +376,15 @@ def test_the_same_case_always_gives_the_same_decision_and_ids(catalogue: Catalog
     assert referral_id(case_id, "police") == referral_id(case_id, "police") != referral_id(case_id, "legal-aid")
 
 
-def test_an_agency_sees_only_its_allowed_fields(catalogue: Catalogue) -> None:
-    case: CaseDetails = sample_case()
+def test_an_agency_gets_only_its_allowed_items_and_no_personal_value_travels(catalogue: Catalogue) -> None:
+    case = sample_case().facts()
     police, microfinance = catalogue["police"], catalogue["microfinance"]
-    with_sensitive = referral_view(
-        case, police, Consent(agency_id="police", granted=True, sensitive_granted=True), ["safety"]
-    )
-    assert with_sensitive.summary == case.summary and with_sensitive.victim_phone == case.victim.phone
-    without_sensitive = referral_view(case, police, Consent(agency_id="police", granted=True), ["safety"])
-    assert without_sensitive.summary is None, "sensitive items need the separate consent"
-    minimal = referral_view(case, microfinance, Consent(agency_id="microfinance", granted=True), ["financial"])
-    shared = {k for k, v in minimal.model_dump().items() if v is not None}
-    assert shared == {"crime_type", "needs", "urgency"} | {f.replace(".", "_") for f in microfinance.allowed_fields}
-    assert minimal.victim_email is None and minimal.summary is None
+    with_sensitive = Consent(agency_id="police", granted=True, sensitive_granted=True)
+    assert personal_items_for(case, police, with_sensitive) == ["victim.name", "victim.phone", "summary"]
+    without_sensitive = personal_items_for(case, police, Consent(agency_id="police", granted=True))
+    assert "summary" not in without_sensitive, "sensitive items need the separate consent"
+    minimal = personal_items_for(case, microfinance, Consent(agency_id="microfinance", granted=True))
+    assert set(minimal) == set(microfinance.allowed_fields) & set(case.personal_items)
+    view = referral_view(case, police, ["safety"])
+    shared = {k for k, v in view.model_dump().items() if v is not None}
+    assert shared == {"crime_type", "needs", "urgency"} | ({"region", "language"} & set(police.allowed_fields))

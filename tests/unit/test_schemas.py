@@ -7,9 +7,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from schemas.events import (
     CaseSubmitted,
+    CaseSubmittedV1,
     EventRejected,
     ReferralDeclined,
     ReferralRequested,
+    current_form,
     decode_event,
     encode_event,
 )
@@ -27,10 +29,10 @@ def test_checked_in_json_schemas_match_the_models() -> None:
 
 
 def test_an_event_round_trips_and_its_wire_form_satisfies_the_exported_schema() -> None:
-    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=sample_case())
+    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=sample_case().facts())
     wire = encode_event(event)
     assert decode_event(wire) == event
-    schema = json.loads((DEFAULT_DIR / "case.submitted.v1.schema.json").read_text())
+    schema = json.loads((DEFAULT_DIR / "case.submitted.v2.schema.json").read_text())
     Draft202012Validator(schema).validate(json.loads(wire))
 
 
@@ -51,13 +53,13 @@ def test_records_that_are_not_known_events_are_rejected_with_a_reason(raw: bytes
 
 
 def test_an_invalid_event_names_the_field_and_never_echoes_its_value() -> None:
-    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=sample_case())
+    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=sample_case().facts())
     body = json.loads(encode_event(event))
-    body["case"]["victim"]["phone"] = "SECRET-PHONE-NUMBER"
+    body["case"]["language"] = "SECRET-LANGUAGE"
     with pytest.raises(EventRejected) as rejected:
         decode_event(json.dumps(body).encode())
     assert rejected.value.reason == "invalid_event"
-    assert "case.victim.phone" in rejected.value.detail
+    assert "case.language" in rejected.value.detail
     assert "SECRET" not in str(rejected.value)
 
 
@@ -68,3 +70,20 @@ def test_a_consumer_can_refuse_events_that_do_not_belong_on_its_topic() -> None:
     with pytest.raises(EventRejected) as rejected:
         decode_event(encode_event(declined), accepts=(ReferralRequested,))
     assert rejected.value.reason == "unexpected_event"
+
+
+def test_a_case_submitted_carries_which_personal_items_exist_never_their_values() -> None:
+    case = sample_case()
+    wire = encode_event(CaseSubmitted(case_id=uuid4(), producer="intake", case=case.facts()))
+    for value in case.personal_values().values():
+        assert value.encode() not in wire
+    assert json.loads(wire)["case"]["personal_items"] == case.personal_items()
+
+
+def test_an_old_case_submitted_still_decodes_and_upgrades_without_its_personal_values() -> None:
+    case = sample_case()
+    old = CaseSubmittedV1(case_id=uuid4(), producer="intake", case=case)
+    upgraded = current_form(decode_event(encode_event(old)))  # type: ignore[arg-type]
+    assert upgraded.version == 2 and upgraded.event_id == old.event_id
+    assert upgraded.case == case.facts()
+    assert case.victim.name.encode() not in encode_event(upgraded)

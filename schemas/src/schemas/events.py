@@ -2,7 +2,7 @@
 
 import re
 from datetime import UTC, datetime, time
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,10 +28,16 @@ from .vocab import (
     NotSuccessfulReason,
     ReroutingCause,
     Urgency,
+    WithdrawalScope,
 )
 
 AgencyId = Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+
+# The victim's personal items a case may hold. Their values never travel on Kafka nor leave intake unencrypted at
+# rest: events say which items exist and which an agency may receive; the gateway fetches the values at delivery.
+PersonalItem = Literal["victim.name", "victim.phone", "victim.email", "summary"]
+PERSONAL_ITEMS: tuple[PersonalItem, ...] = get_args(PersonalItem)
 
 
 def utc_now() -> datetime:
@@ -138,17 +144,17 @@ class Consent(Contract):
     override: ConsentOverride | None = None
 
 
-class CaseDetails(Contract):
+class _CaseCommon(Contract):
+    """What a case is, as staff submit it and as it travels between services alike."""
+
     crime_type: CrimeType
     needs: Annotated[list[Need], Field(min_length=1, max_length=len(Need))]
     urgency: Urgency
     region: Annotated[str, Field(min_length=2, max_length=64)]
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
     intake_channel: IntakeChannel
-    victim: VictimContact
     consents: Annotated[list[Consent], Field(max_length=64)] = []
-    summary: Annotated[str, Field(max_length=4000)] | None = None
-    caseworker: Caseworker | None = None
+    caseworker: Caseworker | None = None  # the centre's staff member, not the victim
 
     @field_validator("needs")
     @classmethod
@@ -164,6 +170,40 @@ class CaseDetails(Contract):
         if len(set(agencies)) != len(agencies):
             raise ValueError("each agency may have one consent entry")
         return consents
+
+
+class CaseDetails(_CaseCommon):
+    """A case as staff submit it to intake: with the victim's personal data."""
+
+    victim: VictimContact
+    summary: Annotated[str, Field(max_length=4000)] | None = None
+
+    def personal_items(self) -> list[PersonalItem]:
+        """The personal items this case holds a value for."""
+        return list(self.personal_values())
+
+    def personal_values(self) -> dict[PersonalItem, str]:
+        """The personal items' values, by item (only those it holds)."""
+        values = {
+            "victim.name": self.victim.name,
+            "victim.phone": self.victim.phone,
+            "victim.email": None if self.victim.email is None else str(self.victim.email),
+            "summary": self.summary,
+        }
+        return {item: value for item in PERSONAL_ITEMS if (value := values[item]) is not None}
+
+    def facts(self) -> "CaseFacts":
+        """The case as it may travel between services: everything but the personal items' values."""
+        common = {name: getattr(self, name) for name in _CaseCommon.model_fields}
+        return CaseFacts(**common, contact_rules=self.victim.contact_rules, personal_items=self.personal_items())
+
+
+class CaseFacts(_CaseCommon):
+    """A case as it travels between services: the routing facts, the consents, the victim's contact rules and which
+    personal items intake holds — never their values, which stay in intake, encrypted, and are fetched per use."""
+
+    contact_rules: ContactRules | None = None
+    personal_items: list[PersonalItem] = []
 
 
 class ReferralCase(Contract):
@@ -184,9 +224,34 @@ class ReferralCase(Contract):
 
 
 class CaseSubmitted(Envelope):
+    """A case was recorded. It carries the case's facts, not the victim's personal data (see `CaseFacts`)."""
+
+    type: ClassVar[str] = "case.submitted"
+    version: ClassVar[int] = 2
+    case: CaseFacts
+
+
+class CaseSubmittedV1(Envelope):
+    """Version 1 carried the victim's personal data in clear; kept so old records still decode. Consumers
+    `upgrade()` it and never store the personal values it holds."""
+
     type: ClassVar[str] = "case.submitted"
     version: ClassVar[int] = 1
     case: CaseDetails
+
+    def upgrade(self) -> CaseSubmitted:
+        return CaseSubmitted(
+            event_id=self.event_id,
+            occurred_at=self.occurred_at,
+            case_id=self.case_id,
+            producer=self.producer,
+            case=self.case.facts(),
+        )
+
+
+def current_form(event: "CaseSubmitted | CaseSubmittedV1") -> CaseSubmitted:
+    """The current form of a `case.submitted`, whichever version came."""
+    return event.upgrade() if isinstance(event, CaseSubmittedV1) else event
 
 
 class RoutingDecision(Contract):
@@ -220,6 +285,9 @@ class ReferralRequested(Envelope):
     referral_id: UUID
     agency_id: AgencyId
     case: ReferralCase
+    # The personal items this agency may receive. Their values are not on Kafka: the gateway fetches them from
+    # intake when it delivers (a Kafka-native agency fetches them from the gateway with its own credential).
+    personal_items: list[PersonalItem] = []
 
 
 class ReferralDelivered(Envelope):
@@ -337,8 +405,24 @@ class CaseErased(Envelope):
     erased_at: AwareDatetime
 
 
+class ConsentWithdrawn(Envelope):
+    """The victim withdrew their consent to one agency (PIPA Art. 37), recorded in intake's consent ledger.
+
+    Published on `consent.withdrawn`; carries no personal data. Scope `all`: notify cancels the case's open referrals
+    to the agency and routing never chooses it again for the case. Scope `sensitive`: the referrals stand, but the
+    agency is given no sensitive item (PIPA Art. 23) from now on.
+    """
+
+    type: ClassVar[str] = "consent.withdrawn"
+    version: ClassVar[int] = 1
+    agency_id: AgencyId
+    scope: WithdrawalScope
+    withdrawn_at: AwareDatetime
+
+
 EVENT_MODELS: tuple[type[Envelope], ...] = (
     CaseSubmitted,
+    CaseSubmittedV1,
     CaseRouted,
     ReferralRequested,
     ReferralDelivered,
@@ -352,6 +436,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReferralOverdue,
     ReroutingRequested,
     CaseErased,
+    ConsentWithdrawn,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
 

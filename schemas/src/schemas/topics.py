@@ -6,6 +6,7 @@ CASE_SUBMITTED = "case.submitted"
 REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
 CASE_ERASED = "case.erased"
+CONSENT_WITHDRAWN = "consent.withdrawn"  # intake: the victim withdrew a consent
 
 _AGENCY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 

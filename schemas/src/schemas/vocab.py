@@ -107,6 +107,14 @@ class CancelReason(StrEnum):
     deadline_breached = "deadline_breached"
 
 
+class WithdrawalScope(StrEnum):
+    """What the victim withdraws from one agency (PIPA Art. 37): the whole consent, or only the separate consent to
+    its sensitive items (Art. 23), which stops them being provided while the rest still goes."""
+
+    all = "all"
+    sensitive = "sensitive"
+
+
 class ReroutingCause(StrEnum):
     declined = "declined"
     deadline_breached = "deadline_breached"

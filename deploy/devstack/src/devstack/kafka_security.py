@@ -30,6 +30,7 @@ SERVICE_PRINCIPALS = ("intake", "routing", "agency-gateway", "notify")
 
 CASE_SUBMITTED = "case.submitted"
 CASE_ERASED = "case.erased"
+CONSENT_WITHDRAWN = "consent.withdrawn"
 REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
 
@@ -131,21 +132,28 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
 
     produces("intake", [CASE_SUBMITTED, CASE_ERASED])
 
-    consumes("routing", [CASE_SUBMITTED, REFERRAL_REROUTING])
+    # Every service that holds something of a case purges it on case.erased.
+    consumes("routing", [CASE_SUBMITTED, REFERRAL_REROUTING, CASE_ERASED])
     produces("routing", [REFERRAL_EVENTS, *(f"referrals.{a}" for a in agency_ids)])
     groups("routing", "routing.")
 
     gateway = "agency-gateway"
     consumes(gateway, [f"referrals.{a}" for a in agency_ids] + [f"referrals.{a}.retry" for a in agency_ids])
+    consumes(gateway, [CASE_ERASED])
     produces(gateway, [REFERRAL_EVENTS, *(f"referrals.{a}.retry" for a in agency_ids)])
     produces(gateway, [f"acks.{a}" for a in native])  # it creates a Kafka-native agency's answer topic
     groups(gateway, f"{gateway}.")
 
     # Notify creates and reads every agency's answer topic; only a Kafka-native agency may write its own.
-    consumes("notify", [CASE_SUBMITTED, REFERRAL_EVENTS, *(f"acks.{a}" for a in agency_ids)])
+    consumes("notify", [CASE_SUBMITTED, CASE_ERASED, REFERRAL_EVENTS, *(f"acks.{a}" for a in agency_ids)])
     # Notify tells an agency on its own topic when staff cancel its referral (consent withdrawn, say).
     produces("notify", [REFERRAL_EVENTS, REFERRAL_REROUTING, *(f"referrals.{a}" for a in agency_ids)])
     groups("notify", "notify.")
+
+    # The victim withdrew a consent: notify cancels the agency's referrals, routing never chooses it again.
+    produces("intake", [CONSENT_WITHDRAWN])
+    consumes("notify", [CONSENT_WITHDRAWN])
+    consumes("routing", [CONSENT_WITHDRAWN])
 
     for agency in native:
         principal = agency_principal(agency)

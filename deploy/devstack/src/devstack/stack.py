@@ -75,7 +75,7 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("intake", "intake", 8001),
+    ServiceSpec("intake", "intake", 8001, url_env="INTAKE_URL"),
     ServiceSpec("routing", "routing", 8002, url_env="ROUTING_URL"),
     ServiceSpec("agency-gateway", "agency_gateway", 8003),
     ServiceSpec("notify", "notify", 8004, url_env="NOTIFY_URL"),

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from faststream.kafka.annotations import KafkaMessage
 from kit import metrics
+from kit.erasure import erased_already
 from kit.inbox import already_processed, first_time
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
@@ -49,6 +50,7 @@ from .domain import (
     after_attempt,
     minimise,
 )
+from .personal import IntakeDisclosures, NotFetched
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class AgencyDeliveries:
         channel: DeliveryChannel,  # type: ignore[type-arg]
         policy: RetryPolicy,
         breaker: CircuitBreaker,
+        disclosures: IntakeDisclosures,
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
@@ -93,6 +96,7 @@ class AgencyDeliveries:
         self.channel = channel
         self.policy = policy
         self.breaker = breaker
+        self.disclosures = disclosures
         self.clock = clock
         self.jitter = jitter
         self.topic = agency_topic(agency.id)
@@ -125,6 +129,10 @@ class AgencyDeliveries:
             raise EventRejected("wrong_agency", f"a {event.type} for {event.agency_id} on {self.agency.id}'s topic")
         if await already_processed(self.runtime.pool, self.group, event.event_id):
             return
+        if await erased_already(self.runtime.pool, event.case_id):
+            # Erased on request: nothing more of it goes to the agency (a facts-only referral included).
+            log.info("the case was erased: its %s is not delivered to %s", event.type, self.agency.id)
+            return
         # Only a retried referral can be overtaken by its cancellation: the first try goes without the extra query.
         retried = isinstance(event, ReferralRequested) and attempts_before > 0
         if retried and await storage.was_cancelled(self.runtime.pool, event.referral_id):
@@ -146,7 +154,8 @@ class AgencyDeliveries:
             return
         referral = event
         outcome = await self._attempt(referral)
-        self.breaker.record(outcome, self.clock())
+        if not isinstance(outcome, NotFetched):  # intake's trouble says nothing about the agency's health
+            self.breaker.record(outcome, self.clock())
         attempts = attempts_before + 1
         step = after_attempt(outcome, attempts, self.policy, self.jitter())
         if isinstance(step, Done):
@@ -193,6 +202,11 @@ class AgencyDeliveries:
             return Failed(f"the {self.agency.channel.type} channel failed ({type(error).__name__})", True)
 
     async def _attempt(self, referral: ReferralRequested) -> Outcome:
+        if self.channel.sends_personal_items:
+            filled = await self.disclosures.with_items(referral)
+            if isinstance(filled, NotFetched):
+                return filled
+            referral = filled
         sent, dropped = minimise(referral, self.agency.allowed_fields)
         if dropped:
             log.warning("fields %s are not allowed for %s and were not sent", dropped, self.agency.id)
@@ -205,7 +219,9 @@ class AgencyDeliveries:
             await storage.record_attempt(conn, referral, event.channel, attempts, outcome)
             if not await first_time(conn, self.group, referral.event_id):
                 return
-            await storage.record_delivery(conn, event, outcome.agency_status, None, outcome.agency_answer)
+            await storage.record_delivery(
+                conn, event, outcome.agency_status, None, outcome.agency_answer, referral.personal_items
+            )
             await add_to_outbox(conn, REFERRAL_EVENTS, event)
         log.info("referral delivered to %s by %s after %d attempt(s)", self.agency.id, event.channel, attempts)
 

@@ -1,17 +1,21 @@
-"""The agency gateway: per agency, a channel from its plugin and consumer groups of its own."""
+"""The agency gateway: per agency, a channel from its plugin and consumer groups of its own; its HTTP API in api.py."""
 
 import time
-from uuid import UUID
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
+from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
-from schemas.topics import REFERRAL_EVENTS
+from schemas.events import CaseErased
+from schemas.topics import CASE_ERASED, REFERRAL_EVENTS
 
-from . import storage
+from .api import routes
 from .domain import CircuitBreaker, RetryPolicy
+from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import AgencyDeliveries
+from .personal import IntakeDisclosures
 from .registry import ChannelRegistry
 from .settings import GatewaySettings
 
@@ -22,6 +26,9 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
     # Every agency's channel is opened now: a missing plugin or secret stops the start, naming the agency.
     channels = {agency.id: registry.open(agency) for agency in catalogue}
     runtime = ServiceRuntime(settings)
+    secret = None if settings.auth_secret is None else settings.auth_secret.get_secret_value()
+    disclosures = IntakeDisclosures(settings.intake_url, secret)
+    runtime.on_stop(disclosures.close)
     policy = RetryPolicy(settings.delivery_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
     deliveries = [
         AgencyDeliveries(
@@ -30,6 +37,7 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
             channels[agency.id],
             policy,
             CircuitBreaker(settings.breaker_threshold, settings.breaker_open_seconds),
+            disclosures,
         )
         for agency in catalogue
     ]
@@ -37,34 +45,17 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
         delivery.subscribe()
     runtime.produces(REFERRAL_EVENTS)
 
+    async def handle_erasure(event: CaseErased) -> None:
+        await on_case_erased(runtime.pool, event)
+
+    runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
+
     app = FastAPI(title="Agency gateway", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
+    install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-
-    @app.get("/cases/{case_id}/deliveries", tags=["deliveries"])
-    async def case_deliveries(case_id: UUID, request: Request) -> list[dict[str, object]]:
-        """Each referral's delivery: its outcome, the agency's answer, and every attempt."""
-        return await storage.deliveries_of_case(request.app.state.runtime.pool, case_id)
-
-    @app.get("/cases/{case_id}/notices", tags=["deliveries"])
-    async def case_notices(case_id: UUID, request: Request) -> list[dict[str, object]]:
-        """notify's reminders and cancellations of the case's referrals, and how delivering each to its agency ended."""
-        return await storage.notices_of_case(request.app.state.runtime.pool, case_id)
-
-    @app.get("/agencies", tags=["deliveries"])
-    async def agencies() -> list[dict[str, object]]:
-        """Each agency's channel and circuit: `open` while the gateway pauses calls to an agency that is down."""
-        now = time.time()
-        return [
-            {
-                "agency_id": d.agency.id,
-                "channel": d.agency.channel.type,
-                "circuit": "open" if d.breaker.is_open(now) else "closed",
-                "consecutive_failures": d.breaker.consecutive_failures,
-            }
-            for d in deliveries
-        ]
+    app.include_router(routes(AccessLog(settings.access_log_retention_days), deliveries, disclosures, time.time))
 
     return app

@@ -9,6 +9,8 @@ class GatewaySettings(ServiceSettings):
     db_schema: str = "gateway"
     http_port: int = 8003
     catalogue_dir: Path = Path("catalogue/agencies")
+    # Where the victims' personal items are fetched from, just before a referral leaves (never carried on Kafka).
+    intake_url: str = "http://127.0.0.1:8001"
     # Attempts per referral (the first included) before it goes to the agency's DLQ.
     delivery_attempts: int = Field(default=6, ge=1)
     # Backoff between attempts: base × 2^(n-1), spread 50–150%, at most retry_max_seconds. A consumer waits out

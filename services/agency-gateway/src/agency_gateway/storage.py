@@ -1,13 +1,24 @@
-"""SQL for delivery attempts and outcomes, and for notices about referrals."""
+"""SQL for delivery attempts and outcomes, for notices about referrals, and for erasure.
 
+Of a case erased on request (`case.erased`) the gateway keeps the bare facts of each delivery and notice: ids,
+agency, channel, outcome, attempt counts, the agency's HTTP status, the names (never values) of the personal items
+the agency could receive, and the times — what was sent to whom and when, for accountability. The texts go: every
+attempt's and notice's detail, a failure's reason and the agency's answer (free text of the agency's, which may
+quote the victim). A delivery or notice recorded after the erasure is stored the same way, without its texts.
+"""
+
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from kit.erasure import is_erased
 from schemas.events import ReferralDelivered, ReferralFailed, ReferralRequested
 
 from .channels import Notice
 from .domain import Delivered, Outcome
+
+ERASED_DETAIL = "(erased on request)"  # stands in for a detail text once its case is erased
 
 
 async def record_attempt(
@@ -27,7 +38,7 @@ async def record_attempt(
         attempt,
         kind,
         outcome.agency_status,
-        outcome.detail,
+        ERASED_DETAIL if await is_erased(db, referral.case_id) else outcome.detail,
     )
 
 
@@ -37,14 +48,20 @@ async def record_delivery(
     agency_status: int | None,
     reason: str | None,
     agency_answer: str | None = None,
+    personal_items: Sequence[str] = (),
 ) -> None:
-    """The delivery's end; a delivery replayed from the DLQ may turn a failure into a success, never the reverse."""
+    """The delivery's end; a delivery replayed from the DLQ may turn a failure into a success, never the reverse.
+
+    `personal_items`: the names of the items the agency may fetch for this referral (a Kafka-native agency does).
+    """
+    if await is_erased(conn, outcome.case_id):
+        reason = agency_answer = None
     await conn.execute(
         "INSERT INTO deliveries (referral_id, case_id, agency_id, channel, outcome, attempts, agency_status, reason,"
-        " finished_at, agency_answer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " finished_at, agency_answer, personal_items) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         " ON CONFLICT (referral_id) DO UPDATE SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,"
         " agency_status = EXCLUDED.agency_status, reason = EXCLUDED.reason, finished_at = EXCLUDED.finished_at,"
-        " agency_answer = EXCLUDED.agency_answer"
+        " agency_answer = EXCLUDED.agency_answer, personal_items = EXCLUDED.personal_items"
         " WHERE deliveries.outcome = 'failed' AND EXCLUDED.outcome = 'delivered'",
         outcome.referral_id,
         outcome.case_id,
@@ -56,7 +73,17 @@ async def record_delivery(
         reason,
         outcome.occurred_at,
         agency_answer,
+        list(personal_items),
     )
+
+
+async def delivered_referral(pool: asyncpg.Pool, referral_id: UUID) -> asyncpg.Record | None:
+    """A referral delivered to its agency: its case, agency and the personal items the agency may fetch."""
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT case_id, agency_id, personal_items FROM deliveries WHERE referral_id = $1 AND outcome = 'delivered'",
+        referral_id,
+    )
+    return row
 
 
 async def deliveries_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, Any]]:
@@ -128,7 +155,7 @@ async def record_notice(
         "delivered" if isinstance(outcome, Delivered) else "failed",
         attempts,
         outcome.agency_status,
-        outcome.detail,
+        ERASED_DETAIL if await is_erased(conn, notice.case_id) else outcome.detail,
     )
 
 
@@ -157,3 +184,13 @@ async def notices_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, A
         }
         for r in rows
     ]
+
+
+# --- erasure --------------------------------------------------------------------------------------------
+
+
+async def forget_texts(conn: asyncpg.Connection, case_id: UUID) -> None:
+    """The case's delivery and notice texts go; the facts stay (see the module's docstring for which)."""
+    await conn.execute("UPDATE delivery_attempts SET detail = $2 WHERE case_id = $1", case_id, ERASED_DETAIL)
+    await conn.execute("UPDATE deliveries SET reason = NULL, agency_answer = NULL WHERE case_id = $1", case_id)
+    await conn.execute("UPDATE notices SET detail = $2 WHERE case_id = $1", case_id, ERASED_DETAIL)

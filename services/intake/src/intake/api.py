@@ -13,7 +13,9 @@ from schemas.events import CaseDetails
 
 from . import storage
 from .cases import erase_case, submit_case
+from .consents import catalogue_of, record_given_with_case
 from .crypto import Keyring
+from .disclosure import disclosure_routes
 from .settings import IntakeSettings
 
 
@@ -24,6 +26,7 @@ def routes(settings: IntakeSettings) -> APIRouter:
     staff = Depends(require(*STAFF))
     supervisor = Depends(require(Role.supervisor))
     keyring = settings.keyring()
+    catalogue = catalogue_of(settings.catalogue_dir)
 
     def encryption() -> Keyring:
         if keyring is None:
@@ -40,9 +43,11 @@ def routes(settings: IntakeSettings) -> APIRouter:
     ) -> dict[str, Any]:
         """Record a case once; it is routed to agencies in the background. Safe to retry with an Idempotency-Key."""
         pool = request.app.state.runtime.pool
+        agencies = catalogue()  # the notices the consents given with the case go into the consent ledger with
 
         async def log_creation(conn: asyncpg.Connection, case_id: UUID) -> None:
             await access_log.record(conn, who, Access("case.create", case_id))
+            await record_given_with_case(conn, case_id, details.consents, who, agencies)
 
         submission = await submit_case(pool, details, idempotency_key, also=log_creation, keyring=encryption())
         if submission.replayed:
@@ -106,5 +111,6 @@ def routes(settings: IntakeSettings) -> APIRouter:
             raise Problem(410, f"case {case_id} was erased already", title="Erased")
         return {"case_id": str(case_id), "status": "erased", "erased_at": event.erased_at}
 
+    router.include_router(disclosure_routes(access_log, encryption))
     router.include_router(access_log_routes(access_log))
     return router

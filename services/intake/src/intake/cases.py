@@ -40,10 +40,11 @@ async def submit_case(
     digest = request_hash(details)
     if idempotency_key is not None and (earlier := await storage.find_by_idempotency_key(pool, idempotency_key)):
         return _replay(earlier, digest)
-    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=details)
+    # The event carries the case's facts; the victim's personal data is stored encrypted and never published.
+    event = CaseSubmitted(case_id=uuid4(), producer="intake", case=details.facts())
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await storage.insert_case(conn, event, idempotency_key, digest, keyring)
+            await storage.insert_case(conn, event, details, idempotency_key, digest, keyring)
             await add_to_outbox(conn, CASE_SUBMITTED, event)
             if also is not None:
                 await also(conn, event.case_id)

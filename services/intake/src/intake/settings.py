@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from kit.settings import ServiceSettings
 from pydantic import SecretStr, field_validator
 
@@ -9,6 +11,7 @@ class IntakeSettings(ServiceSettings):
     db_schema: str = "intake"
     http_port: int = 8001
     routing_url: str = "http://127.0.0.1:8002"
+    catalogue_dir: Path = Path("catalogue/agencies")  # the consent notices recorded in the consent ledger
     # Key-encryption keys for the cases' data keys (intake.crypto): `id=<base64url 32 bytes>,...`, the first current.
     # Never in the repository: `./dev up` makes one per state folder. Without it intake stores no case (503).
     case_keys: SecretStr | None = None

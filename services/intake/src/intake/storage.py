@@ -12,9 +12,13 @@ from .crypto import Keyring, SealedCase, WrappedKey, open_case, seal_case
 
 
 async def insert_case(
-    conn: asyncpg.Connection, event: CaseSubmitted, idempotency_key: str | None, request_hash: str, keyring: Keyring
+    conn: asyncpg.Connection,
+    event: CaseSubmitted,
+    case: CaseDetails,
+    idempotency_key: str | None,
+    request_hash: str,
+    keyring: Keyring,
 ) -> None:
-    case = event.case
     sealed = seal_case(keyring, event.case_id, case.victim.model_dump(mode="json", exclude_none=True), case.summary)
     await conn.execute(
         "INSERT INTO cases (case_id, submitted_at, idempotency_key, request_hash, crime_type, urgency, needs,"

@@ -89,15 +89,20 @@ def routes(access_log: AccessLog) -> APIRouter:
     ) -> dict[str, Any]:
         pool = request.app.state.runtime.pool
         ctx: Context = request.app.state.context
+        built: list[Command] = []
+
+        def build_and_keep(row: asyncpg.Record) -> Command:
+            built.append(build(row))  # its case_id, for the access log, without reading the referral again
+            return built[-1]
+
         # The agency's call comes without the case's trace context: the answer joins the case's trace all the same.
         with continue_trace(await storage.trace_of_referral(pool, referral_id), "referral acknowledgement"):
             try:
                 # Changed, recorded, published and access-logged in one transaction, or refused with nothing changed.
                 async with pool.acquire() as conn, conn.transaction():
-                    outcome, state = await command(conn, ctx, referral_id, by_agency, build)
-                    case_id = await conn.fetchval("SELECT case_id FROM referrals WHERE referral_id = $1", referral_id)
+                    outcome, state = await command(conn, ctx, referral_id, by_agency, build_and_keep)
                     action = request.url.path.rsplit("/", 1)[-1]
-                    await access_log.record(conn, who, Access(f"referral.{action}", case_id, referral_id))
+                    await access_log.record(conn, who, Access(f"referral.{action}", built[-1].case_id, referral_id))
             except Refused as refused:
                 if refused.status == 403:
                     raise refuse(request, 403, "wrong_agency", refused.detail, who) from None

@@ -1,7 +1,8 @@
 """Sending queued notices through their channels: each claimed by one replica, retried with backoff, then given up.
 
 A notice is queued in the transaction that decided it, so none is lost; it is sent at least once (a crash between
-the channel accepting it and the commit sends it again).
+the channel accepting it and the commit sends it again). A victim notice is queued without an address: intake gives
+it, with the victim's current rules, just before the send, and it lives only in memory for that send.
 """
 
 import logging
@@ -12,6 +13,8 @@ from kit.logs import log_context
 
 from . import storage
 from .channels import Channel, ChannelNotConfigured, Message
+from .contacts import CaseGone, IntakeContacts, IntakeUnavailable
+from .notices import Recipient, withheld_now
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,7 @@ def retry_delay(attempts: int, base_seconds: float) -> float:
 async def send_due_notices(
     pool: asyncpg.Pool,
     channels: Mapping[str, Channel],
+    contacts: IntakeContacts,
     *,
     max_attempts: int = 6,
     retry_base_seconds: float = 5.0,
@@ -34,35 +38,59 @@ async def send_due_notices(
         due = await storage.claim_due_notices(conn, batch)
         for notice in due:
             with log_context(notice_id=notice["id"]):
-                await _send(conn, channels, notice, max_attempts, retry_base_seconds)
+                await _send(conn, channels, contacts, notice, max_attempts, retry_base_seconds)
         return len(due)
 
 
 async def _send(
     conn: asyncpg.Connection,
     channels: Mapping[str, Channel],
+    contacts: IntakeContacts,
     notice: asyncpg.Record,
     max_attempts: int,
     retry_base_seconds: float,
 ) -> None:
-    channel = channels.get(notice["channel"])
-    if channel is None:
-        await storage.notice_not_sent(conn, notice["id"], f"no channel {notice['channel']}", None, "undeliverable")
+    channel_name, address = notice["channel"], notice["address"]
+    if notice["recipient"] == Recipient.victim:
+        try:
+            contact = await contacts.victim_address(notice["case_id"])
+        except CaseGone as gone:
+            await storage.notice_withheld(conn, notice["id"], gone.reason)
+            log.info("victim notice withheld: %s", gone.reason)
+            return
+        except IntakeUnavailable as unavailable:
+            await _failed(conn, notice, str(unavailable), max_attempts, retry_base_seconds)
+            return
+        withheld = withheld_now(contact)
+        if withheld is not None:
+            await storage.notice_withheld(conn, notice["id"], withheld)
+            log.info("victim notice withheld: %s", withheld)
+            return
+        # The victim's safe channel now, which may differ from the one named when the notice was queued.
+        channel_name, address = contact.channel, contact.address
+    channel = channels.get(channel_name)
+    if channel is None or address is None:
+        await storage.notice_not_sent(conn, notice["id"], f"no channel {channel_name}", None, "undeliverable")
         return
-    message = Message(notice["id"], notice["address"], notice["subject"], notice["body"])
     try:
-        await channel.send(message)
+        await channel.send(Message(notice["id"], address, notice["subject"], notice["body"]))
     except ChannelNotConfigured as missing:
         log.warning("notice not sent: %s", missing)
         await storage.notice_not_sent(conn, notice["id"], str(missing), None, "undeliverable")
         return
     except Exception as error:
-        attempts = notice["attempts"] + 1
         # The error's type only: an SMTP server's message may quote the address.
-        reason = type(error).__name__
-        retry = None if attempts >= max_attempts else retry_delay(attempts, retry_base_seconds)
-        log.warning("notice not sent (attempt %d, %s); %s", attempts, reason, "retrying" if retry else "giving up")
-        await storage.notice_not_sent(conn, notice["id"], reason, retry)
+        await _failed(conn, notice, type(error).__name__, max_attempts, retry_base_seconds)
         return
-    await storage.notice_sent(conn, notice["id"])
-    log.info("notice sent by %s", notice["channel"])
+    await storage.notice_sent(conn, notice["id"], channel_name)
+    log.info("notice sent by %s", channel_name)
+
+
+async def _failed(
+    conn: asyncpg.Connection, notice: asyncpg.Record, reason: str, max_attempts: int, retry_base_seconds: float
+) -> None:
+    """A failed attempt: tried again after a growing delay, until `max_attempts`; then the notice has failed."""
+    attempts = notice["attempts"] + 1
+    retry = None if attempts >= max_attempts else retry_delay(attempts, retry_base_seconds)
+    log.warning("notice not sent (attempt %d, %s); %s", attempts, reason, "retrying" if retry else "giving up")
+    await storage.notice_not_sent(conn, notice["id"], reason, retry)

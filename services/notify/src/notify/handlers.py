@@ -13,12 +13,15 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import asyncpg
+from kit.erasure import is_erased
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
 from schemas.catalogue import Agency
 from schemas.events import (
     CaseRouted,
     CaseSubmitted,
+    CaseSubmittedV1,
+    ConsentWithdrawn,
     Envelope,
     EventRejected,
     ReferralAccepted,
@@ -31,16 +34,26 @@ from schemas.events import (
     ReferralReminded,
     ReferralStarted,
     ReroutingRequested,
+    current_form,
     decode_event,
     utc_now,
 )
 from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
-from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency
+from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency, WithdrawalScope
 
-from . import storage
+from . import storage, withdrawals
 from .deadlines import ack_deadline
-from .domain import Change, Fact, Standing, change, settle, superseded
-from .notices import News, ReferralNews, caseworker_notice, victim_notice, victim_reach
+from .domain import FINAL, Change, Fact, Standing, change, settle, superseded
+from .erasure import E, without_free_text
+from .notices import (
+    News,
+    ReferralNews,
+    VictimReach,
+    caseworker_notice,
+    victim_notice,
+    victim_reach,
+    withheld_for_erasure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +151,9 @@ def _detail(event: Envelope) -> dict[str, Any]:
 # --- Kafka: case.submitted ------------------------------------------------------------------------------------
 
 
-async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, event: CaseSubmitted) -> None:
+async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, submitted: CaseSubmitted | CaseSubmittedV1) -> None:
+    """Record the case's urgency, caseworker and the victim's contact rules (never an address: intake keeps it)."""
+    event = current_form(submitted)
     case = event.case
     detail = {
         "crime_type": case.crime_type,
@@ -150,7 +165,9 @@ async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, event: CaseSubmitt
         if not await first_time(conn, CASES_CONSUMER, event.event_id):
             return
         await storage.add_to_timeline(conn, event, detail)
-        reach = victim_reach(case.victim)
+        # case.erased travels on its own topic and may come first: then the rules are not kept at all.
+        erased = await is_erased(conn, event.case_id)
+        reach = VictimReach(True, None, None) if erased else victim_reach(case.contact_rules)
         await storage.save_case(conn, event.case_id, case.urgency, case.caseworker, reach, event.occurred_at)
         await schedule_deadlines(conn, ctx, event.case_id)
 
@@ -179,12 +196,18 @@ async def on_referral_event(pool: asyncpg.Pool, ctx: Context, event: Envelope) -
     async with pool.acquire() as conn, conn.transaction():
         if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
             return
+        event = await _as_kept(conn, event)
         if isinstance(event, CaseRouted):
             await _on_routed(conn, ctx, event)
         elif isinstance(event, ReferralReminded | ReferralOverdue):
             await record_deadline_event(conn, event)
         elif isinstance(event, STATE_EVENTS):
             await record_fact(conn, ctx, event)  # type: ignore[arg-type]
+
+
+async def _as_kept(conn: asyncpg.Connection, event: E) -> E:
+    """The event as notify may keep it: without its free text once its case is erased."""
+    return without_free_text(event) if await is_erased(conn, event.case_id) else event
 
 
 async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) -> None:
@@ -215,6 +238,8 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     await schedule_deadlines(conn, ctx, event.case_id)
     for referral_id in new:
         await apply_parked_acks(conn, ctx, referral_id)
+    for routed in event.referrals:  # routed just before the victim withdrew their consent to the agency
+        await cancel_if_consent_withdrawn(conn, ctx, routed.referral_id)
 
 
 SUPERSEDED_NOTE = "Re-routed to another agency after the acknowledgement deadline passed unanswered."
@@ -228,6 +253,11 @@ async def cancel_if_superseded(conn: asyncpg.Connection, ctx: Context, referral_
     row = await storage.lock_referral(conn, referral_id)
     if row is None or not superseded(storage.summary_of(row)):
         return
+    await _cancel(conn, ctx, referral_id, CancelReason.deadline_breached, SUPERSEDED_NOTE)
+
+
+async def _cancel(conn: asyncpg.Connection, ctx: Context, referral_id: UUID, reason: CancelReason, note: str) -> None:
+    """Notify's own cancellation of a referral: on `referral.events`, and to its agency through its topic."""
 
     def build(row: asyncpg.Record) -> Command:
         return ReferralCancelled(
@@ -235,16 +265,21 @@ async def cancel_if_superseded(conn: asyncpg.Connection, ctx: Context, referral_
             producer="notify",
             referral_id=row["referral_id"],
             agency_id=row["agency_id"],
-            reason=CancelReason.deadline_breached,
-            note=SUPERSEDED_NOTE,
+            reason=reason,
+            note=note,
         )
 
     await command(conn, ctx, referral_id, None, build)
 
 
-async def record_fact(conn: asyncpg.Connection, ctx: Context, event: StateEvent) -> Change:
-    """Place the event's state by `settle`; the timeline records it either way, with what it changed."""
-    row = await storage.lock_referral(conn, event.referral_id)
+async def record_fact(
+    conn: asyncpg.Connection, ctx: Context, event: StateEvent, locked: asyncpg.Record | None = None
+) -> Change:
+    """Place the event's state by `settle`; the timeline records it either way, with what it changed.
+
+    `locked` is the referral's row when the caller holds its lock already (a command): not read a second time.
+    """
+    row = locked if locked is not None else await storage.lock_referral(conn, event.referral_id)
     fact = fact_of(event)
     if row is None:
         standing, outcome = settle(None, fact)
@@ -304,9 +339,11 @@ async def tell(conn: asyncpg.Connection, ctx: Context, news: ReferralNews, cause
         caseworker_notice(news, caseworker_email, now, ctx.status_url(news.case_id)),
         victim_notice(news, storage.victim_reach_of(case), now),
     )
+    erased = await is_erased(conn, news.case_id)
     for notice in notices:
         if notice is not None:
-            await storage.queue_notice(conn, f"{cause}:{notice.recipient}", news, notice)
+            kept = withheld_for_erasure(notice) if erased else notice
+            await storage.queue_notice(conn, f"{cause}:{notice.recipient}", news, kept)
 
 
 async def request_rerouting(
@@ -362,13 +399,15 @@ async def command(
     if by_agency is not None and row["agency_id"] != by_agency:
         raise Refused(403, "this referral was sent to another agency")
     event = build(row)
+    if await is_erased(conn, event.case_id):
+        event = without_free_text(event)
     current, target = ReferralState(row["state"]), TARGET_STATE[type(event)]
     outcome = change(current, target)
     if outcome is Change.duplicate:
         return outcome, current
     if outcome is not Change.applied:
         raise Refused(409, f"the referral is {current}; it cannot become {target}")
-    await record_fact(conn, ctx, event)
+    await record_fact(conn, ctx, event, locked=row)
     await publish(conn, event)
     if isinstance(event, ReferralCancelled):
         await tell_agency(conn, event)
@@ -409,6 +448,7 @@ async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, eve
         async with pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, ACKS_CONSUMER, event.event_id):
                 return
+            event = await _as_kept(conn, event)
             if await storage.lock_referral(conn, event.referral_id) is None:
                 # Its case.routed has not reached notify yet: kept until it does.
                 await storage.park_ack(conn, event, event.referral_id, topic_agency)
@@ -427,3 +467,34 @@ async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id:
             await command(conn, ctx, referral_id, parked["agency_id"], _as_sent(event))
         except Refused as refused:
             log.warning("a kept acknowledgement %s was refused: %s", event.event_id, refused.detail)
+
+
+# --- Kafka: consent.withdrawn ---------------------------------------------------------------------------------
+
+CONSENTS_CONSUMER = "notify.consent-withdrawn"
+CONSENT_WITHDRAWN_NOTE = "The victim withdrew their consent to share their data with this agency."
+
+
+async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentWithdrawn) -> None:
+    """The victim withdrew their consent to an agency: each open referral of the case to it is cancelled and the
+    agency told, as a staff cancel is. A withdrawal of the sensitive items' consent only leaves the referrals standing
+    (intake gives the agency no sensitive item any more); both go in the case's timeline."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_time(conn, CONSENTS_CONSUMER, event.event_id):
+            return
+        await storage.add_to_timeline(conn, event, {"scope": event.scope.value}, None, event.agency_id)
+        if event.scope is not WithdrawalScope.all:
+            return
+        await withdrawals.record(conn, event.case_id, event.agency_id, event.withdrawn_at)
+        for referral_id in await withdrawals.referrals_to(conn, event.case_id, event.agency_id):
+            await cancel_if_consent_withdrawn(conn, ctx, referral_id)
+
+
+async def cancel_if_consent_withdrawn(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:
+    """Cancel the referral if it is still open and the victim withdrew their consent to its agency."""
+    row = await storage.lock_referral(conn, referral_id)
+    if row is None or ReferralState(row["state"]) in FINAL:
+        return
+    if not await withdrawals.withdrawn(conn, row["case_id"], row["agency_id"]):
+        return
+    await _cancel(conn, ctx, referral_id, CancelReason.consent_withdrawn, CONSENT_WITHDRAWN_NOTE)

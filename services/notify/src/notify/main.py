@@ -1,5 +1,6 @@
-"""The notify service: consumes referral.events, case.submitted and every agency's acknowledgement topic;
-serves acknowledgements, case states and timelines; fires deadline timers and sends notices in the background."""
+"""The notify service: consumes referral.events, case.submitted, case.erased and every agency's acknowledgement
+topic; serves acknowledgements, case states and timelines; fires deadline timers and sends notices in the
+background (a victim's address asked of intake at each send)."""
 
 import asyncio
 import contextlib
@@ -14,22 +15,34 @@ from kit.limits import install_request_limits
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
-from schemas.events import CaseSubmitted, Envelope
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
+from schemas.events import CaseErased, CaseSubmitted, CaseSubmittedV1, ConsentWithdrawn, Envelope
+from schemas.topics import (
+    CASE_ERASED,
+    CASE_SUBMITTED,
+    CONSENT_WITHDRAWN,
+    REFERRAL_EVENTS,
+    REFERRAL_REROUTING,
+    ack_topic,
+    agency_topic,
+)
 
 from .api import routes
 from .channels import Channel, EmailChannel, LogOnlySms, SmsChannel
+from .contacts import IntakeContacts
 from .dispatch import send_due_notices
+from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import (
     ACKS_CONSUMER,
     AGENCY_ANSWERS,
     CASES_CONSUMER,
+    CONSENTS_CONSUMER,
     EVENTS_CONSUMER,
     REFERRAL_EVENT_TYPES,
     AgencyAnswer,
     Context,
     on_agency_ack,
     on_case_submitted,
+    on_consent_withdrawn,
     on_referral_event,
 )
 from .settings import NotifySettings
@@ -57,10 +70,19 @@ def create_app(settings: NotifySettings) -> FastAPI:
         ),
         "sms": SmsChannel(LogOnlySms()),
     }
+    secret = None if settings.auth_secret is None else settings.auth_secret.get_secret_value()
+    contacts = IntakeContacts(settings.intake_url, secret)
     runtime = ServiceRuntime(settings)
 
-    async def handle_case(event: CaseSubmitted) -> None:
+    async def handle_case(event: Envelope) -> None:
+        assert isinstance(event, CaseSubmitted | CaseSubmittedV1)  # the consumer accepts no other
         await on_case_submitted(runtime.pool, ctx, event)
+
+    async def handle_erasure(event: CaseErased) -> None:
+        await on_case_erased(runtime.pool, event)
+
+    async def handle_consent_withdrawn(event: ConsentWithdrawn) -> None:
+        await on_consent_withdrawn(runtime.pool, ctx, event)
 
     async def handle_referral_event(event: Envelope) -> None:
         await on_referral_event(runtime.pool, ctx, event)
@@ -71,8 +93,10 @@ def create_app(settings: NotifySettings) -> FastAPI:
         assert isinstance(event, AgencyAnswer)  # the consumer accepts AGENCY_ANSWERS only
         await on_agency_ack(runtime.pool, ctx, agency_of_topic[source_topic()], event)
 
-    runtime.consume(CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted,), handle_case)
+    runtime.consume(CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case)
+    runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
     runtime.consume(REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event)
+    runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
     # Every agency's acknowledgement topic in one consumer and one group: a refused answer goes to its own topic's
     # DLQ and the rest go on, so one consumer per agency (slow to start, idle CPU) bought nothing.
     ack_topics = sorted(agency_of_topic)
@@ -87,6 +111,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         return await send_due_notices(
             runtime.pool,
             channels,
+            contacts,
             max_attempts=settings.notification_attempts,
             retry_base_seconds=settings.notification_retry_seconds,
         )

@@ -6,13 +6,13 @@ safe hours, and with a message that says nothing about the case, the crime or th
 learns only that the centre wrote.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from schemas.events import SafeHours, VictimContact
+from schemas.events import ContactRules, SafeHours
 
 
 class Recipient(StrEnum):
@@ -48,29 +48,50 @@ class ReferralNews:
 
 @dataclass(frozen=True)
 class VictimReach:
-    """What notify keeps of a victim's contact: the rules, and only the address of the safe channel."""
+    """What notify keeps of a victim's contact: the rules only. The address stays in intake, asked for at each send."""
 
     do_not_contact: bool
     channel: str | None  # "email" or "sms"; None: no safe channel was named
-    address: str | None
     safe_hours: SafeHours | None
 
     @classmethod
     def nobody(cls) -> "VictimReach":
-        return cls(do_not_contact=False, channel=None, address=None, safe_hours=None)
+        return cls(do_not_contact=False, channel=None, safe_hours=None)
 
 
-def victim_reach(victim: VictimContact) -> VictimReach:
-    rules = victim.contact_rules
+def victim_reach(rules: ContactRules | None) -> VictimReach:
     if rules is None or rules.do_not_contact or rules.safe_channel is None:
-        return VictimReach(rules is not None and rules.do_not_contact, None, None, None)
-    address = victim.email if rules.safe_channel == "email" else victim.phone
-    return VictimReach(False, rules.safe_channel, address, rules.safe_hours)
+        return VictimReach(rules is not None and rules.do_not_contact, None, None)
+    return VictimReach(False, rules.safe_channel, rules.safe_hours)
+
+
+@dataclass(frozen=True)
+class VictimAddress:
+    """Intake's answer at the moment of sending: the victim's current rules and the safe channel's address.
+
+    Held in memory for one send only; notify never stores it.
+    """
+
+    do_not_contact: bool
+    channel: str | None
+    address: str | None
+
+
+def withheld_now(contact: VictimAddress) -> str | None:
+    """Why a queued victim notice must not go after all (the rules changed since it was queued), or None."""
+    if contact.do_not_contact:
+        return "do_not_contact"
+    if contact.channel is None or contact.address is None:
+        return "no_safe_channel"
+    return None
 
 
 @dataclass(frozen=True)
 class Notice:
-    """One message to send, or (address None, `withheld` set) one deliberately not sent."""
+    """One message to send, or (`withheld` set) one deliberately not sent.
+
+    `address` is the caseworker's e-mail; a victim notice has none: intake gives it when the notice is sent.
+    """
 
     recipient: Recipient
     channel: str
@@ -79,6 +100,14 @@ class Notice:
     body: str
     not_before: datetime
     withheld: str | None = None
+
+
+ERASED = "case_erased"  # why nothing more is sent about a case erased on request
+
+
+def withheld_for_erasure(notice: Notice) -> Notice:
+    """After a case is erased nobody is written to about it: the notice is recorded as withheld, with no text."""
+    return replace(notice, address=None, subject="", body="", withheld=ERASED)
 
 
 def in_safe_hours(moment: datetime, hours: SafeHours) -> bool:
@@ -110,13 +139,13 @@ VICTIM_TEXT = (
 def victim_notice(news: ReferralNews, reach: VictimReach, now: datetime) -> Notice | None:
     if news.what not in VICTIM_NEWS:
         return None
-    if reach.do_not_contact or reach.channel is None or reach.address is None:
+    if reach.do_not_contact or reach.channel is None:
         withheld = "do_not_contact" if reach.do_not_contact else "no_safe_channel"
         return Notice(Recipient.victim, reach.channel or "none", None, "", "", now, withheld=withheld)
     return Notice(
         Recipient.victim,
         reach.channel,
-        reach.address,
+        None,
         VICTIM_SUBJECT,
         VICTIM_TEXT,
         next_safe_moment(now, reach.safe_hours),

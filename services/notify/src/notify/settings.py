@@ -13,6 +13,8 @@ class NotifySettings(ServiceSettings):
     # Where staff reach notify, for the links in caseworkers' e-mails (not named *_url: that would make it a
     # dependency in /health, and notify would check itself).
     staff_link_base: str = "http://127.0.0.1:8004"
+    # Intake, asked for a victim's address at each send (notify keeps only the contact rules); also in /health.
+    intake_url: str = "http://127.0.0.1:8001"
 
     # Acknowledgement deadlines: hours from the urgency and the agency's SLA. How long one of those hours lasts
     # can be shortened for demos and tests (ACK_DEADLINE_HOUR_SECONDS=15: a 2-hour deadline passes in 30 s).

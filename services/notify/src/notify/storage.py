@@ -1,4 +1,4 @@
-"""SQL for referral states, the case timeline, cases' contact rules, deadline timers and notifications."""
+"""SQL for referral states, the case timeline, cases' contact rules, deadline timers, notifications and erasure."""
 
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,7 @@ from schemas.vocab import ReferralState, Urgency
 from .deadlines import AckDeadline
 from .domain import ReferralSummary, Standing, attention
 from .flow import with_durations
-from .notices import Notice, ReferralNews, VictimReach
+from .notices import ERASED, Notice, ReferralNews, VictimReach
 
 
 async def add_to_timeline(
@@ -233,7 +233,7 @@ async def save_case(
 ) -> None:
     await conn.execute(
         "INSERT INTO cases (case_id, urgency, caseworker_id, caseworker_email, victim_do_not_contact, victim_channel,"
-        " victim_address, victim_safe_hours, submitted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " victim_safe_hours, submitted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (case_id) DO NOTHING",
         case_id,
         urgency,
@@ -241,7 +241,6 @@ async def save_case(
         None if caseworker is None else str(caseworker.email),
         victim.do_not_contact,
         victim.channel,
-        victim.address,
         None if victim.safe_hours is None else victim.safe_hours.model_dump(mode="json"),
         submitted_at,
     )
@@ -258,7 +257,6 @@ def victim_reach_of(case: asyncpg.Record | None) -> VictimReach:
     return VictimReach(
         do_not_contact=case["victim_do_not_contact"],
         channel=case["victim_channel"],
-        address=case["victim_address"],
         safe_hours=None if hours is None else SafeHours.model_validate(hours),
     )
 
@@ -329,7 +327,7 @@ async def queue_notice(conn: asyncpg.Connection, dedupe_key: str, news: Referral
 
 async def claim_due_notices(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, channel, address, subject, body, attempts FROM notifications"
+        "SELECT id, case_id, recipient, channel, address, subject, body, attempts FROM notifications"
         " WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY next_attempt_at, id"
         " LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
@@ -337,11 +335,23 @@ async def claim_due_notices(conn: asyncpg.Connection, limit: int) -> list[asyncp
     return rows
 
 
-async def notice_sent(conn: asyncpg.Connection, notice_id: int) -> None:
+async def notice_sent(conn: asyncpg.Connection, notice_id: int, channel: str) -> None:
+    """Sent, through `channel`: a victim's safe channel may have changed since the notice was queued."""
     await conn.execute(
-        "UPDATE notifications SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL"
+        "UPDATE notifications SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL,"
+        " channel = $2 WHERE id = $1",
+        notice_id,
+        channel,
+    )
+
+
+async def notice_withheld(conn: asyncpg.Connection, notice_id: int, reason: str) -> None:
+    """Not sent, on purpose and for good (the victim's rules forbid it now, or the case is gone): no text kept."""
+    await conn.execute(
+        "UPDATE notifications SET status = 'withheld', withheld = $2, address = NULL, subject = '', body = ''"
         " WHERE id = $1",
         notice_id,
+        reason,
     )
 
 
@@ -390,13 +400,14 @@ async def notices_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, A
 
 async def park_ack(conn: asyncpg.Connection, event: Envelope, referral_id: UUID, agency_id: str) -> None:
     await conn.execute(
-        "INSERT INTO pending_acks (event_id, referral_id, agency_id, payload, occurred_at)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO pending_acks (event_id, referral_id, agency_id, payload, occurred_at, case_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
         event.event_id,
         referral_id,
         agency_id,
         encode_event(event),
         event.occurred_at,
+        event.case_id,
     )
 
 
@@ -406,3 +417,50 @@ async def take_parked_acks(conn: asyncpg.Connection, referral_id: UUID) -> list[
         referral_id,
     )
     return sorted(rows, key=lambda r: (r["occurred_at"], str(r["event_id"])))
+
+
+# --- erasure: what notify forgets of a case erased on request ------------------------------------------------
+
+
+async def forget_contact_rules(conn: asyncpg.Connection, case_id: UUID) -> None:
+    """The victim's rules go; do-not-contact stands in for them, so nothing can be sent to the victim any more."""
+    await conn.execute(
+        "UPDATE cases SET victim_do_not_contact = true, victim_channel = NULL, victim_safe_hours = NULL"
+        " WHERE case_id = $1",
+        case_id,
+    )
+
+
+async def forget_notices(conn: asyncpg.Connection, case_id: UUID) -> None:
+    """Every notice of the case loses its address and text; those not sent yet never will be."""
+    await conn.execute(
+        "UPDATE notifications SET address = NULL, subject = '', body = '',"
+        " withheld = CASE WHEN status = 'pending' THEN $2 ELSE withheld END,"
+        " status = CASE WHEN status = 'pending' THEN 'withheld' ELSE status END"
+        " WHERE case_id = $1",
+        case_id,
+        ERASED,
+    )
+
+
+async def timeline_details(conn: asyncpg.Connection, case_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, detail FROM timeline WHERE case_id = $1 ORDER BY id FOR UPDATE", case_id
+    )
+    return rows
+
+
+async def set_timeline_detail(conn: asyncpg.Connection, entry_id: int, detail: dict[str, Any]) -> None:
+    await conn.execute("UPDATE timeline SET detail = $2 WHERE id = $1", entry_id, detail)
+
+
+async def parked_acks_of_case(conn: asyncpg.Connection, case_id: UUID) -> list[asyncpg.Record]:
+    """The case's acknowledgements waiting for their referral: `event_id` and `payload`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT event_id, payload FROM pending_acks WHERE case_id = $1 FOR UPDATE", case_id
+    )
+    return rows
+
+
+async def set_parked_payload(conn: asyncpg.Connection, event_id: UUID, payload: bytes) -> None:
+    await conn.execute("UPDATE pending_acks SET payload = $2 WHERE event_id = $1", event_id, payload)

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
+from kit.access_log import Access, AccessLog, access_log_routes
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,9 +28,10 @@ class CapacityReport(BaseModel):
     available: Annotated[int, Field(ge=0, le=100_000)]
 
 
-def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
+def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessLog) -> APIRouter:
     """Staff and services (intake's preview) read decisions and previews; agencies read the catalogue and report
-    their own capacity (supervisors may set any agency's)."""
+    their own capacity (supervisors may set any agency's). A decision's read is access-logged: it says which agencies
+    hold the victim's data and why (an override's reason is staff's free text); auditors read the log."""
     router = APIRouter()
     staff_or_service = Depends(require(*STAFF, Role.service))
     anyone_but_auditor = Depends(require(*STAFF, Role.service, Role.agency))
@@ -50,7 +52,7 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         would be told: its consent notice, and the fields it would receive given the consents recorded so far."""
         now = clock()
         remaining = await storage.remaining_places(request.app.state.runtime.pool)
-        plan = route_case(case, catalogue, rules, now, remaining=remaining, assume_consent=True)
+        plan = route_case(case.facts(), catalogue, rules, now, remaining=remaining, assume_consent=True)
         consents = {c.agency_id: c for c in case.consents}
         return {
             "decided_at": now.isoformat(),
@@ -78,9 +80,11 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
     @router.get("/cases/{case_id}/decision", tags=["routing"])
     async def decision(case_id: UUID, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
         """Why each agency was chosen or skipped for the case, and every re-routing since."""
-        found = await storage.load_decision(request.app.state.runtime.pool, case_id)
+        pool = request.app.state.runtime.pool
+        found = await storage.load_decision(pool, case_id)
         if found is None:
             raise Problem(404, f"no routing decision for case {case_id} (yet)")
+        await access_log.record_now(pool, who, Access("case.decision.read", case_id))
         return found
 
     @router.get("/agencies", tags=["catalogue"])
@@ -129,4 +133,5 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock) -> APIRouter:
         await storage.clear_capacity(request.app.state.runtime.pool, agency.id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
+    router.include_router(access_log_routes(access_log))
     return router

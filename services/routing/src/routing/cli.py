@@ -132,7 +132,7 @@ def dry_run(args: argparse.Namespace) -> int:
         print(str(error), file=sys.stderr)
         return 2
     now = args.at or utc_now()
-    plan = route_case(case, catalogue, rules, now, remaining=remaining, assume_consent=args.preview)
+    plan = route_case(case.facts(), catalogue, rules, now, remaining=remaining, assume_consent=args.preview)
     if args.json:
         print(json.dumps(_as_json(plan, now), ensure_ascii=False, indent=2))
     else:

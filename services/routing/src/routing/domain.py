@@ -13,8 +13,8 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue, OpeningHours
-from schemas.events import CaseDetails, Consent, ConsentOverride, ReferralCase, RoutingDecision
-from schemas.vocab import Need, ReroutingCause
+from schemas.events import CaseDetails, CaseFacts, Consent, ConsentOverride, PersonalItem, ReferralCase, RoutingDecision
+from schemas.vocab import Need, ReroutingCause, WithdrawalScope
 
 from .rules import RankKey, Rules
 
@@ -63,7 +63,7 @@ def serves_region(agency: Agency, region: str) -> bool:
     return "*" in agency.regions or region.casefold() in {r.casefold() for r in agency.regions}
 
 
-def hubs_for(case: CaseDetails, catalogue: Catalogue, rules: Rules) -> dict[str, tuple[int, str]]:
+def hubs_for(case: CaseFacts, catalogue: Catalogue, rules: Rules) -> dict[str, tuple[int, str]]:
     """The crime-type hubs of this case: agency id → (rank of the first hub rule selecting it, its note)."""
     hubs: dict[str, tuple[int, str]] = {}
     for index, hub in enumerate(rules.hubs):
@@ -89,13 +89,28 @@ def excluded_after(cause: ReroutingCause) -> str:
 
 
 ALREADY_REFERRED = "already has a referral for this case"
+CONSENT_WITHDRAWN = "the victim withdrew their consent to this agency"
+
+
+def after_withdrawals(case: CaseFacts, withdrawn: Mapping[str, WithdrawalScope]) -> tuple[CaseFacts, dict[str, str]]:
+    """The case with its consents as the victim's withdrawals leave them, and the agencies it may never go to (with
+    why): a withdrawn consent excludes its agency, a withdrawn sensitive-items consent only withholds those items."""
+    consents = [_less(c, withdrawn[c.agency_id]) if c.agency_id in withdrawn else c for c in case.consents]
+    excluded = {agency_id: CONSENT_WITHDRAWN for agency_id, s in withdrawn.items() if s is WithdrawalScope.all}
+    return case.model_copy(update={"consents": consents}), excluded
+
+
+def _less(consent: Consent, withdrawn: WithdrawalScope) -> Consent:
+    if withdrawn is WithdrawalScope.all:
+        return consent.model_copy(update={"granted": False, "sensitive_granted": False})
+    return consent.model_copy(update={"sensitive_granted": False})
 
 
 @dataclass
 class _Routing:
     """One routing pass: the inputs, and what has been decided so far."""
 
-    case: CaseDetails
+    case: CaseFacts
     catalogue: Catalogue
     rules: Rules
     now: datetime
@@ -212,7 +227,7 @@ class _Routing:
         else:
             text = "consent recorded"
         sensitive = sorted(SENSITIVE_FIELDS & set(referral.agency.allowed_fields))
-        if sensitive and self.case.summary is not None:
+        if sensitive and "summary" in self.case.personal_items:
             if sends_sensitive(self.consents.get(referral.agency.id)):
                 text += f", with the separate sensitive-data consent for {', '.join(sensitive)}"
             else:
@@ -221,7 +236,7 @@ class _Routing:
 
 
 def route_case(
-    case: CaseDetails,
+    case: CaseFacts | CaseDetails,
     catalogue: Catalogue,
     rules: Rules,
     now: datetime,
@@ -238,6 +253,8 @@ def route_case(
     by default all the case's needs. `assume_consent` previews the choice before consent is asked; a recorded
     refusal is still respected.
     """
+    if isinstance(case, CaseDetails):  # a preview: routing reads only the facts
+        case = case.facts()
     routing = _Routing(
         case=case,
         catalogue=catalogue,
@@ -264,22 +281,19 @@ def sends_sensitive(consent: Consent | None) -> bool:
     return consent is not None and consent.granted and consent.sensitive_granted
 
 
-def referral_view(case: CaseDetails, agency: Agency, consent: Consent | None, needs: list[Need]) -> ReferralCase:
-    """What this agency may see: the routing facts, and only the personal fields its catalogue entry allows
-    (sensitive ones only with the separate sensitive-data consent)."""
+def referral_view(case: CaseFacts, agency: Agency, needs: list[Need]) -> ReferralCase:
+    """What this agency sees of the case on its topic: the routing facts, and region and language if its catalogue
+    entry allows them. The victim's personal items are never on Kafka (see `personal_items_for`)."""
     allowed = set(agency.allowed_fields)
-    if not sends_sensitive(consent):
-        allowed -= SENSITIVE_FIELDS
-    values = {
-        "region": case.region,
-        "language": case.language,
-        "victim.name": case.victim.name,
-        "victim.phone": case.victim.phone,
-        "victim.email": case.victim.email,
-        "summary": case.summary,
-    }
-    shared = {name.replace(".", "_"): value for name, value in values.items() if name in allowed}
+    shared = {name: getattr(case, name) for name in ("region", "language") if name in allowed}
     return ReferralCase(crime_type=case.crime_type, needs=needs, urgency=case.urgency, **shared)
+
+
+def personal_items_for(case: CaseFacts, agency: Agency, consent: Consent | None) -> list[PersonalItem]:
+    """The personal items the gateway may fetch from intake for this agency: those the case holds and the agency's
+    catalogue entry allows, sensitive ones only with the separate sensitive-data consent."""
+    allowed = set(shared_fields(agency, consent))
+    return [item for item in case.personal_items if item in allowed]
 
 
 def shared_fields(agency: Agency, consent: Consent | None) -> list[str]:

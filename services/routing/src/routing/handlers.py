@@ -7,36 +7,51 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+from kit.erasure import is_erased
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
 from schemas.catalogue import Catalogue
 from schemas.events import (
-    CaseDetails,
+    CaseFacts,
     CaseRouted,
     CaseSubmitted,
+    CaseSubmittedV1,
+    ConsentWithdrawn,
     EventRejected,
     ReferralRequested,
     ReroutingRequested,
     RoutedReferral,
+    current_form,
 )
 from schemas.topics import REFERRAL_EVENTS, agency_topic
 from schemas.vocab import ReroutingCause
 
 from . import storage
-from .domain import ALREADY_REFERRED, Plan, excluded_after, referral_id, referral_view, route_case
+from .domain import (
+    ALREADY_REFERRED,
+    Plan,
+    after_withdrawals,
+    excluded_after,
+    personal_items_for,
+    referral_id,
+    referral_view,
+    route_case,
+)
 from .rules import Rules
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "routing.case-submitted"
 REROUTING_CONSUMER = "routing.referral-rerouting"
+CONSENTS_CONSUMER = "routing.consent-withdrawn"
 
 Clock = Callable[[], datetime]
 
 
 async def on_case_submitted(
-    pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, submitted: CaseSubmitted
+    pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, event: CaseSubmitted | CaseSubmittedV1
 ) -> None:
+    submitted = current_form(event)
     case = submitted.case
     async with pool.acquire() as conn, conn.transaction():
         if not await first_time(conn, CONSUMER, submitted.event_id):
@@ -44,13 +59,18 @@ async def on_case_submitted(
         if await storage.decided_already(conn, submitted.case_id):
             log.warning("case already routed; a second case.submitted for it is ignored")
             return
+        if await is_erased(conn, submitted.case_id):
+            log.info("case erased before it was routed: not routed")  # case.erased has a topic of its own
+            return
         now = clock()
         remaining = await storage.remaining_places(conn, lock=True)
-        plan = route_case(case, catalogue, rules, now, remaining=remaining)
+        # A consent withdrawn since the case was submitted (its event may come first) counts from the first routing.
+        facts, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, submitted.case_id))
+        plan = route_case(facts, catalogue, rules, now, remaining=remaining, excluded=withdrawn)
         routed = _routed(submitted.case_id, plan, now)
         await storage.save_case(conn, submitted.case_id, submitted.occurred_at, case)
         await storage.save_decision(conn, routed)
-        await _announce(conn, case, plan, routed)
+        await _announce(conn, facts, plan, routed)
 
 
 async def on_rerouting_requested(
@@ -63,12 +83,17 @@ async def on_rerouting_requested(
             return
         if await storage.rerouted_already(conn, request.referral_id):
             return
+        if await is_erased(conn, request.case_id):
+            log.info("re-routing of an erased case ignored")
+            return
         case = await storage.load_case(conn, request.case_id)
         if case is None:
             raise EventRejected("unknown_case", "routing has no record of the case this re-routing concerns")
         excluded = dict.fromkeys(await storage.referred_agencies(conn, request.case_id), ALREADY_REFERRED)
         ended = {**await storage.ended_referrals(conn, request.case_id), request.agency_id: request.cause}
         excluded |= {agency_id: excluded_after(ReroutingCause(cause)) for agency_id, cause in ended.items()}
+        case, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, request.case_id))
+        excluded |= withdrawn
         now = clock()
         remaining = await storage.remaining_places(conn, lock=True)
         plan = route_case(case, catalogue, rules, now, remaining=remaining, excluded=excluded, needs=request.needs)
@@ -92,7 +117,7 @@ def _routed(case_id: UUID, plan: Plan, now: datetime, rerouted_from: ReroutingRe
     )
 
 
-async def _announce(conn: asyncpg.Connection, case: CaseDetails, plan: Plan, routed: CaseRouted) -> None:
+async def _announce(conn: asyncpg.Connection, case: CaseFacts, plan: Plan, routed: CaseRouted) -> None:
     """The decision on referral.events (notify records it in the timeline), each referral on its agency's topic."""
     await add_to_outbox(conn, REFERRAL_EVENTS, routed)
     consents = {c.agency_id: c for c in case.consents}
@@ -106,7 +131,8 @@ async def _announce(conn: asyncpg.Connection, case: CaseDetails, plan: Plan, rou
                 producer="routing",
                 referral_id=referral.referral_id,
                 agency_id=agency.id,
-                case=referral_view(case, agency, consents.get(agency.id), planned.needs),
+                case=referral_view(case, agency, planned.needs),
+                personal_items=personal_items_for(case, agency, consents.get(agency.id)),
             ),
         )
     await storage.take_places(conn, (r.agency.id for r in plan.referrals))
@@ -116,3 +142,12 @@ async def _announce(conn: asyncpg.Connection, case: CaseDetails, plan: Plan, rou
         len(routed.uncovered_needs),
         " (re-routing)" if routed.rerouted_from else "",
     )
+
+
+async def on_consent_withdrawn(pool: asyncpg.Pool, event: ConsentWithdrawn) -> None:
+    """Keep what the victim withdrew: every later routing of the case leaves the agency out (or, for the sensitive
+    items only, gives it none of them). Referrals made already are notify's to cancel."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_time(conn, CONSENTS_CONSUMER, event.event_id):
+            return
+        await storage.save_withdrawal(conn, event.case_id, event.agency_id, event.scope, event.withdrawn_at)

@@ -1,18 +1,43 @@
-"""The routing service: consumes case.submitted and referral.rerouting, publishes referrals.<agency-id> and
-case.routed."""
+"""The routing service: consumes case.submitted, referral.rerouting, case.erased and consent.withdrawn, publishes
+referrals.<agency-id> and case.routed."""
 
 import logging
 
 from fastapi import FastAPI
+from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
 from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
-from schemas.events import CaseSubmitted, ReroutingRequested, utc_now
-from schemas.topics import CASE_SUBMITTED, REFERRAL_EVENTS, REFERRAL_REROUTING, agency_topic
+from schemas.events import (
+    CaseErased,
+    CaseSubmitted,
+    CaseSubmittedV1,
+    ConsentWithdrawn,
+    Envelope,
+    ReroutingRequested,
+    utc_now,
+)
+from schemas.topics import (
+    CASE_ERASED,
+    CASE_SUBMITTED,
+    CONSENT_WITHDRAWN,
+    REFERRAL_EVENTS,
+    REFERRAL_REROUTING,
+    agency_topic,
+)
 
 from .api import routes
-from .handlers import CONSUMER, REROUTING_CONSUMER, Clock, on_case_submitted, on_rerouting_requested
+from .erasure import ERASURE_CONSUMER, on_case_erased
+from .handlers import (
+    CONSENTS_CONSUMER,
+    CONSUMER,
+    REROUTING_CONSUMER,
+    Clock,
+    on_case_submitted,
+    on_consent_withdrawn,
+    on_rerouting_requested,
+)
 from .rules import Rules, load_rules
 from .settings import RoutingSettings
 
@@ -33,14 +58,24 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
         raise SystemExit(f"routing cannot start: {error}") from None
     runtime = ServiceRuntime(settings)
 
-    async def handle_case(event: CaseSubmitted) -> None:
+    async def handle_case(event: Envelope) -> None:
+        assert isinstance(event, CaseSubmitted | CaseSubmittedV1)  # the consumer accepts no other
         await on_case_submitted(runtime.pool, catalogue, rules, clock, event)
 
     async def handle_rerouting(event: ReroutingRequested) -> None:
         await on_rerouting_requested(runtime.pool, catalogue, rules, clock, event)
 
-    runtime.consume(CASE_SUBMITTED, CONSUMER, (CaseSubmitted,), handle_case)
+    async def handle_consent_withdrawn(event: ConsentWithdrawn) -> None:
+        await on_consent_withdrawn(runtime.pool, event)
+
+    runtime.consume(CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case)
     runtime.consume(REFERRAL_REROUTING, REROUTING_CONSUMER, (ReroutingRequested,), handle_rerouting)
+    runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
+
+    async def handle_erasure(event: CaseErased) -> None:
+        await on_case_erased(runtime.pool, event)
+
+    runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
     runtime.produces(REFERRAL_EVENTS, *(agency_topic(a.id) for a in catalogue))
     app = FastAPI(title="Routing", lifespan=runtime.lifespan)
     app.state.runtime = runtime
@@ -48,5 +83,5 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     install_problem_handlers(app)
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes(catalogue, rules, clock))
+    app.include_router(routes(catalogue, rules, clock, AccessLog(settings.access_log_retention_days)))
     return app

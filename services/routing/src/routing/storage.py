@@ -6,10 +6,11 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from schemas.events import CaseDetails, CaseRouted, ReroutingRequested
+from schemas.events import CaseFacts, CaseRouted, ReroutingRequested
+from schemas.vocab import WithdrawalScope
 
 
-async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: datetime, case: CaseDetails) -> None:
+async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: datetime, case: CaseFacts) -> None:
     await conn.execute(
         "INSERT INTO cases (case_id, received_at, details) VALUES ($1, $2, $3) ON CONFLICT (case_id) DO NOTHING",
         case_id,
@@ -18,9 +19,9 @@ async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: dateti
     )
 
 
-async def load_case(conn: asyncpg.Connection, case_id: UUID) -> CaseDetails | None:
+async def load_case(conn: asyncpg.Connection, case_id: UUID) -> CaseFacts | None:
     details = await conn.fetchval("SELECT details FROM cases WHERE case_id = $1", case_id)
-    return None if details is None else CaseDetails.model_validate(details)
+    return None if details is None else CaseFacts.model_validate(details)
 
 
 async def decided_already(conn: asyncpg.Connection, case_id: UUID) -> bool:
@@ -176,3 +177,60 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
             for r in reroutings
         ],
     }
+
+
+# --- erasure ----------------------------------------------------------------------------------------
+
+
+async def forget_case(conn: asyncpg.Connection, case_id: UUID) -> None:
+    """Drop the case's facts: its consents (with any override's reason), contact rules and caseworker."""
+    await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+
+
+async def decision_of_case(conn: asyncpg.Connection, case_id: UUID) -> list[Any] | None:
+    decisions: list[Any] | None = await conn.fetchval(
+        "SELECT decisions FROM decisions WHERE case_id = $1 FOR UPDATE", case_id
+    )
+    return decisions
+
+
+async def set_decision(conn: asyncpg.Connection, case_id: UUID, decisions: list[Any]) -> None:
+    await conn.execute("UPDATE decisions SET decisions = $2 WHERE case_id = $1", case_id, decisions)
+
+
+async def reroutings_of_case(conn: asyncpg.Connection, case_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT rerouted_from, decisions FROM reroutings WHERE case_id = $1 ORDER BY rerouted_from FOR UPDATE",
+        case_id,
+    )
+    return rows
+
+
+async def set_rerouting(conn: asyncpg.Connection, rerouted_from: UUID, decisions: list[Any]) -> None:
+    await conn.execute("UPDATE reroutings SET decisions = $2 WHERE rerouted_from = $1", rerouted_from, decisions)
+
+
+# --- consents withdrawn -----------------------------------------------------------------------------
+
+
+async def save_withdrawal(
+    conn: asyncpg.Connection, case_id: UUID, agency_id: str, scope: WithdrawalScope, at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO consent_withdrawals (case_id, agency_id, scope, withdrawn_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING",
+        case_id,
+        agency_id,
+        scope.value,
+        at,
+    )
+
+
+async def withdrawals(conn: asyncpg.Connection, case_id: UUID) -> dict[str, WithdrawalScope]:
+    """What the victim withdrew per agency of the case: `all` where they withdrew the whole consent."""
+    rows = await conn.fetch(
+        "SELECT agency_id, bool_or(scope = 'all') AS everything FROM consent_withdrawals WHERE case_id = $1"
+        " GROUP BY agency_id",
+        case_id,
+    )
+    return {r["agency_id"]: WithdrawalScope.all if r["everything"] else WithdrawalScope.sensitive for r in rows}

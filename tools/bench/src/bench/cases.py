@@ -36,12 +36,14 @@ def event_sizes() -> dict[str, int]:
         urgency=details.urgency,
         region=details.region,
         language=details.language,
-        victim_name=details.victim.name,
-        victim_phone=details.victim.phone,
-        summary=details.summary,
     )
     requested = ReferralRequested(
-        case_id=case_id, producer="routing", referral_id=uuid4(), agency_id="legal-aid", case=view
+        case_id=case_id,
+        producer="routing",
+        referral_id=uuid4(),
+        agency_id="legal-aid",
+        case=view,
+        personal_items=details.personal_items(),
     )
     delivered = ReferralDelivered(
         case_id=case_id,
@@ -53,7 +55,7 @@ def event_sizes() -> dict[str, int]:
         agency_status=202,
     )
     return {
-        "case.submitted": len(encode_event(CaseSubmitted(case_id=case_id, producer="intake", case=details))),
+        "case.submitted": len(encode_event(CaseSubmitted(case_id=case_id, producer="intake", case=details.facts()))),
         "case.routed": len(encode_event(routed)),
         "referral.requested": len(encode_event(requested)),
         "referral.delivered": len(encode_event(delivered)),

@@ -1,7 +1,7 @@
 """`casectl flow <case_id>`: a case's timeline with the time each step took and its trace ids.
 `casectl health`: every service's dependencies and whether each answers.
 `casectl token --role caseworker`: a bearer token (curl -H "Authorization: Bearer $(casectl token --role ...)").
-`casectl audit [--case ID] [--actor agency:police]`: the access log of intake and notify, and whether its chain holds.
+`casectl audit [--case ID] [--actor agency:police]`: each service's access log, and whether its chain holds.
 
 They read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's `GET /health`, `/access-log`),
 with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in `.state/tokens/`.
@@ -43,11 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--agency", help="the agency, for --role agency")
     token.add_argument("--subject", help="who the token is for (default: dev-<role>)")
     token.add_argument("--hours", type=float, default=8.0, help="how long it is valid (with AUTH_SECRET)")
-    audit = commands.add_parser("audit", help="the access log of intake and notify, and whether each chain holds")
+    audit = commands.add_parser("audit", help="each service's access log, and whether each chain holds")
     audit.add_argument("--case", dest="case_id", help="only reads and changes of this case")
     audit.add_argument("--actor", help="only this credential's (agency:police, caseworker:cw-17)")
-    audit.add_argument("--intake-url", default=os.environ.get("INTAKE_URL", DEFAULT_SERVICES["intake"]))
-    audit.add_argument("--notify-url", default=os.environ.get("NOTIFY_URL", DEFAULT_SERVICES["notify"]))
+    audit.add_argument(
+        "--url", action="append", default=[], metavar="NAME=URL", help="a service's address (default: the dev stack)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "flow":
@@ -56,9 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(bearer_token(Role(args.role), args.agency, args.subject, args.hours))
             return 0
         if args.command == "audit":
-            return show_audit({"intake": args.intake_url, "notify": args.notify_url}, args.case_id, args.actor)
-        services = {**DEFAULT_SERVICES, **dict(item.split("=", 1) for item in args.url)}
-        return show_health(services)
+            return show_audit(service_urls(args.url), args.case_id, args.actor)
+        return show_health(service_urls(args.url))
     except (LookupError, ValueError) as error:
         print(f"casectl: {error}", file=sys.stderr)
         return 2
@@ -84,6 +84,14 @@ def bearer_token(role: Role, agency: str | None = None, subject: str | None = No
 
 def _auth(role: Role) -> dict[str, str]:
     return {"authorization": f"Bearer {bearer_token(role)}"}
+
+
+def service_urls(overrides: Sequence[str]) -> dict[str, str]:
+    """The four services' addresses: the dev stack's, or `INTAKE_URL`..., or `--url name=URL`."""
+    found = {
+        name: os.environ.get(f"{name.upper().replace('-', '_')}_URL", url) for name, url in DEFAULT_SERVICES.items()
+    }
+    return {**found, **dict(item.split("=", 1) for item in overrides)}
 
 
 def show_audit(services: dict[str, str], case_id: str | None, actor: str | None) -> int:

@@ -50,6 +50,9 @@ class DeliveryChannel(ABC, Generic[S]):
     """One agency's channel. Subclasses set `settings_model` and implement `deliver`."""
 
     settings_model: ClassVar[type[BaseModel]]
+    # Whether `deliver` sends the referral away, so the gateway fills in its personal items first (fetched from
+    # intake). A channel whose agency reads the referral where it is (Kafka) leaves them for the agency to fetch.
+    sends_personal_items: ClassVar[bool] = True
 
     def __init__(self, agency_id: str, settings: S) -> None:
         self.agency_id = agency_id

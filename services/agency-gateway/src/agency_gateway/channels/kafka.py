@@ -2,6 +2,8 @@
 
 Nothing to send: the referral, and notify's reminders and cancellations after it, are already on the agency's
 topic. The gateway records that it is available there and makes sure the agency's acknowledgement topic exists.
+The topic carries no personal values: the agency fetches the referral's `personal_items` from the gateway
+(`GET /referrals/{id}/personal`) with its own credential.
 """
 
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from . import Delivered, DeliveryChannel, Notice, Outcome
 
 class KafkaDelivery(DeliveryChannel[KafkaChannel]):
     settings_model = KafkaChannel
+    sends_personal_items = False  # the agency fetches them with its own credential: GET /referrals/{id}/personal
 
     def topics(self) -> Sequence[str]:
         return [ack_topic(self.agency_id)]

@@ -1,0 +1,21 @@
+"""Erasure of a case on request (`case.erased`): the gateway forgets the texts of the case's deliveries and notices
+and keeps their bare facts (storage.py's docstring lists both). Referrals on Kafka carry no personal values, and
+intake refuses the values of an erased case (410), so nothing personal can be sent or stored for it afterwards."""
+
+import asyncpg
+from kit.erasure import mark_erased
+from kit.inbox import first_time
+from schemas.events import CaseErased
+
+from . import storage
+
+ERASURE_CONSUMER = "agency-gateway.case-erased"
+
+
+async def on_case_erased(pool: asyncpg.Pool, event: CaseErased) -> None:
+    """Purge the case in one transaction, once per event."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_time(conn, ERASURE_CONSUMER, event.event_id):
+            return
+        await mark_erased(conn, event.case_id, event.erased_at)
+        await storage.forget_texts(conn, event.case_id)
