@@ -103,6 +103,13 @@ async def test_withdrawing_a_consent_cancels_the_open_referral_and_tells_the_age
         assert withdrawal.json()["consent"]["consent"] == "withdrawn"
         again = await client.post(f"{consents}/{WITHDRAWN}/withdraw", headers=caseworker)
         assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+        # The case as staff read it shows the ledger's state, not the consents as submitted.
+        shown = (await client.get(f"{intake}/cases/{case_id}", headers=caseworker)).json()["consents"]
+        assert {c["agency_id"]: (c["granted"], c["sensitive_granted"]) for c in shown} == {
+            KEPT: (True, False),
+            WITHDRAWN: (False, False),
+            "police": (False, False),  # refused, above
+        }
 
         async def cancelled() -> dict[str, Any] | None:
             referral = (await referrals(client, stack, case_id)).get(WITHDRAWN, {})

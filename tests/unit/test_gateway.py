@@ -568,7 +568,7 @@ async def test_an_intake_outage_is_retried_later_and_never_opens_the_agencys_cir
     async def not_seen(*_: Any) -> bool:
         return False
 
-    async def record_attempt(*_: Any) -> None:
+    async def record_attempt(*_: Any, **__: Any) -> None:
         return None
 
     monkeypatch.setattr(handlers, "already_processed", not_seen)

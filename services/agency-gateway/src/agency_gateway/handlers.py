@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from faststream.kafka.annotations import KafkaMessage
 from kit import metrics
-from kit.erasure import erased_already
+from kit.erasure import erased_already, is_erased
 from kit.inbox import already_processed, first_time
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
@@ -162,7 +162,10 @@ class AgencyDeliveries:
             assert isinstance(outcome, Delivered)
             await self._delivered(referral, outcome, attempts)
             return
-        await storage.record_attempt(self.runtime.pool, referral, self.agency.channel.type, attempts, outcome)
+        erased = await erased_already(self.runtime.pool, referral.case_id)
+        await storage.record_attempt(
+            self.runtime.pool, referral, self.agency.channel.type, attempts, outcome, erased=erased
+        )
         if isinstance(step, Retry):
             await self._retry_later(referral, attempts, step.delay_seconds, step.reason)
         else:
@@ -216,11 +219,12 @@ class AgencyDeliveries:
         event = ReferralDelivered(**self._event_fields(referral, attempts), agency_status=outcome.agency_status)
         # The attempt, the outcome and the event in one transaction: the agency may answer notify at once.
         async with self.runtime.pool.acquire() as conn, conn.transaction():
-            await storage.record_attempt(conn, referral, event.channel, attempts, outcome)
+            erased = await is_erased(conn, referral.case_id)  # once: its lock holds to the commit
+            await storage.record_attempt(conn, referral, event.channel, attempts, outcome, erased=erased)
             if not await first_time(conn, self.group, referral.event_id):
                 return
             await storage.record_delivery(
-                conn, event, outcome.agency_status, None, outcome.agency_answer, referral.personal_items
+                conn, event, outcome.agency_status, None, outcome.agency_answer, referral.personal_items, erased=erased
             )
             await add_to_outbox(conn, REFERRAL_EVENTS, event)
         log.info("referral delivered to %s by %s after %d attempt(s)", self.agency.id, event.channel, attempts)
@@ -242,7 +246,8 @@ class AgencyDeliveries:
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, self.failed_consumer, referral.event_id):
                 return
-            await storage.record_delivery(conn, event, agency_status, event.reason)
+            erased = await is_erased(conn, referral.case_id)
+            await storage.record_delivery(conn, event, agency_status, event.reason, erased=erased)
             await add_to_outbox(conn, REFERRAL_EVENTS, event)
         log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
 

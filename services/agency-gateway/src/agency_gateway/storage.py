@@ -22,8 +22,15 @@ ERASED_DETAIL = "(erased on request)"  # stands in for a detail text once its ca
 
 
 async def record_attempt(
-    db: asyncpg.Pool | asyncpg.Connection, referral: ReferralRequested, channel: str, attempt: int, outcome: Outcome
+    db: asyncpg.Pool | asyncpg.Connection,
+    referral: ReferralRequested,
+    channel: str,
+    attempt: int,
+    outcome: Outcome,
+    *,
+    erased: bool,
 ) -> None:
+    """One attempt; `erased` (the case was erased on request, as the caller found) keeps its detail text out."""
     if isinstance(outcome, Delivered):
         kind = "delivered"
     else:
@@ -38,7 +45,7 @@ async def record_attempt(
         attempt,
         kind,
         outcome.agency_status,
-        ERASED_DETAIL if await is_erased(db, referral.case_id) else outcome.detail,
+        ERASED_DETAIL if erased else outcome.detail,
     )
 
 
@@ -49,12 +56,15 @@ async def record_delivery(
     reason: str | None,
     agency_answer: str | None = None,
     personal_items: Sequence[str] = (),
+    *,
+    erased: bool,
 ) -> None:
     """The delivery's end; a delivery replayed from the DLQ may turn a failure into a success, never the reverse.
 
     `personal_items`: the names of the items the agency may fetch for this referral (a Kafka-native agency does).
+    `erased`: the case was erased on request (as the caller found in this transaction): no texts are kept.
     """
-    if await is_erased(conn, outcome.case_id):
+    if erased:
         reason = agency_answer = None
     await conn.execute(
         "INSERT INTO deliveries (referral_id, case_id, agency_id, channel, outcome, attempts, agency_status, reason,"

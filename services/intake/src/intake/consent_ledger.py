@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from schemas.catalogue import SENSITIVE_FIELDS, Agency
+from schemas.events import Consent, ConsentOverride
 from schemas.vocab import LegalBasis, WithdrawalScope
 
 Item = TypeVar("Item", bound=str)
@@ -104,6 +105,23 @@ class ConsentState:
     def may_provide_sensitive(self) -> bool:
         """An override stands in for the consent, not for the separate one sensitive items need (PIPA Art. 23)."""
         return self.consent is Answer.granted and self.sensitive is Answer.granted
+
+
+def as_consent(state: ConsentState) -> Consent:
+    """The state in the contract's form (a case as `GET /cases/{id}` shows it): a withdrawn consent is not granted."""
+    override = state.override
+    return Consent(
+        agency_id=state.agency_id,
+        granted=state.consent is Answer.granted,
+        sensitive_granted=state.may_provide_sensitive,
+        override=None
+        if override is None or override.legal_basis is None or override.reason is None
+        else ConsentOverride(
+            legal_basis=override.legal_basis,
+            recorded_by=override.decided_by or override.recorded_by,
+            reason=override.reason,
+        ),
+    )
 
 
 def _answer(given: bool | None) -> Answer:

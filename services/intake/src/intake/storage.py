@@ -1,4 +1,5 @@
-"""SQL for cases, their consents and their data keys. Personal fields are written and read only encrypted."""
+"""SQL for cases and their data keys (consents: `consent_storage`). Personal fields are written and read only
+encrypted."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -8,6 +9,8 @@ from uuid import UUID
 import asyncpg
 from schemas.events import CaseDetails, CaseSubmitted
 
+from . import consent_storage
+from .consent_ledger import as_consent, current
 from .crypto import Keyring, SealedCase, WrappedKey, open_case, seal_case
 
 
@@ -44,11 +47,6 @@ async def insert_case(
         sealed.key.kek_id,
         sealed.key.blob,
     )
-    await conn.executemany(
-        "INSERT INTO consents (case_id, agency_id, granted, sensitive_granted, recorded_at)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [(event.case_id, c.agency_id, c.granted, c.sensitive_granted, event.occurred_at) for c in case.consents],
-    )
 
 
 async def find_by_idempotency_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> asyncpg.Record | None:
@@ -76,10 +74,7 @@ async def load_case(
     if row["victim_sealed"] is not None:
         sealed = SealedCase(row["victim_sealed"], row["summary_sealed"], WrappedKey(row["kek_id"], row["wrapped_key"]))
         victim, summary = open_case(keyring, case_id, sealed)
-    consents = await conn.fetch(
-        "SELECT agency_id, granted, sensitive_granted FROM consents WHERE case_id = $1 ORDER BY agency_id",
-        case_id,
-    )
+    consents = [as_consent(state) for state in current(await consent_storage.entries(conn, case_id)).values()]
     details = CaseDetails(
         crime_type=row["crime_type"],
         needs=row["needs"],
@@ -88,7 +83,7 @@ async def load_case(
         language=row["language"],
         intake_channel=row["intake_channel"],
         victim=victim,
-        consents=[dict(c) for c in consents],
+        consents=consents,
         summary=summary,
         caseworker=row["caseworker"],
     )

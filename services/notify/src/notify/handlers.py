@@ -196,18 +196,22 @@ async def on_referral_event(pool: asyncpg.Pool, ctx: Context, event: Envelope) -
     async with pool.acquire() as conn, conn.transaction():
         if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
             return
-        event = await _as_kept(conn, event)
+        event, erased = await _as_kept(conn, event)
         if isinstance(event, CaseRouted):
             await _on_routed(conn, ctx, event)
         elif isinstance(event, ReferralReminded | ReferralOverdue):
             await record_deadline_event(conn, event)
         elif isinstance(event, STATE_EVENTS):
-            await record_fact(conn, ctx, event)  # type: ignore[arg-type]
+            await record_fact(conn, ctx, event, erased=erased)  # type: ignore[arg-type]
 
 
-async def _as_kept(conn: asyncpg.Connection, event: E) -> E:
-    """The event as notify may keep it: without its free text once its case is erased."""
-    return without_free_text(event) if await is_erased(conn, event.case_id) else event
+async def _as_kept(conn: asyncpg.Connection, event: E) -> tuple[E, bool]:
+    """The event as notify may keep it — without its free text once its case is erased — and whether it is.
+
+    The answer holds to the end of the transaction (`is_erased` keeps its lock): pass it on, not ask again.
+    """
+    erased = await is_erased(conn, event.case_id)
+    return (without_free_text(event) if erased else event), erased
 
 
 async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) -> None:
@@ -273,11 +277,16 @@ async def _cancel(conn: asyncpg.Connection, ctx: Context, referral_id: UUID, rea
 
 
 async def record_fact(
-    conn: asyncpg.Connection, ctx: Context, event: StateEvent, locked: asyncpg.Record | None = None
+    conn: asyncpg.Connection,
+    ctx: Context,
+    event: StateEvent,
+    locked: asyncpg.Record | None = None,
+    erased: bool | None = None,
 ) -> Change:
     """Place the event's state by `settle`; the timeline records it either way, with what it changed.
 
     `locked` is the referral's row when the caller holds its lock already (a command): not read a second time.
+    `erased`: whether the case is erased, when the caller asked in this transaction already.
     """
     row = locked if locked is not None else await storage.lock_referral(conn, event.referral_id)
     fact = fact_of(event)
@@ -295,14 +304,19 @@ async def record_fact(
         conn, event, {**_detail(event), "state_change": outcome.value}, event.referral_id, event.agency_id
     )
     if outcome is Change.applied:
-        await _consequences(conn, ctx, event, needs, row["ack_due_at"] if row is not None else None)
+        await _consequences(conn, ctx, event, needs, row["ack_due_at"] if row is not None else None, erased)
     if row is None:
         await apply_parked_acks(conn, ctx, event.referral_id)
     return outcome
 
 
 async def _consequences(
-    conn: asyncpg.Connection, ctx: Context, event: StateEvent, needs: list[str], deadline: datetime | None
+    conn: asyncpg.Connection,
+    ctx: Context,
+    event: StateEvent,
+    needs: list[str],
+    deadline: datetime | None,
+    erased: bool | None,
 ) -> None:
     state = TARGET_STATE[type(event)]
     if state in REROUTE_ON and needs:
@@ -319,7 +333,7 @@ async def _consequences(
             outcome=str(event.outcome) if isinstance(event, ReferralCompleted) else None,
             deadline=deadline,
         )
-        await tell(conn, ctx, news, event.event_id)
+        await tell(conn, ctx, news, event.event_id, erased)
 
 
 async def record_deadline_event(conn: asyncpg.Connection, event: ReferralReminded | ReferralOverdue) -> None:
@@ -330,8 +344,11 @@ async def record_deadline_event(conn: asyncpg.Connection, event: ReferralReminde
     await storage.add_to_timeline(conn, event, _detail(event), event.referral_id, event.agency_id)
 
 
-async def tell(conn: asyncpg.Connection, ctx: Context, news: ReferralNews, cause: UUID) -> None:
-    """Queue the caseworker's and the victim's notices about `news`, once per causing event and recipient."""
+async def tell(
+    conn: asyncpg.Connection, ctx: Context, news: ReferralNews, cause: UUID, erased: bool | None = None
+) -> None:
+    """Queue the caseworker's and the victim's notices about `news`, once per causing event and recipient
+    (`erased`: as for `record_fact`)."""
     case = await storage.load_case(conn, news.case_id)
     now = utc_now()
     caseworker_email = None if case is None else case["caseworker_email"]
@@ -339,7 +356,8 @@ async def tell(conn: asyncpg.Connection, ctx: Context, news: ReferralNews, cause
         caseworker_notice(news, caseworker_email, now, ctx.status_url(news.case_id)),
         victim_notice(news, storage.victim_reach_of(case), now),
     )
-    erased = await is_erased(conn, news.case_id)
+    if erased is None:
+        erased = await is_erased(conn, news.case_id)
     for notice in notices:
         if notice is not None:
             kept = withheld_for_erasure(notice) if erased else notice
@@ -388,10 +406,12 @@ async def command(
     referral_id: UUID,
     by_agency: str | None,
     build: Callable[[asyncpg.Record], Command],
+    erased: bool | None = None,
 ) -> tuple[Change, ReferralState]:
     """Apply a command if the state machine allows it, or raise Refused before changing anything.
 
-    `by_agency` is the agency acting (None for staff); `build` makes the event from the locked referral's row.
+    `by_agency` is the agency acting (None for staff); `build` makes the event from the locked referral's row;
+    `erased` as for `record_fact`.
     """
     row = await storage.lock_referral(conn, referral_id)
     if row is None:
@@ -399,7 +419,9 @@ async def command(
     if by_agency is not None and row["agency_id"] != by_agency:
         raise Refused(403, "this referral was sent to another agency")
     event = build(row)
-    if await is_erased(conn, event.case_id):
+    if erased is None:
+        erased = await is_erased(conn, event.case_id)
+    if erased:
         event = without_free_text(event)
     current, target = ReferralState(row["state"]), TARGET_STATE[type(event)]
     outcome = change(current, target)
@@ -407,7 +429,7 @@ async def command(
         return outcome, current
     if outcome is not Change.applied:
         raise Refused(409, f"the referral is {current}; it cannot become {target}")
-    await record_fact(conn, ctx, event, locked=row)
+    await record_fact(conn, ctx, event, locked=row, erased=erased)
     await publish(conn, event)
     if isinstance(event, ReferralCancelled):
         await tell_agency(conn, event)
@@ -448,12 +470,12 @@ async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, eve
         async with pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, ACKS_CONSUMER, event.event_id):
                 return
-            event = await _as_kept(conn, event)
+            event, erased = await _as_kept(conn, event)
             if await storage.lock_referral(conn, event.referral_id) is None:
                 # Its case.routed has not reached notify yet: kept until it does.
                 await storage.park_ack(conn, event, event.referral_id, topic_agency)
                 return
-            await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event))
+            await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
     except Refused as refused:
         raise EventRejected(_TOPIC_REFUSALS.get(refused.status, "refused"), refused.detail) from None
 
