@@ -27,7 +27,7 @@ def install_observability(app: FastAPI, runtime: ServiceRuntime) -> None:
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        await runtime.refresh_metrics()
+        # From memory: the sampled gauges are refreshed in the background (`ServiceRuntime._sample_metrics`).
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     install_health_route(app, runtime)

@@ -56,6 +56,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(settings.database_url, settings.db_schema, self.broker)
         self._pool: asyncpg.Pool | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._sampler_task: asyncio.Task[None] | None = None
         self._topics: set[str] = set()
         self._produced: set[str] = set()
         self._consumers: list[tuple[str, str, LogicSubscriber[Any]]] = []
@@ -136,6 +137,7 @@ class ServiceRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        self._sampler_task = asyncio.create_task(self._sample_metrics(), name="metrics-sampler")
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -147,10 +149,11 @@ class ServiceRuntime:
             await self.stop()
 
     async def stop(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        for task in (self._sampler_task, self._relay_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await flush_commits(self.broker)
         await self.broker.stop()
         for close in self._on_stop:
@@ -207,21 +210,33 @@ class ServiceRuntime:
     async def _check_kafka(self, _: Dependency) -> bool:
         return bool(await self.broker.ping(timeout=CHECK_TIMEOUT_SECONDS))
 
+    async def _sample_metrics(self) -> None:
+        """Refresh the sampled gauges every few seconds, so that a scrape of `/metrics` never waits on Kafka."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.refresh_metrics()
+            await asyncio.sleep(self.settings.metrics_refresh_seconds)
+
     async def refresh_metrics(self) -> None:
-        """Bring the sampled gauges up to date: the outbox backlog and each consumer group's lag."""
-        with contextlib.suppress(Exception):
+        """Bring the sampled gauges up to date: the outbox backlog and each consumer group's lag, all consumers side
+        by side, each within a couple of seconds (a slow one keeps its last value)."""
+
+        async def outbox() -> None:
             backlog, oldest = await asyncio.wait_for(outbox_state(self.pool), CHECK_TIMEOUT_SECONDS)
             metrics.OUTBOX_BACKLOG.set(backlog)
             metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
-        lags: dict[int, dict[str, int] | None] = {}  # per subscriber (one may read several topics)
+
+        async def lag(group: str, topics: list[str], subscriber: LogicSubscriber[Any]) -> None:
+            per_topic = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
+            if per_topic is not None:
+                for topic in topics:
+                    metrics.CONSUMER_LAG.labels(group, topic).set(per_topic.get(topic, 0))
+
+        consumers: dict[int, tuple[str, list[str], LogicSubscriber[Any]]] = {}  # one subscriber may read several
         for group, topic, subscriber in self._consumers:
-            if id(subscriber) not in lags:
-                lags[id(subscriber)] = None
-                with contextlib.suppress(Exception):
-                    lags[id(subscriber)] = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
-            lag = lags[id(subscriber)]
-            if lag is not None:
-                metrics.CONSUMER_LAG.labels(group, topic).set(lag.get(topic, 0))
+            consumers.setdefault(id(subscriber), (group, [], subscriber))[1].append(topic)
+        with untraced():
+            await asyncio.gather(outbox(), *(lag(*c) for c in consumers.values()), return_exceptions=True)
 
 
 def summary(dependencies: list[Dependency]) -> dict[str, str]:
@@ -250,15 +265,21 @@ def _http_checker(url: str) -> Callable[[Dependency], Awaitable[bool]]:
 
 
 async def _consumer_lag(subscriber: LogicSubscriber[Any]) -> dict[str, int] | None:
-    """Records not yet consumed, per topic, over the partitions assigned to this consumer."""
+    """Records not yet consumed, per topic, over the partitions assigned to this consumer.
+
+    The end of each partition is the high watermark the consumer learnt with its last fetch (no request); only a
+    partition not fetched yet costs one ListOffsets request."""
     consumer = subscriber.consumer
     if consumer is None:
         return None
     assigned: list[TopicPartition] = list(consumer.assignment())
     if not assigned:
         return {}
-    ends = await consumer.end_offsets(assigned)
+    ends: dict[TopicPartition, int | None] = {tp: consumer.highwater(tp) for tp in assigned}
+    unknown = [tp for tp, end in ends.items() if end is None]
+    if unknown:
+        ends |= await consumer.end_offsets(unknown)
     lag: dict[str, int] = {}
     for tp in assigned:
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(int(ends[tp]) - int(await consumer.position(tp)), 0)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(int(ends[tp] or 0) - int(await consumer.position(tp)), 0)
     return lag

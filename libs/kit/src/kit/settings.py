@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     startup_timeout_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
+    # How often the sampled gauges (consumer lag, outbox backlog) are refreshed in the background; `/metrics` only
+    # reads them, so a scrape answers from memory whatever Kafka or PostgreSQL are doing.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
 
     # Security (issue #8): the bearer tokens' signing secret (never in the repository; `./dev up` makes one per run),
     # request limits, and how long the access log keeps its rows.
