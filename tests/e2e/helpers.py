@@ -26,7 +26,9 @@ class StackAuth(httpx.Auth):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         # A credential of its own per client: one test's requests never spend another's rate limit.
-        self.staff = issue_token(stack.env["AUTH_SECRET"], Role.supervisor, f"e2e-{uuid4().hex[:8]}")
+        subject = f"e2e-{uuid4().hex[:8]}"
+        self.staff = issue_token(stack.env["AUTH_SECRET"], Role.supervisor, subject)
+        self.staff_credential = f"{Role.supervisor}:{subject}"  # as the access log and the consent ledger name it
         self._agencies: dict[str, str] = {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:

@@ -97,7 +97,8 @@ async def test_bad_input_gets_clear_errors_and_changes_nothing(stack: Stack, cli
     }
     police = referrals["police"]
     wrong_agency = await client.post(f"{notify}/referrals/{police}/accept", json={"agency_id": "legal-aid"})
-    assert wrong_agency.status_code == 403
+    assert wrong_agency.status_code == 404, "another agency's referral is answered as an unknown one"
+    assert wrong_agency.json()["detail"] == f"no referral {police}"
     again = await client.post(f"{notify}/referrals/{police}/accept", json={"agency_id": "police"})
     assert again.status_code == 200 and again.json()["changed"] is False
     late_decline = await client.post(

@@ -64,10 +64,19 @@ async def test_an_agency_reads_and_answers_only_its_own_referrals_and_the_audito
 
         # Agency B cannot read agency A's referral (as if it did not exist) nor answer it, even naming agency A.
         assert (await client.get(referral_url, headers=legal_aid)).status_code == 404
-        for body in ({"agency_id": "legal-aid"}, {"agency_id": "police"}, {}):
-            refused = await client.post(f"{referral_url}/accept", json=body, headers=legal_aid)
-            assert refused.status_code == 403, (body, refused.text)
-            assert refused.headers["content-type"] == "application/problem+json"
+        unknown = f"{notify}/referrals/{uuid4()}"
+        for verb, body in [("accept", {}), ("decline", {"reason": "no_capacity"}), ("start", {}), ("complete", {})]:
+            body = {**body, "outcome": "successful"} if verb == "complete" else body
+            for named in ({"agency_id": "legal-aid"}, {}):
+                refused = await client.post(f"{referral_url}/{verb}", json=body | named, headers=legal_aid)
+                never = await client.post(f"{unknown}/{verb}", json=body | named, headers=legal_aid)
+                # Exactly as a referral that does not exist: nothing tells legal aid the victim went to the police.
+                assert refused.status_code == never.status_code == 404, (verb, named, refused.text)
+                assert refused.json() | {"detail": ""} == never.json() | {"detail": ""}
+                assert refused.headers["content-type"] == "application/problem+json"
+        # Naming another agency than the token's is refused whatever the referral.
+        mismatch = await client.post(f"{referral_url}/accept", json={"agency_id": "police"}, headers=legal_aid)
+        assert mismatch.status_code == 403
         # Agencies see no case, its timeline or the access log; the auditor sees nothing but the access log.
         for who in (legal_aid, police, auditor):
             assert (await client.get(f"{intake}/cases/{case_id}", headers=who)).status_code == 403

@@ -707,6 +707,7 @@ SECURE_FILE = ROOT / "docker-compose.secure.yml"
 SECURE_SETUP_SCRIPT = ROOT / "deploy" / "kafka" / "compose-secure-setup.sh"
 KAFKA_PASSWORDS = {
     "CASE_KEYS": "k1=ZGV2LW9ubHkta2V5LW5vdC1mb3ItcmVhbC1kYXRhISE",
+    "AUTH_SECRET": "a-real-secret-from-the-operator-0123456789abcdef",
     "KAFKA_ADMIN_PASSWORD": "admin-pw",
     **{f"KAFKA_PASSWORD_{app.name.upper().replace('-', '_')}": f"{app.name}-pw" for app in SERVICES},
 }
@@ -737,6 +738,11 @@ def test_the_secure_profile_is_valid_compose_and_needs_every_password(
     for missing in KAFKA_PASSWORDS:
         with pytest.raises(AssertionError, match=f"{missing} is required"):
             interpolate(override, {k: v for k, v in KAFKA_PASSWORDS.items() if k != missing})
+
+
+def test_the_secure_profile_signs_tokens_with_the_operators_secret_only(secure_compose: dict[str, Any]) -> None:
+    for app in SERVICES:
+        assert environment(secure_compose["services"][app.name])["AUTH_SECRET"] == KAFKA_PASSWORDS["AUTH_SECRET"]
 
 
 def test_the_secure_broker_authenticates_everyone_and_denies_by_default(secure_compose: dict[str, Any]) -> None:

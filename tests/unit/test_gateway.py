@@ -34,6 +34,7 @@ from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
+from kit.outages import DependencyUnavailable
 from schemas.catalogue import Agency, KafkaChannel, WebhookChannel, load_agency
 from schemas.events import ReferralCase, ReferralRequested, encode_event
 from schemas.vocab import CrimeType, Need, Urgency
@@ -457,9 +458,11 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
         assert broker.published[0][1]["retry.attempts"] == "1" and recorded == []
 
 
-async def test_a_retried_referral_whose_cancellation_came_through_is_not_delivered_any_more(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("attempts", ["2", "0"], ids=["retried", "deferred-by-an-open-circuit"])
+async def test_a_referral_whose_cancellation_came_through_is_not_delivered_any_more(
+    monkeypatch: pytest.MonkeyPatch, attempts: str
 ) -> None:
+    """On every path, the first try included: a referral deferred by an open circuit comes back with 0 attempts."""
     delivered: list[ReferralRequested] = []
 
     async def not_seen(*_: Any) -> bool:
@@ -477,7 +480,9 @@ async def test_a_retried_referral_whose_cancellation_came_through_is_not_deliver
     monkeypatch.setattr(handlers, "erased_already", not_seen)
     monkeypatch.setattr(handlers.storage, "was_cancelled", cancelled)
     record = type("Record", (), {"partition": 0, "offset": 7})()
-    message = type("Message", (), {"raw_message": record, "headers": {"retry.attempts": "2", "retry.not_before": "0"}})
+    message = type(
+        "Message", (), {"raw_message": record, "headers": {"retry.attempts": attempts, "retry.not_before": "0"}}
+    )
     broker = FakeBroker(message())
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
     deliveries = AgencyDeliveries(
@@ -541,10 +546,8 @@ async def test_the_personal_items_are_fetched_from_intake_only_when_the_referral
     assert len(seen) == 1
 
 
-@pytest.mark.parametrize(("status", "transient"), [(410, False), (409, False), (503, True), (429, True)])
-async def test_when_intake_refuses_the_items_nothing_is_sent_and_only_outages_are_retried(
-    status: int, transient: bool
-) -> None:
+@pytest.mark.parametrize("status", [410, 409])
+async def test_when_intake_refuses_the_items_for_the_case_nothing_is_sent_and_it_is_final(status: int) -> None:
     seen: list[httpx.Request] = []
     disclosures = intake_answering(status, {"detail": "case erased"}, seen)
     wanted = referral().model_copy(update={"personal_items": ["victim.name"]})
@@ -552,10 +555,18 @@ async def test_when_intake_refuses_the_items_nothing_is_sent_and_only_outages_ar
     outcome = await disclosures.with_items(wanted)
 
     assert isinstance(outcome, NotFetched)
-    assert outcome.transient is transient and outcome.intake_status == status
+    assert outcome.transient is False and outcome.intake_status == status
 
 
-async def test_an_intake_outage_is_retried_later_and_never_opens_the_agencys_circuit(
+@pytest.mark.parametrize("status", [503, 500, 429, 401, 403])
+async def test_intake_failing_or_refusing_the_gateways_credential_is_the_systems_outage(status: int) -> None:
+    """Not the agency's failure, nor the referral's: the consumer waits (kit.messaging) and tries it again."""
+    disclosures = intake_answering(status, {"detail": "down"}, [])
+    with pytest.raises(DependencyUnavailable):
+        await disclosures.with_items(referral().model_copy(update={"personal_items": ["victim.name"]}))
+
+
+async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circuit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent: list[ReferralRequested] = []
@@ -573,6 +584,7 @@ async def test_an_intake_outage_is_retried_later_and_never_opens_the_agencys_cir
 
     monkeypatch.setattr(handlers, "already_processed", not_seen)
     monkeypatch.setattr(handlers, "erased_already", not_seen)
+    monkeypatch.setattr(handlers.storage, "was_cancelled", not_seen)
     monkeypatch.setattr(handlers.storage, "record_attempt", record_attempt)
     record = type("Record", (), {"partition": 0, "offset": 7})()
     broker = FakeBroker(type("Message", (), {"raw_message": record, "headers": {}})())
@@ -590,10 +602,11 @@ async def test_an_intake_outage_is_retried_later_and_never_opens_the_agencys_cir
         jitter=lambda: 0.5,
     )
 
-    await deliveries.on_referral(referral().model_copy(update={"personal_items": ["victim.name"]}))
+    with pytest.raises(DependencyUnavailable):  # the consumer holds the partition and tries the record again
+        await deliveries.on_referral(referral().model_copy(update={"personal_items": ["victim.name"]}))
 
     assert len(seen) == 1 and sent == []
-    assert [t for t, _ in broker.published] == ["referrals.police.retry"]
+    assert broker.published == [], "not put on the retry topic: no delivery attempt was used"
     assert breaker.consecutive_failures == 0 and not breaker.is_open(time.time())
 
 

@@ -49,7 +49,7 @@ def test_a_completion_needs_a_reason_exactly_when_it_was_not_successful(
 def test_bad_values_are_named_by_path_and_never_echoed(client: TestClient) -> None:
     answer = client.post(f"/referrals/{uuid4()}/cancel", json={"reason": "SECRET-REASON", "agency_id": "police"})
     assert answer.status_code == 422
-    assert {e["loc"] for e in answer.json()["errors"]} == {"body.reason", "body.agency_id"}  # staff name no agency
+    assert {e["loc"] for e in answer.json()["errors"]} == {"body.reason", "body.<extra field>"}  # staff name no agency
     assert "SECRET-REASON" not in answer.text
     started = client.post(f"/referrals/{uuid4()}/start", json={"agency_id": "Not An Agency"}, headers=POLICE)
     assert started.status_code == 422 and "Not An Agency" not in started.text

@@ -13,10 +13,13 @@ from pydantic import (
     EmailStr,
     Field,
     TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from .locations import error_locations
 from .vocab import (
     CancelReason,
     CompletionOutcome,
@@ -47,6 +50,25 @@ def utc_now() -> datetime:
 class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        """PostgreSQL stores no NUL in text or JSON: a contract refuses it here, at the edge (422 over HTTP, the DLQ on
+        Kafka), rather than in a transaction that would roll back and be tried again."""
+        if _holds_nul(data):
+            raise PydanticCustomError("nul_character", "text holds a NUL character, which cannot be stored")
+        return data
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
 
 class Envelope(Contract):
     """Fields every event carries. `event_id` is the idempotency key of the event."""
@@ -62,7 +84,10 @@ class Envelope(Contract):
     @field_validator("occurred_at")
     @classmethod
     def _in_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time is outside the range that can be expressed in UTC") from None
 
 
 # --- case details -----------------------------------------------------------------------------------
@@ -478,9 +503,14 @@ def decode_event(raw: bytes | None, accepts: tuple[type[Envelope], ...] = EVENT_
         raise EventRejected("unexpected_event", f"{model.type} v{model.version} is not expected on this topic")
     try:
         return model.model_validate(body)
-    except ValueError as error:
-        locations = sorted({".".join(str(p) for p in e["loc"]) for e in getattr(error, "errors", list)()})
+    except ValidationError as error:
+        locations = error_locations(error.errors(include_input=False, include_context=False))
         raise EventRejected("invalid_event", f"{model.type} v{model.version} invalid at {locations}") from None
+    except Exception as error:
+        # Any other failure of the contract's own validators (a date whose conversion to UTC overflows, say) is a
+        # bad record too, never a reason to read it again.
+        detail = f"{model.type} v{model.version} could not be validated ({type(error).__name__})"
+        raise EventRejected("invalid_event", detail) from None
 
 
 def wire_schema(model: type[Envelope]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ def agency_topic(agency_id: str) -> str:
     """The topic an agency (or its gateway) consumes its referrals from, and notify's notices about them
     (`referral.reminded`, `referral.cancelled`)."""
     if not _AGENCY_ID.match(agency_id):
-        raise ValueError(f"agency id {agency_id!r} must be lower-case words joined by '-'")
+        raise ValueError("an agency id must be lower-case words joined by '-'")
     return f"referrals.{agency_id}"
 
 

@@ -74,6 +74,11 @@ def issue_token(
     return jwt.encode(claims, _key(secret), algorithm=ALGORITHM)
 
 
+# Clocks of the services' hosts may differ this much: a token issued "in the future" (`iat`) or just expired by
+# another host's clock is still taken, so a skewed clock never stalls the services' calls to one another.
+CLOCK_SKEW_SECONDS = 60
+
+
 class Unauthenticated(Exception):
     """The token is missing, malformed, badly signed or expired; `reason` is a short code safe to log."""
 
@@ -91,7 +96,7 @@ def verify_token(secret: str, token: str, client: str = "unknown") -> Principal:
             audience=AUDIENCE,
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-            leeway=5,
+            leeway=CLOCK_SKEW_SECONDS,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("expired") from None

@@ -9,9 +9,11 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from schemas.locations import error_location
 from starlette.exceptions import HTTPException
 
 from .db import UNAVAILABLE_ERRORS
+from .outages import DependencyUnavailable
 from .runtime import ServiceRuntime, as_json, summary
 
 log = logging.getLogger(__name__)
@@ -48,15 +50,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent or None)
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        # Only where and what kind of error: pydantic's `input` and `ctx` could echo what was sent.
-        errors = [{"loc": _field_path(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        # Only where (the contract's own field names) and what kind of error: pydantic's `input` and `ctx`, and a key
+        # the sender made up, could echo what was sent.
+        errors = [{"loc": error_location(e), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
         detail = f"{len(errors)} field(s) are invalid: " + ", ".join(e["loc"] for e in errors)
         return problem_response(422, "Invalid request", detail, errors=errors)
 
@@ -77,6 +76,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     for unstorable in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
         app.add_exception_handler(unstorable, unstorable_text)
+
+    @app.exception_handler(DependencyUnavailable)
+    async def dependency_unavailable(_: Request, error: DependencyUnavailable) -> JSONResponse:
+        log.warning("a dependency is unavailable: %s", error)
+        return problem_response(503, "Service unavailable", "a service this one needs is unavailable; retry")
 
     async def unavailable(_: Request, error: Exception) -> JSONResponse:
         log.warning("storage unavailable: %s", type(error).__name__)

@@ -25,6 +25,7 @@ from schemas.topics import dlq_topic
 
 from . import metrics
 from .logs import log_context
+from .outages import is_outage
 from .telemetry import annotate_span
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ E = TypeVar("E", bound=Envelope)
 Handler = Callable[[E], Awaitable[None]]
 
 MAX_RETRY_DELAY_SECONDS = 30.0
+FIRST_RETRY_DELAY_SECONDS = 0.25
+# How many times one record may fail its handler before it is parked in the DLQ (HANDLER_MAX_ATTEMPTS).
+DEFAULT_MAX_ATTEMPTS = 5
 # How long a handled record's offset may wait to be committed: one commit then covers every record handled meanwhile.
 COMMIT_INTERVAL_SECONDS = 0.2
 # A consumer with nothing to read waits this long on the broker per fetch; data ends the wait at once.
@@ -124,6 +128,8 @@ def subscribe(
     group_id: str,
     accepts: tuple[type[E], ...],
     handle: Handler[E],
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> LogicSubscriber[Any]:
     """Consume `topic` in `group_id`, calling `handle` with each decoded event.
 
@@ -131,34 +137,44 @@ def subscribe(
     join); each record still dead-letters to its own topic's DLQ, and `source_topic()` names it for `handle`.
 
     The offset is committed only after `handle` returns, so its transaction has committed; offsets of records
-    handled in the same moment go in one commit (`OffsetCommitter`). A record that is not a known, valid event (or
-    that `handle` rejects) goes to `<topic>.dlq` with the reason in headers, and consumption goes on.
-    When `handle` fails (a database outage, say) the record is retried after a growing pause, never skipped.
+    handled in the same moment go in one commit (`OffsetCommitter`). The failure rules (ARCHITECTURE.md):
+    - a record that is not a known, valid event, for whatever reason (or that `handle` rejects), goes to
+      `<topic>.dlq` with the reason in headers, and the partition moves on;
+    - when `handle` fails, the record's partition waits (paused, with growing backoff; the consumer's other
+      partitions go on) and the record is tried again; after `max_attempts` failures it is parked in the DLQ
+      (`handler_failed`, with the exception's type) and the partition moves on;
+    - when a dependency of the system's own is down (`is_outage`: PostgreSQL, Kafka, or `DependencyUnavailable`), the
+      partition waits the same way for as long as it takes, and the record is never counted as failing.
     The consumer's span carries the event's ids (`onestop.case_id`, ...) so a case's spans can be found.
     Returns the subscriber (its consumer's lag is a metric).
     """
     topics = [topic] if isinstance(topic, str) else list(topic)
     if not topics:
         raise ValueError("subscribe needs at least one topic")
-    consecutive_failures = 0
     committer = OffsetCommitter()
+    retries = PartitionRetries(max_attempts)
 
     async def on_record(message: KafkaMessage) -> None:
         source = _record_topic(message) if len(topics) > 1 else topics[0]
         reset = _SOURCE_TOPIC.set(source)
         try:
-            await on_source_record(message, source)
+            done = await on_source_record(message, source)
         finally:
             _SOURCE_TOPIC.reset(reset)
-        committer.handled(message)  # not reached when the record is to be retried (NackMessage)
+        if done:
+            retries.done(message)
+            committer.handled(message)
 
-    async def on_source_record(message: KafkaMessage, topic: str) -> None:
-        nonlocal consecutive_failures
+    async def on_source_record(message: KafkaMessage, topic: str) -> bool:
+        """True when the record is done with (handled or dead-lettered); False when it is to be tried again."""
         try:
             event = decode_event(message.body, accepts)
         except EventRejected as rejected:
             await dead_letter(broker, message, topic, group_id, rejected.reason, rejected.detail)
-            return
+            return True
+        except Exception as error:  # a bug in decoding must not stall the partition either
+            await dead_letter(broker, message, topic, group_id, "undecodable", type(error).__name__)
+            return True
         ids = {
             "case_id": event.case_id,
             "event_id": event.event_id,
@@ -171,16 +187,36 @@ def subscribe(
                 await handle(event)  # type: ignore[arg-type]
             except EventRejected as rejected:
                 await dead_letter(broker, message, topic, group_id, rejected.reason, rejected.detail)
-                return
-            except Exception:
-                consecutive_failures += 1
-                delay = min(MAX_RETRY_DELAY_SECONDS, 0.25 * 2**consecutive_failures)
-                log.exception("handling %s failed; retrying in %.1fs", event.type, delay)
+                return True
+            except Exception as error:
+                if is_outage(error):
+                    delay = retries.wait(message)
+                    log.warning("a dependency is down (%s); %s waits %.1fs", type(error).__name__, event.type, delay)
+                    metrics.event_handled(group_id, event, "waiting")
+                    await hold(message, delay)
+                    return False
+                failures = retries.failed(message)
+                if failures >= retries.max_attempts:
+                    log.exception("handling %s failed %d times; parked in the DLQ", event.type, failures)
+                    detail = f"{type(error).__name__} after {failures} attempts"
+                    await dead_letter(broker, message, topic, group_id, "handler_failed", detail)
+                    metrics.event_handled(group_id, event, "dead_lettered")
+                    return True
+                delay = retries.wait(message)
+                log.warning(
+                    "handling %s failed (%s, %d of %d); trying again in %.1fs",
+                    event.type,
+                    type(error).__name__,
+                    failures,
+                    retries.max_attempts,
+                    delay,
+                    exc_info=failures == 1,  # the stack once per record, not once per try
+                )
                 metrics.event_handled(group_id, event, "retried")
-                await asyncio.sleep(delay)
-                raise NackMessage() from None
-            consecutive_failures = 0
+                await hold(message, delay)
+                return False
             metrics.event_handled(group_id, event, "processed")
+            return True
 
     named = topics[0] if len(topics) == 1 else f"{topics[0]}_and_{len(topics) - 1}_more"
     on_record.__name__ = f"on_{named.replace('.', '_').replace('-', '_')}"
@@ -279,6 +315,68 @@ class OffsetCommitter(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Nothing: an offset still pending is safe to commit whoever reads the partition now (all before it is
         handled), and dropping it could leave the committed offset behind until the partition gets new records."""
+
+
+def _record(message: KafkaMessage) -> Any:
+    raw = message.raw_message
+    return raw[0] if isinstance(raw, tuple) else raw
+
+
+class PartitionRetries:
+    """How often the record at the head of each partition has failed, and how long its partition waits next."""
+
+    def __init__(self, max_attempts: int) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        self._failures: dict[TopicPartition, tuple[int, int]] = {}  # partition -> (offset, failures of that record)
+        self._waits: dict[TopicPartition, int] = {}  # partition -> waits in a row (the backoff's exponent)
+
+    def failed(self, message: KafkaMessage) -> int:
+        """Count one failure of this record; returns its failures so far."""
+        tp, offset = _position(message)
+        last, count = self._failures.get(tp, (offset, 0))
+        count = count + 1 if last == offset else 1
+        self._failures[tp] = (offset, count)
+        return count
+
+    def wait(self, message: KafkaMessage) -> float:
+        """How long the record's partition waits before the next try: doubling per wait in a row, up to a cap."""
+        tp, _ = _position(message)
+        waits = self._waits.get(tp, 0)
+        self._waits[tp] = waits + 1
+        return float(min(MAX_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2**waits))
+
+    def done(self, message: KafkaMessage) -> None:
+        tp, _ = _position(message)
+        self._failures.pop(tp, None)
+        self._waits.pop(tp, None)
+
+
+def _position(message: KafkaMessage) -> tuple[TopicPartition, int]:
+    record = _record(message)
+    return TopicPartition(record.topic, record.partition), int(record.offset)
+
+
+async def hold(message: KafkaMessage, delay: float) -> None:
+    """Read the record again after `delay`: its partition is rewound and paused meanwhile, while the consumer's other
+    partitions go on. (The in-memory test broker has no partitions: there the consumer itself waits.)"""
+    consumer = getattr(message, "consumer", None)
+    if not isinstance(consumer, AIOKafkaConsumer):
+        await asyncio.sleep(delay)
+        raise NackMessage()
+    tp, offset = _position(message)
+    message.committed = AckStatus.ACKED  # nothing for FastStream to commit or rewind: done here
+    if tp not in consumer.assignment():
+        return  # taken away meanwhile: its next owner reads it from the last committed offset
+    consumer.seek(tp, offset)
+    consumer.pause(tp)
+    asyncio.get_running_loop().call_later(delay, _resume, consumer, tp)
+
+
+def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+    if tp in consumer.assignment():
+        consumer.resume(tp)
 
 
 def _record_topic(message: KafkaMessage) -> str:

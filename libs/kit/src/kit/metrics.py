@@ -52,6 +52,12 @@ SLA_BREACHES = Counter(
 DLQ_RECORDS = Counter(
     "onestop_dlq_records_total", "Records sent to a dead-letter topic, by source topic and reason", ["topic", "reason"]
 )
+DEPENDENCY_OUTAGES = Counter(
+    "onestop_dependency_outages_total",
+    "Records held back because a dependency of the system's own could not serve them (alert on refused: a "
+    "credential or clock problem between services)",
+    ["dependency", "cause"],
+)
 OUTBOX_BACKLOG = Gauge("onestop_outbox_backlog", "Outbox rows committed but not yet published")
 OUTBOX_OLDEST_SECONDS = Gauge(
     "onestop_outbox_oldest_unsent_seconds", "Age of the oldest outbox row not yet published (0 when none)"

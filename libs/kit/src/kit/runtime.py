@@ -81,7 +81,9 @@ class ServiceRuntime:
         start, and each shows in the health report and in the lag metric."""
         topics = [topic] if isinstance(topic, str) else list(topic)
         self._topics |= set(topics) | {dlq_topic(t) for t in topics}
-        subscriber = subscribe(self.broker, topic, group_id, accepts, handle)
+        subscriber = subscribe(
+            self.broker, topic, group_id, accepts, handle, max_attempts=self.settings.handler_max_attempts
+        )
         self._consumers.extend((group_id, t, subscriber) for t in topics)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:

@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     # How often the sampled gauges (consumer lag, outbox backlog) are refreshed in the background; `/metrics` only
     # reads them, so a scrape answers from memory whatever Kafka or PostgreSQL are doing.
     metrics_refresh_seconds: float = Field(default=5.0, gt=0)
+    # How many times one record may fail its handler (not counting outages of PostgreSQL, Kafka or intake) before
+    # it is parked in its topic's DLQ and the partition moves on.
+    handler_max_attempts: int = Field(default=5, ge=1)
 
     # Security (issue #8): the bearer tokens' signing secret (never in the repository; `./dev up` makes one per run),
     # request limits, and how long the access log keeps its rows.

@@ -133,16 +133,17 @@ class AgencyDeliveries:
             # Erased on request: nothing more of it goes to the agency (a facts-only referral included).
             log.info("the case was erased: its %s is not delivered to %s", event.type, self.agency.id)
             return
-        # Only a retried referral can be overtaken by its cancellation: the first try goes without the extra query.
-        retried = isinstance(event, ReferralRequested) and attempts_before > 0
-        if retried and await storage.was_cancelled(self.runtime.pool, event.referral_id):
-            log.info("referral to %s cancelled before it could be delivered: not delivered", self.agency.id)
-            return
         if not_before is not None:
             # Only this agency's retries wait here; its main topic and every other agency go on.
             wait = min(not_before - self.clock(), self.policy.max_seconds + self.breaker.open_seconds)
             if wait > 0:
                 await asyncio.sleep(wait)
+        # Any try may have been overtaken by the referral's cancellation (a deadline breached, consent withdrawn, the
+        # case closed), the first included: one deferred by an open circuit comes back with no attempt made yet.
+        # Checked after the wait, just before the agency is called.
+        if isinstance(event, ReferralRequested) and await storage.was_cancelled(self.runtime.pool, event.referral_id):
+            log.info("referral to %s cancelled before it could be delivered: not delivered", self.agency.id)
+            return
         now = self.clock()
         if self.breaker.is_open(now):
             # Do not call an agency that is down: wait on the retry topic until the circuit lets a probe through.

@@ -7,16 +7,21 @@ values live only in memory for the send. A Kafka-native agency, which reads its 
 (`GET /referrals/{id}/personal`) with its own credential, and the gateway asks intake the same way.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import httpx
+from kit import metrics
 from kit.auth import Role, issue_token
+from kit.outages import DependencyUnavailable
 from schemas.events import ReferralRequested
 
 from .domain import Failed
+
+log = logging.getLogger(__name__)
 
 SERVICE = "agency-gateway"
 
@@ -42,7 +47,8 @@ class IntakeDisclosures:
         """The values of the referral's personal items (only those the case holds), or why there are none.
 
         Erased case (410), consent withdrawn (409) and the like are permanent: retrying cannot change them.
-        Intake unreachable or failing is transient.
+        Intake unreachable, failing, or refusing the gateway's own credential raises DependencyUnavailable: the
+        system's own outage, for which the referral waits on its partition, using none of the agency's attempts.
         """
         if self._secret is None:
             return NotFetched("the gateway has no AUTH_SECRET to ask intake for the personal items", False)
@@ -53,13 +59,22 @@ class IntakeDisclosures:
                 f"/cases/{case_id}/disclosures", json=body, headers={"authorization": f"Bearer {token}"}
             )
         except httpx.HTTPError as error:
-            return NotFetched(f"intake could not be reached for the personal items ({type(error).__name__})", True)
-        if answer.status_code == 200:
+            metrics.DEPENDENCY_OUTAGES.labels("intake", "unreachable").inc()
+            raise DependencyUnavailable(f"intake could not be reached ({type(error).__name__})") from None
+        status = answer.status_code
+        if status == 200:
             values: dict[str, str] = answer.json()["items"]
             return values
-        status = answer.status_code
-        transient = status >= 500 or status == 429
-        return NotFetched(f"intake refused the personal items: {status} {_detail(answer)}", transient, None, status)
+        if status >= 500 or status == 429:
+            metrics.DEPENDENCY_OUTAGES.labels("intake", str(status)).inc()
+            raise DependencyUnavailable(f"intake answered {status}")
+        if status in (401, 403):
+            # The gateway's own token refused: a rotated AUTH_SECRET or a skewed clock between the services, the
+            # system's fault and never the agency's. Alerted on; the referral waits until it is put right.
+            metrics.DEPENDENCY_OUTAGES.labels("intake", "refused").inc()
+            log.error("intake refused the gateway's credential (%d): check AUTH_SECRET and the clocks", status)
+            raise DependencyUnavailable(f"intake refused the gateway's credential ({status})")
+        return NotFetched(f"intake refused the personal items: {status} {_detail(answer)}", False, None, status)
 
     async def with_items(self, referral: ReferralRequested) -> ReferralRequested | NotFetched:
         """The referral with its personal items filled in, ready for a channel to send."""

@@ -42,6 +42,7 @@ def routes(settings: IntakeSettings) -> APIRouter:
         who: Principal = staff,
     ) -> dict[str, Any]:
         """Record a case once; it is routed to agencies in the background. Safe to retry with an Idempotency-Key."""
+        details = with_overrides_decided_by(details, who)
         pool = request.app.state.runtime.pool
         agencies = catalogue()  # the notices the consents given with the case go into the consent ledger with
 
@@ -114,3 +115,24 @@ def routes(settings: IntakeSettings) -> APIRouter:
     router.include_router(disclosure_routes(access_log, encryption))
     router.include_router(access_log_routes(access_log))
     return router
+
+
+def with_overrides_decided_by(details: CaseDetails, who: Principal) -> CaseDetails:
+    """An override of a missing consent is a supervisor's act (PIPA Art. 18(2)): refused (403, nothing stored) in
+    anyone else's submission, and always recorded as decided by the caller's credential, whatever the body says."""
+    if all(consent.override is None for consent in details.consents):
+        return details
+    if who.role is not Role.supervisor:
+        raise Problem(
+            403,
+            "only a supervisor may provide data without consent (an override): submit the case without it, "
+            "and a supervisor records it with POST /cases/{case_id}/consents/{agency_id}/override",
+        )
+    decided_by = {"recorded_by": who.credential}
+    consents = [
+        consent
+        if consent.override is None
+        else consent.model_copy(update={"override": consent.override.model_copy(update=decided_by)})
+        for consent in details.consents
+    ]
+    return details.model_copy(update={"consents": consents})

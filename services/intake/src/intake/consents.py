@@ -130,7 +130,7 @@ async def record_given_with_case(
                     who.credential,
                     at,
                     legal_basis=override.legal_basis,
-                    decided_by=override.recorded_by,
+                    decided_by=who.credential,  # never the body's word (api.with_overrides_decided_by)
                     reason=override.reason,
                 )
             )

@@ -104,8 +104,8 @@ def routes(access_log: AccessLog) -> APIRouter:
                     action = request.url.path.rsplit("/", 1)[-1]
                     await access_log.record(conn, who, Access(f"referral.{action}", built[-1].case_id, referral_id))
             except Refused as refused:
-                if refused.status == 403:
-                    raise refuse(request, 403, "wrong_agency", refused.detail, who) from None
+                if refused.reason == "wrong_agency":  # logged as a refusal; answered as an unknown referral
+                    raise refuse(request, 404, "wrong_agency", refused.detail, who) from None
                 raise Problem(refused.status, refused.detail) from None
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
 

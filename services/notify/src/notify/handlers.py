@@ -124,10 +124,11 @@ class Context:
 class Refused(Exception):
     """A command the referral cannot take: HTTP answers with `status`; the acknowledgement topic dead-letters it."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, reason: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.reason = reason  # for the service's own log and the DLQ, never shown to the caller
 
 
 def fact_of(event: StateEvent) -> Fact:
@@ -414,10 +415,12 @@ async def command(
     `erased` as for `record_fact`.
     """
     row = await storage.lock_referral(conn, referral_id)
+    # Another agency's referral is answered exactly as one that does not exist: an agency learns nothing of where
+    # else the victim was referred.
     if row is None:
         raise Refused(404, f"no referral {referral_id}")
     if by_agency is not None and row["agency_id"] != by_agency:
-        raise Refused(403, "this referral was sent to another agency")
+        raise Refused(404, f"no referral {referral_id}", reason="wrong_agency")
     event = build(row)
     if erased is None:
         erased = await is_erased(conn, event.case_id)
@@ -448,7 +451,7 @@ async def act(
         return await command(conn, ctx, referral_id, by_agency, build)
 
 
-_TOPIC_REFUSALS = {403: "wrong_agency", 404: "unknown_referral", 409: "transition_refused", 422: "wrong_case"}
+_TOPIC_REFUSALS = {404: "unknown_referral", 409: "transition_refused", 422: "wrong_case"}
 
 
 def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
@@ -477,7 +480,8 @@ async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, eve
                 return
             await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
     except Refused as refused:
-        raise EventRejected(_TOPIC_REFUSALS.get(refused.status, "refused"), refused.detail) from None
+        reason = refused.reason or _TOPIC_REFUSALS.get(refused.status, "refused")
+        raise EventRejected(reason, refused.detail) from None
 
 
 async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:

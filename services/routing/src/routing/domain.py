@@ -18,14 +18,14 @@ from schemas.vocab import Need, ReroutingCause, WithdrawalScope
 
 from .rules import RankKey, Rules
 
-# Referral ids are derived from case and agency, so routing the same case again yields the same ids.
-_REFERRAL_NAMESPACE = UUID("6b1f8a52-3c1e-4c55-9a55-0d7f4f0e2a11")
 _REASON_LIMIT = 500  # RoutingDecision.reason is a ShortText
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def referral_id(case_id: UUID, agency_id: str) -> UUID:
-    return uuid.uuid5(_REFERRAL_NAMESPACE, f"{case_id}/{agency_id}")
+def new_referral_id() -> UUID:
+    """Random, so that an agency, which knows the case id, cannot work out the ids of the case's other referrals
+    (and so where else the victim was referred). Made once, in the transaction that records the routing."""
+    return uuid.uuid4()
 
 
 class ConsentBasis(StrEnum):

@@ -32,8 +32,8 @@ from .domain import (
     Plan,
     after_withdrawals,
     excluded_after,
+    new_referral_id,
     personal_items_for,
-    referral_id,
     referral_view,
     route_case,
 )
@@ -108,8 +108,7 @@ def _routed(case_id: UUID, plan: Plan, now: datetime, rerouted_from: ReroutingRe
         producer="routing",
         occurred_at=now,
         referrals=[
-            RoutedReferral(referral_id=referral_id(case_id, r.agency.id), agency_id=r.agency.id, needs=r.needs)
-            for r in plan.referrals
+            RoutedReferral(referral_id=new_referral_id(), agency_id=r.agency.id, needs=r.needs) for r in plan.referrals
         ],
         decisions=plan.decisions,
         uncovered_needs=plan.uncovered_needs,
