@@ -120,7 +120,7 @@ def test_without_any_consent_nothing_is_disclosed() -> None:
 
 def test_only_a_standing_consent_can_be_withdrawn_and_an_override_only_where_consent_is_missing() -> None:
     refused = current([grant(0, granted=False, sensitive=False)])["legal-aid"]
-    with pytest.raises(Forbidden, match="no consent to legal-aid to withdraw"):
+    with pytest.raises(Forbidden, match="no consent or override for legal-aid to withdraw"):
         check_withdrawal(refused, WithdrawalScope.all)
     without_sensitive = current([grant(0, sensitive=False)])["legal-aid"]
     check_withdrawal(without_sensitive, WithdrawalScope.all)
@@ -201,3 +201,24 @@ def test_an_override_is_refused_to_a_caseworker_and_needs_a_legal_basis_from_a_s
     assert {e["loc"] for e in no_basis.json()["errors"]} == {"body.legal_basis"}
     unknown = client(Role.supervisor).post(f"{CASE}/consents/legal-aid/override", json={**body, "legal_basis": "x"})
     assert unknown.status_code == 422
+
+
+def test_withdrawing_everything_ends_a_standing_override_too() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    granted = Entry("legal-aid", Action.grant, "caseworker:cw-1", at, granted=True)
+    override = Entry(
+        "legal-aid",
+        Action.override,
+        "supervisor:s-1",
+        at,
+        legal_basis=LegalBasis.imminent_danger,
+        decided_by="supervisor:s-1",
+        reason="risk of harm",
+    )
+    withdrawn = Entry("legal-aid", Action.withdraw, "caseworker:cw-1", at, scope=WithdrawalScope.all)
+    for history in ([override, withdrawn], [override, granted, withdrawn]):
+        state = current(history)["legal-aid"]
+        assert state.override is None and not state.may_provide
+        with pytest.raises(Refusal):
+            disclosable(state, ["victim.name"])
+    check_withdrawal(current([override])["legal-aid"], WithdrawalScope.all)  # an override alone can be withdrawn

@@ -2,11 +2,14 @@
 an erased or unknown case withholds the notice for good; intake down retries; nothing intake sent is echoed."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import httpx
 import pytest
 from kit.auth import Role, verify_token
+from notify import dispatch
+from notify.channels import Message
 from notify.contacts import CaseGone, IntakeContacts, IntakeUnavailable
 from notify.erasure import ERASED_TEXT, detail_without_free_text, without_free_text
 from notify.notices import (
@@ -130,3 +133,35 @@ def test_free_text_is_dropped_from_an_erased_cases_events_and_timeline_ids_and_c
     cleaned = detail_without_free_text(detail)
     assert "Kim" not in str(cleaned) and cleaned["state_change"] == "applied"
     assert cleaned["decisions"][0]["override"]["recorded_by"] == "sv-1"
+
+
+async def test_safe_hours_are_checked_again_at_the_moment_of_sending() -> None:
+    """A notice queued inside the victim's safe hours that comes due outside them (retries, a backlog) waits for
+    them to open again: not sent, no attempt counted."""
+    now = datetime.now(UTC)
+    closed = {
+        "start": (now + timedelta(hours=2)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=3)).strftime("%H:%M"),
+    }
+    body = {"do_not_contact": False, "channel": "email", "address": "victim@example.org", "safe_hours": closed}
+    body["safe_hours"]["timezone"] = "UTC"
+    contacts = intake(lambda _: httpx.Response(200, json=body), [])
+    sent: list[Message] = []
+    executed: list[tuple[str, tuple[object, ...]]] = []
+
+    class Channel:
+        async def send(self, message: Message) -> None:
+            sent.append(message)
+
+    class Conn:
+        async def execute(self, sql: str, *args: object) -> None:
+            executed.append((sql, args))
+
+    notice = {"id": 7, "case_id": CASE, "recipient": Recipient.victim, "channel": "email", "address": None}
+    notice |= {"subject": "s", "body": "b", "attempts": 1}
+    await dispatch._send(Conn(), {"email": Channel()}, contacts, notice, 6, 5.0)  # type: ignore[arg-type]
+
+    assert sent == []
+    [(sql, (notice_id, until))] = executed
+    assert "next_attempt_at" in sql and "attempts" not in sql and notice_id == 7
+    assert isinstance(until, datetime) and timedelta(hours=1) < until - now <= timedelta(hours=2)

@@ -138,7 +138,9 @@ def apply(state: ConsentState, entry: Entry) -> ConsentState:
         everything = entry.scope is WithdrawalScope.all
         consent = Answer.withdrawn if everything else state.consent
         sensitive = Answer.withdrawn if state.sensitive is Answer.granted else state.sensitive
-        return ConsentState(state.agency_id, consent, sensitive, state.notice, state.override, at)
+        # Withdrawing everything ends a standing override too: nothing more goes to the agency until a new decision.
+        override = None if everything else state.override
+        return ConsentState(state.agency_id, consent, sensitive, state.notice, override, at)
     return ConsentState(state.agency_id, state.consent, state.sensitive, state.notice, entry, at)
 
 
@@ -155,8 +157,8 @@ class Forbidden(ValueError):
 
 
 def check_withdrawal(state: ConsentState, scope: WithdrawalScope) -> None:
-    if scope is WithdrawalScope.all and state.consent is not Answer.granted:
-        raise Forbidden(f"there is no consent to {state.agency_id} to withdraw (it is {state.consent})")
+    if scope is WithdrawalScope.all and not state.may_provide:
+        raise Forbidden(f"there is no consent or override for {state.agency_id} to withdraw (it is {state.consent})")
     if scope is WithdrawalScope.sensitive and not state.may_provide_sensitive:
         raise Forbidden(f"there is no consent to {state.agency_id} for sensitive items to withdraw")
 

@@ -19,7 +19,7 @@ from kit.access_log import Access, AccessLog
 from kit.auth import Principal, Role, refuse, require
 from kit.http import Problem
 from pydantic import BaseModel, ConfigDict, Field
-from schemas.events import PERSONAL_ITEMS, AgencyId, CaseDetails, PersonalItem
+from schemas.events import PERSONAL_ITEMS, AgencyId, CaseDetails, ContactRules, PersonalItem
 
 from . import storage
 from .consents import check_disclosure
@@ -76,6 +76,10 @@ def disclosure_routes(access_log: AccessLog, keyring: Callable[[], Keyring]) -> 
             "do_not_contact": rules is not None and rules.do_not_contact,
             "channel": channel,
             "address": None if address is None else str(address),
+            # notify checks them again at the very moment it sends (a notice may wait out retries or a backlog).
+            "safe_hours": None
+            if rules is None or rules.safe_hours is None
+            else rules.safe_hours.model_dump(mode="json"),
         }
 
     return router
@@ -95,3 +99,7 @@ async def open_case(pool: asyncpg.Pool, case_id: UUID, keyring: Keyring) -> Case
         raise Problem(410, f"case {case_id} was erased on request", title="Erased")
     details: CaseDetails = case["case"]
     return details
+
+
+def safe_hours_of(rules: ContactRules | None) -> dict[str, Any] | None:
+    return None if rules is None or rules.safe_hours is None else rules.safe_hours.model_dump(mode="json")

@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 from kit.auth import Role, issue_token
 from pydantic import BaseModel, ConfigDict, ValidationError
+from schemas.events import SafeHours
 
 from .notices import ERASED, VictimAddress
 
@@ -22,6 +23,7 @@ class _ContactAnswer(BaseModel):
     do_not_contact: bool
     channel: Literal["email", "sms"] | None
     address: str | None
+    safe_hours: SafeHours | None = None
 
 
 class CaseGone(Exception):
@@ -80,4 +82,4 @@ class IntakeContacts:
             contact = _ContactAnswer.model_validate_json(answer.content)
         except ValidationError:
             raise IntakeUnavailable("intake's contact answer is not valid") from None
-        return VictimAddress(contact.do_not_contact, contact.channel, contact.address)
+        return VictimAddress(contact.do_not_contact, contact.channel, contact.address, contact.safe_hours)

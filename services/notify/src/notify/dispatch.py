@@ -7,6 +7,7 @@ it, with the victim's current rules, just before the send, and it lives only in 
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import asyncpg
 from kit.logs import log_context
@@ -14,7 +15,7 @@ from kit.logs import log_context
 from . import storage
 from .channels import Channel, ChannelNotConfigured, Message
 from .contacts import CaseGone, IntakeContacts, IntakeUnavailable
-from .notices import Recipient, withheld_now
+from .notices import Recipient, next_safe_moment, withheld_now
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ async def _send(
         if withheld is not None:
             await storage.notice_withheld(conn, notice["id"], withheld)
             log.info("victim notice withheld: %s", withheld)
+            return
+        # Safe hours at the moment of sending, not of queueing: retries or a backlog may have carried it past them.
+        now = datetime.now(UTC)
+        opens = next_safe_moment(now, contact.safe_hours)
+        if opens > now:
+            await storage.notice_postponed(conn, notice["id"], opens)
+            log.info("victim notice held until the victim's safe hours open")
             return
         # The victim's safe channel now, which may differ from the one named when the notice was queued.
         channel_name, address = contact.channel, contact.address

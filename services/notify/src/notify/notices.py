@@ -75,6 +75,7 @@ class VictimAddress:
     do_not_contact: bool
     channel: str | None
     address: str | None
+    safe_hours: SafeHours | None = None
 
 
 def withheld_now(contact: VictimAddress) -> str | None:

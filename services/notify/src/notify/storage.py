@@ -355,6 +355,11 @@ async def notice_withheld(conn: asyncpg.Connection, notice_id: int, reason: str)
     )
 
 
+async def notice_postponed(conn: asyncpg.Connection, notice_id: int, until: datetime) -> None:
+    """Not sent yet, on purpose (outside the victim's safe hours): tried again at `until`, no attempt counted."""
+    await conn.execute("UPDATE notifications SET next_attempt_at = $2 WHERE id = $1", notice_id, until)
+
+
 async def notice_not_sent(
     conn: asyncpg.Connection, notice_id: int, error: str, retry_in_seconds: float | None, status: str = "failed"
 ) -> None:
