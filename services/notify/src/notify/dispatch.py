@@ -19,6 +19,10 @@ from .notices import Recipient, next_safe_moment, withheld_now
 
 log = logging.getLogger(__name__)
 
+# How long a claimed notice is held by the replica that claimed it: longer than any one send can take (a channel's
+# own timeout), after which a notice whose sender died is due again.
+CLAIM_LEASE_SECONDS = 300.0
+
 
 def retry_delay(attempts: int, base_seconds: float) -> float:
     """Seconds before the next try after `attempts` failed ones: doubling, capped at an hour."""
@@ -33,14 +37,18 @@ async def send_due_notices(
     max_attempts: int = 6,
     retry_base_seconds: float = 5.0,
     batch: int = 20,
+    lease_seconds: float = CLAIM_LEASE_SECONDS,
 ) -> int:
-    """Send the notices due now that no other replica holds; how many were handled."""
-    async with pool.acquire() as conn, conn.transaction():
-        due = await storage.claim_due_notices(conn, batch)
-        for notice in due:
-            with log_context(notice_id=notice["id"]):
+    """Send the notices due now that no other replica holds; how many were handled.
+
+    The batch is claimed (and committed) first; each notice is then sent and its outcome committed on its own, so
+    a crash in the middle of a batch sends again at most the one notice that was in flight."""
+    due = await storage.claim_due_notices(pool, batch, lease_seconds)
+    for notice in due:
+        with log_context(notice_id=notice["id"]):
+            async with pool.acquire() as conn, conn.transaction():
                 await _send(conn, channels, contacts, notice, max_attempts, retry_base_seconds)
-        return len(due)
+    return len(due)
 
 
 async def _send(

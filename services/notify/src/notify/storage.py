@@ -325,14 +325,21 @@ async def queue_notice(conn: asyncpg.Connection, dedupe_key: str, news: Referral
     )
 
 
-async def claim_due_notices(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, case_id, recipient, channel, address, subject, body, attempts FROM notifications"
-        " WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY next_attempt_at, id"
-        " LIMIT $1 FOR UPDATE SKIP LOCKED",
+async def claim_due_notices(
+    db: asyncpg.Pool | asyncpg.Connection, limit: int, lease_seconds: float
+) -> list[asyncpg.Record]:
+    """Take up to `limit` due notices for `lease_seconds`, committed at once: no other replica takes them meanwhile,
+    and those this process never got to (it died) are due again when the lease runs out. Each send then records its
+    outcome in a transaction of its own, so a crash repeats at most the one notice in flight."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "UPDATE notifications SET next_attempt_at = now() + make_interval(secs => $2::float8) WHERE id IN ("
+        " SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= now()"
+        " ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, case_id, recipient, channel, address, subject, body, attempts, next_attempt_at",
         limit,
+        lease_seconds,
     )
-    return rows
+    return sorted(rows, key=lambda row: row["id"])
 
 
 async def notice_sent(conn: asyncpg.Connection, notice_id: int, channel: str) -> None:
