@@ -39,3 +39,12 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on() -> None:
     assert reasons == ["invalid_json", "unknown_event", "not_for_us"]
     assert dead[0][0] == b"\x00garbage", "the DLQ keeps the original bytes for replay"
     assert all(h["dlq.source.topic"] == "case.submitted" and h["dlq.consumer.group"] == "test-group" for _, h in dead)
+
+
+def test_the_systems_own_outages_are_told_from_a_records_failure() -> None:
+    from aiokafka.errors import KafkaConnectionError, UnsupportedVersionError
+    from kit.outages import DependencyUnavailable, is_outage
+
+    assert is_outage(DependencyUnavailable("intake is down"))
+    assert is_outage(ConnectionRefusedError()) and is_outage(KafkaConnectionError())
+    assert not is_outage(KeyError("a bug")) and not is_outage(ValueError()) and not is_outage(UnsupportedVersionError())

@@ -15,4 +15,4 @@ def is_outage(error: BaseException) -> bool:
     """The system's own outage (PostgreSQL, Kafka, intake unreachable), never counted against a record."""
     if isinstance(error, KafkaError):
         return bool(error.retriable)
-    return isinstance(error, DependencyUnavailable | UNAVAILABLE_ERRORS)
+    return isinstance(error, (DependencyUnavailable, *UNAVAILABLE_ERRORS))
