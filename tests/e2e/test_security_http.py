@@ -169,7 +169,13 @@ async def test_a_tampered_access_log_row_is_detected(stack: Stack) -> None:
             # Someone hides where a read came from.
             await conn.execute("UPDATE notify.access_log SET client = '203.0.113.7' WHERE seq = $1", seq)
             after = (await client.get(f"{notify}/access-log/verify", headers=auditor)).json()
-            assert after == {"intact": False, "rows_checked": after["rows_checked"], "first_broken_seq": seq}
+            assert after == {
+                "intact": False,
+                "rows_checked": after["rows_checked"],
+                "first_broken_seq": seq,
+                "reason": "broken",
+                "checkpoint": after["checkpoint"],
+            }
         finally:
             await conn.execute("UPDATE notify.access_log SET client = $2 WHERE seq = $1", seq, client_address)
             await conn.close()

@@ -62,6 +62,18 @@ def dev_case_keys(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def dev_access_log_key(state_dir: Path) -> str:
+    """The access log's chain key (ACCESS_LOG_KEY) for this state folder, made once: AUTH_SECRET is new every run, and
+    a key derived from it would leave the rows of earlier runs, kept in the same database, unverifiable. Beside the
+    data only for development; a deployment keeps it in its secret store, never with the database."""
+    path = state_dir.resolve() / "access-log" / "key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """How to run one service: `python -m <module> <migrate_args>` once, then `python -m <module> <serve_args>`."""
@@ -237,6 +249,10 @@ class Stack:
                 env[spec.url_env] = self.url(spec.name)
         env.update(dev_secrets(self.repo / "catalogue" / "agencies", env))
         env.update(dev_credentials(self.repo / "catalogue" / "agencies", env))
+        # The access log's key and its signed checkpoints (one file per schema), kept with the state like the data.
+        if not env.get("ACCESS_LOG_KEY"):
+            env["ACCESS_LOG_KEY"] = dev_access_log_key(self.state_dir)
+        env.setdefault("ACCESS_LOG_CHECKPOINT_DIR", str(self.state_dir / "access-log" / "checkpoints"))
         return env
 
     def token(self, role: Role | str, agency: str | None = None, ttl_seconds: float = DEV_TOKEN_HOURS * 3600) -> str:

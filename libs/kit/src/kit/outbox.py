@@ -40,10 +40,15 @@ async def add_to_outbox(conn: asyncpg.Connection, topic: str, event: Envelope) -
     )
 
 
+# A case's events in the outbox (the key is the case id), found by the index `outbox_by_case` (kit migration 003).
+CASE_EVENTS = "SELECT id, payload FROM outbox WHERE key = $1 ORDER BY id FOR UPDATE"
+
+
 async def rewrite_case_events(conn: asyncpg.Connection, case_id: UUID, rewrite: Callable[[Envelope], Envelope]) -> int:
     """Rewrite the case's events in the outbox, sent or not — an erasure strips what they may no longer hold — and
-    return how many changed. Call inside the caller's transaction."""
-    rows = await conn.fetch("SELECT id, payload FROM outbox WHERE key = $1 ORDER BY id FOR UPDATE", str(case_id))
+    return how many changed. Call inside the caller's transaction. Sent rows older than the retention are gone
+    already (kit/retention.py), which is as good."""
+    rows = await conn.fetch(CASE_EVENTS, str(case_id))
     changed = 0
     for row in rows:
         payload = bytes(row["payload"])

@@ -1,4 +1,5 @@
-"""A service's running parts: the database pool, the Kafka broker and the outbox relay, started and stopped together."""
+"""A service's running parts: the database pool, the Kafka broker, the outbox relay and the retention purge, started and
+stopped together."""
 
 import asyncio
 import contextlib
@@ -6,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from . import metrics
 from .db import create_pool
 from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
+from .retention import Purge, purge_all, standard_purges
 from .settings import ServiceSettings
 from .telemetry import untraced
 
@@ -57,10 +60,20 @@ class ServiceRuntime:
         self._pool: asyncpg.Pool | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._sampler_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
+        self._purges: list[Purge] = standard_purges(
+            timedelta(hours=settings.outbox_retention_hours), timedelta(days=settings.inbox_retention_days)
+        )
         self._topics: set[str] = set()
         self._produced: set[str] = set()
         self._consumers: list[tuple[str, str, LogicSubscriber[Any]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        # The access log's signed checkpoints, taken in the background (kit/access_log.py; imported here, as it
+        # imports kit.auth, which imports this module).
+        from .access_log import AccessLog
+
+        self.access_log = AccessLog.for_service(settings)
+        self._checkpoint_task: asyncio.Task[None] | None = None
         # Other services this one calls, found as the settings' `*_url` fields (ROUTING_URL, say).
         self._http: dict[str, tuple[str, bool]] = {
             name.removesuffix("_url"): (str(value), False)
@@ -89,6 +102,11 @@ class ServiceRuntime:
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Something the service opened (an HTTP client, say) to close after consuming has stopped."""
         self._on_stop.append(close)
+
+    def purge(self, *purges: Purge) -> None:
+        """Rows of the service's own that no guarantee needs after a while, purged in the background with the
+        outbox's and the inbox's (kit/retention.py)."""
+        self._purges.extend(purges)
 
     def produces(self, *topics: str) -> None:
         self._topics |= set(topics)
@@ -140,6 +158,12 @@ class ServiceRuntime:
                 delay = min(delay * 2, 5.0)
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self._sampler_task = asyncio.create_task(self._sample_metrics(), name="metrics-sampler")
+        if self.access_log.keyed:  # without a key (no AUTH_SECRET either) nobody is let in to be logged
+            self._checkpoint_task = asyncio.create_task(
+                self.access_log.keep_checkpoints(self.pool, s.access_log_checkpoint_seconds),
+                name="access-log-checkpoints",
+            )
+        self._purge_task = asyncio.create_task(self._purge_periodically(), name="retention-purge")
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -151,7 +175,7 @@ class ServiceRuntime:
             await self.stop()
 
     async def stop(self) -> None:
-        for task in (self._sampler_task, self._relay_task):
+        for task in (self._checkpoint_task, self._purge_task, self._sampler_task, self._relay_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -218,6 +242,13 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await self.refresh_metrics()
             await asyncio.sleep(self.settings.metrics_refresh_seconds)
+
+    async def _purge_periodically(self) -> None:
+        """Purge what the retention settings allow, now and every `purge_interval_seconds`; a round that finds the
+        database away is skipped quietly."""
+        while True:
+            await purge_all(self.pool, self._purges)
+            await asyncio.sleep(self.settings.purge_interval_seconds)
 
     async def refresh_metrics(self) -> None:
         """Bring the sampled gauges up to date: the outbox backlog and each consumer group's lag, all consumers side

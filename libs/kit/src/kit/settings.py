@@ -2,9 +2,10 @@
 
 import re
 import ssl
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +37,16 @@ class ServiceSettings(BaseSettings):
     # How many times one record may fail its handler (not counting outages of PostgreSQL, Kafka or intake) before
     # it is parked in its topic's DLQ and the partition moves on.
     handler_max_attempts: int = Field(default=5, ge=1)
+    # Retention (kit/retention.py), purged in the background every PURGE_INTERVAL_SECONDS. The outbox's sent rows are
+    # kept OUTBOX_RETENTION_HOURS, to look at and republish by hand; an unsent row is never purged. An inbox id must
+    # stay as long as a duplicate of its event can still come: as long as the record can still be read from its topic
+    # (a consumer group reset to the earliest offsets reads it again). The topics take the broker's retention
+    # (ensure_topics sets none): Kafka's defaults delete a segment 7 days after its newest record, and roll a segment
+    # after at most 7 days, so a record may be read up to about 14 days after it was written. The default keeps ids
+    # 30 days; raise it with the topics' retention.
+    outbox_retention_hours: float = Field(default=24.0, ge=0)
+    inbox_retention_days: float = Field(default=30.0, gt=0)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
     # Security (issue #8): the bearer tokens' signing secret (never in the repository; `./dev up` makes one per run),
     # request limits, and how long the access log keeps its rows.
@@ -44,6 +55,12 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_second: float = Field(default=50.0, gt=0)  # per credential, sustained
     rate_limit_burst: int = Field(default=200, ge=1)  # per credential, at once
     access_log_retention_days: float = Field(default=3 * 365, gt=0)
+    # The access log's chain key (32+ bytes, never in the database; without it one is derived from AUTH_SECRET, so
+    # rotating AUTH_SECRET would leave the keyed rows unverifiable) and where its signed checkpoints are kept (a file
+    # per schema; without a folder, only in the process's memory and its log), taken every so many seconds.
+    access_log_key: SecretStr | None = None
+    access_log_checkpoint_dir: Path | None = None
+    access_log_checkpoint_seconds: float = Field(default=60.0, gt=0)
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Keyword arguments for every Kafka client of the service (broker, admin, raw aiokafka clients)."""
@@ -65,11 +82,12 @@ class ServiceSettings(BaseSettings):
             raise ValueError("KAFKA_SECURITY_PROTOCOL with SASL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
         return self
 
-    @field_validator("auth_secret")
+    @field_validator("auth_secret", "access_log_key")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("AUTH_SECRET must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
+            name = (info.field_name or "secret").upper()
+            raise ValueError(f"{name} must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("db_schema")

@@ -22,7 +22,7 @@ from .settings import IntakeSettings
 def routes(settings: IntakeSettings) -> APIRouter:
     """Staff (caseworkers, supervisors) submit and read the centre's cases; every read and write is access-logged."""
     router = APIRouter(tags=["cases"])
-    access_log = AccessLog(settings.access_log_retention_days)
+    access_log = AccessLog.for_service(settings)
     staff = Depends(require(*STAFF))
     supervisor = Depends(require(Role.supervisor))
     keyring = settings.keyring()

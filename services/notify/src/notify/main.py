@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,7 +47,7 @@ from .handlers import (
     on_referral_event,
 )
 from .settings import NotifySettings
-from .timers import fire_due_timers
+from .timers import finished_timers, fire_due_timers
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # Reminders and cancellations go to the agency's own topic, behind its referrals.
     runtime.produces(REFERRAL_REROUTING, *(agency_topic(agency.id) for agency in catalogue))
 
+    runtime.purge(finished_timers(timedelta(days=settings.timer_retention_days)))
+
     async def fire_timers() -> int:
         return await fire_due_timers(runtime.pool, ctx)
 
@@ -137,7 +140,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     install_problem_handlers(app)
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes(AccessLog(settings.access_log_retention_days)))
+    app.include_router(routes(AccessLog.for_service(settings)))
     return app
 
 

@@ -21,6 +21,9 @@ class NotifySettings(ServiceSettings):
     ack_deadline_hour_seconds: float = Field(default=3600.0, gt=0)
     reminder_at_fraction: float = Field(default=0.75, gt=0, lt=1)  # of the deadline's window, then remind
     timer_poll_seconds: float = Field(default=1.0, gt=0)
+    # A timer that has fired (or was skipped, or failed) is never armed again; its row is purged after this long.
+    # What it did stays in the timeline (referral.reminded, referral.overdue), which is not purged.
+    timer_retention_days: float = Field(default=30.0, gt=0)
 
     # Notifications. Without SMTP_HOST e-mails are recorded as undeliverable; SMS goes to a provider adapter.
     smtp_host: str | None = None

@@ -3,16 +3,19 @@ past the deadline, escalation.
 
 Timers are rows in PostgreSQL. Every notify replica polls for due ones with `FOR UPDATE SKIP LOCKED`, so each
 timer is claimed by one replica and fires once; one that fell due while notify was down fires when it is back.
-Firing and its effects (the event, the caseworker's notice, the re-routing request) commit together.
+Firing and its effects (the event, the caseworker's notice, the re-routing request) commit together. A timer that
+fired is purged after `TIMER_RETENTION_DAYS` (`finished_timers`): a referral's timers are armed once, when its deadline
+is set (`referrals.ack_due_at`, never unset), so nothing arms it again.
 """
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 from kit.db import UNAVAILABLE_ERRORS
 from kit.logs import log_context
+from kit.retention import Purge
 from schemas.events import ReferralOverdue, ReferralReminded
 from schemas.vocab import ReferralState, ReroutingCause
 
@@ -23,6 +26,11 @@ from .handlers import Context, publish, record_deadline_event, request_rerouting
 from .notices import News, ReferralNews
 
 log = logging.getLogger(__name__)
+
+
+def finished_timers(keep: timedelta) -> Purge:
+    """Timers that fired (or were skipped, or failed: `fired_at` is set on each) longer ago than `keep`."""
+    return Purge("timers", "fired_at IS NOT NULL AND fired_at < $1", keep)
 
 
 async def fire_due_timers(pool: asyncpg.Pool, ctx: Context, batch: int = 50) -> int:

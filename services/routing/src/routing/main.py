@@ -83,5 +83,5 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     install_problem_handlers(app)
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes(catalogue, rules, clock, AccessLog(settings.access_log_retention_days)))
+    app.include_router(routes(catalogue, rules, clock, AccessLog.for_service(settings)))
     return app
