@@ -91,4 +91,6 @@ def stack(otlp: OtlpReceiver, mailbox: Mailbox) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+        if keep := os.environ.get("E2E_KEEP_LOGS"):  # a folder to keep the services' logs in, for a post-mortem
+            shutil.copytree(running.logs_dir, Path(keep), dirs_exist_ok=True)
         shutil.rmtree(state, ignore_errors=True)

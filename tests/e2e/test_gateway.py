@@ -73,7 +73,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _agency(agency_id: str, need: str, channel: str, allowed: list[str]) -> str:
+def _agency(agency_id: str, need: str, channel: str, allowed: list[str], priority: int = 0) -> str:
     items = [f'"{f}{" (sensitive)" if f == "summary" else ""}"' for f in allowed] or ['"crime type and needs"']
     return f"""
 id = "{agency_id}"
@@ -83,7 +83,7 @@ services = ["{need}"]
 regions = ["*"]
 languages = ["ko", "en"]
 capacity = 1000
-priority = 0
+priority = {priority}
 allowed_fields = {json.dumps(allowed)}
 
 [hours]
@@ -154,6 +154,10 @@ def world(stack: Stack) -> Iterator[GatewayWorld]:
             ["victim.name", "language"],
         ),
         "test-kafka": _agency("test-kafka", "housing", 'type = "kafka"', ["region", "victim.name"]),
+        # For medical needs: the first choice, which fails for good, and the one routing gives its needs to then
+        # (a lower catalogue priority is tried first).
+        "test-gone": _agency("test-gone", "medical", _webhook("test-gone"), ["victim.name"]),
+        "test-backup": _agency("test-backup", "medical", _webhook("test-backup"), ["victim.name"], priority=10),
     }
     for agency_id, text in agencies.items():
         (catalogue / f"{agency_id}.toml").write_text(text, encoding="utf-8")
@@ -276,6 +280,18 @@ async def test_an_agency_that_is_down_does_not_delay_another_agencys_deliveries(
     assert under_load < serial_bound
 
 
+async def fix_and_replay(world: GatewayWorld, client: httpx.AsyncClient, agency_id: str) -> None:
+    """The agency accepts again; the operator replays its DLQ (`onestop-replay-dlq`), which holds one referral."""
+    stack = world.stack
+    await set_behaviour(client, stack, agency_id, {"action": "accept", "delay_seconds": 0})
+    replay = run_command(
+        Path(sys.executable).parent / "onestop-replay-dlq",
+        agency_id,
+        env={**world.env, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers},
+    )
+    assert "replayed 1 dead letter(s)" in replay, replay
+
+
 async def test_a_permanently_failing_agency_dead_letters_emits_failed_and_a_replay_delivers_it(
     world: GatewayWorld, client: httpx.AsyncClient
 ) -> None:
@@ -298,17 +314,45 @@ async def test_a_permanently_failing_agency_dead_letters_emits_failed_and_a_repl
     assert decode_event(letter.value).case_id.hex == case_id.replace("-", "")
 
     # The agency fixes its endpoint; the operator replays the DLQ; the referral arrives, once.
-    await set_behaviour(client, stack, "test-refusing", {"action": "accept", "delay_seconds": 0})
-    replay = run_command(
-        Path(sys.executable).parent / "onestop-replay-dlq",
-        "test-refusing",
-        env={**world.env, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers},
-    )
-    assert "replayed 1 dead letter(s)" in replay, replay
+    await fix_and_replay(world, client, "test-refusing")
     [delivered] = await events_of(client, stack, case_id, "referral.delivered")
     assert delivered["agency_id"] == "test-refusing"
     record = await simulator_record(client, stack, "test-refusing", case_id)
     assert record["decision"] == "accept" and record["duplicates"] == 0
+    # No other agency took its needs, so notify agrees: delivered after all, and the agency's acceptance stands.
+    rerouted = [e for e in await timeline(client, stack.url("notify"), case_id) if e["type"] == "case.routed"]
+    assert len(rerouted) == 2 and not rerouted[-1]["detail"].get("referrals"), rerouted
+
+    async def accepted() -> dict[str, Any] | None:
+        answer = await client.get(f"{stack.url('notify')}/referrals/{delivered['referral_id']}")
+        return answer.json() if answer.json().get("state") == "accepted" else None
+
+    await eventually(accepted, 60, "notify to take the replayed referral's acceptance")
+
+
+async def test_a_failed_referral_whose_needs_went_to_another_agency_is_not_delivered_by_a_replay(
+    world: GatewayWorld, client: httpx.AsyncClient
+) -> None:
+    stack = world.stack
+    await set_behaviour(client, stack, "test-gone", {"action": "fail", "status": 410, "times": None})
+    case_id = await submit(client, stack, "test-gone", "test-backup", needs=["medical"])
+
+    [failed] = await events_of(client, stack, case_id, "referral.failed")
+    assert failed["agency_id"] == "test-gone"
+    [backup] = await events_of(client, stack, case_id, "referral.delivered")
+    assert backup["agency_id"] == "test-backup", "routing gave the failed referral's needs to the next agency"
+
+    await fix_and_replay(world, client, "test-gone")
+
+    async def skipped() -> bool:
+        log = (stack.logs_dir / "agency-gateway.log").read_text(encoding="utf-8", errors="replace")
+        return "referral to test-gone cancelled before it could be delivered" in log
+
+    await eventually(skipped, 60, "the gateway to pass over the replayed referral")
+    events = await timeline(client, stack.url("notify"), case_id)
+    assert [e["agency_id"] for e in events if e["type"] == "referral.delivered"] == ["test-backup"]
+    received = (await client.get(f"{stack.url('agency-simulator')}/agencies/test-gone/referrals")).json()
+    assert not [r for r in received["referrals"] if r["case_id"] == case_id and r["decision"] == "accept"]
 
 
 async def test_the_email_plugin_sends_a_real_smtp_message_with_only_the_allowed_fields(
@@ -363,6 +407,31 @@ async def test_a_kafka_native_agency_gets_its_referral_on_its_topic_and_an_ack_t
     # Once the case is erased, the item is gone for the agency too.
     assert (await client.delete(f"{stack.url('intake')}/cases/{case_id}")).status_code == 200
     assert (await client.get(personal, headers=as_agency)).status_code == 410
+
+
+async def test_an_agency_fetches_personal_items_only_while_its_referral_is_open(
+    world: GatewayWorld, client: httpx.AsyncClient
+) -> None:
+    stack = world.stack
+    case_id = await submit(client, stack, "test-kafka", needs=["housing"])
+    [delivered] = await events_of(client, stack, case_id, "referral.delivered")
+    referral_id = delivered["referral_id"]
+    personal = f"{stack.url('agency-gateway')}/referrals/{referral_id}/personal"
+    as_agency = {"authorization": f"Bearer {stack.token('agency', 'test-kafka')}"}
+    assert (await client.get(personal, headers=as_agency)).status_code == 200
+
+    declined = await client.post(
+        f"{stack.url('notify')}/referrals/{referral_id}/decline", json={"reason": "no_capacity"}, headers=as_agency
+    )
+    assert declined.status_code == 200, declined.text
+
+    async def closed() -> httpx.Response | None:
+        answer = await client.get(personal, headers=as_agency)
+        return answer if answer.status_code != 200 else None
+
+    answer = await eventually(closed, 60, "the gateway to learn that the referral was declined")
+    assert answer.status_code == 410 and "declined" in answer.json()["detail"]
+    assert "Kim" not in answer.text
 
 
 async def test_a_new_agency_with_a_new_channel_plugin_package_following_the_readme(

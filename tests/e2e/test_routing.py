@@ -105,8 +105,10 @@ async def test_a_stalking_case_goes_to_the_hub_and_is_rerouted_after_a_decline(
     assert "declined this case" in explained(rerouted, chosen=False)["seoul-stalking"]["reason"]
     # Police had no consent: the override, its legal basis and who recorded it are in the timeline.
     police = explained(rerouted, chosen=True)["police"]
-    assert police["override"] == OVERRIDE
-    assert "PIPA Art. 18(2) (imminent_danger)" in police["reason"] and "caseworker-7" in police["reason"]
+    supervisor = client.auth.staff_credential  # type: ignore[union-attr]
+    # Who decided it comes from the token; its free-text reason stays in intake's consent ledger, off Kafka.
+    assert police["override"] == {**OVERRIDE, "recorded_by": supervisor, "reason": None}
+    assert "PIPA Art. 18(2) (imminent_danger)" in police["reason"] and supervisor in police["reason"]
     types = [e["type"] for e in events]
     last_routed = max(i for i, t in enumerate(types) if t == "case.routed")
     assert types.index("referral.declined") < types.index("referral.rerouting") < last_routed

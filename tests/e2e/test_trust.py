@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -176,3 +177,43 @@ async def test_an_intake_outage_fails_no_referral_and_each_is_delivered_once_it_
 
     events = await eventually(delivered, 180, "every referral delivered once intake is back")
     assert not [e for case in events for e in case if e["type"] == "referral.failed"]
+
+
+async def test_free_text_stays_in_the_service_that_owns_it_and_never_travels_on_kafka(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """An override's reason and an agency's note: on no topic; events say a note exists; the text is read from its
+    owner with an access-logged call."""
+    tag = uuid4().hex[:10]
+    reason, note = f"reason-{tag} the offender waits outside", f"note-{tag} we call her tomorrow"
+    simulator, notify = stack.url("agency-simulator"), stack.url("notify")
+    behaviour = {"action": "accept", "delay_seconds": 0.2, "note": note}
+    assert (await client.put(f"{simulator}/behaviour/legal-aid", json=behaviour)).status_code == 200
+    try:
+        police = overriding("police", "anyone")
+        police["override"]["reason"] = reason
+        consents = [{"agency_id": "legal-aid", "granted": True}, police]
+        submitted = await client.post(f"{stack.url('intake')}/cases", json=sample_case_json(consents=consents))
+        assert submitted.status_code == 201, submitted.text
+        case_id = submitted.json()["case_id"]
+
+        async def legal_aid_accepted() -> dict[str, Any] | None:
+            events = await timeline(client, notify, case_id)
+            return next((e for e in events if e["type"] == "referral.accepted" and e["agency_id"] == "legal-aid"), None)
+
+        accepted = await eventually(legal_aid_accepted, 120, "legal aid's acceptance with its note")
+    finally:
+        assert (await client.delete(f"{simulator}/behaviour/legal-aid")).status_code == 204
+
+    bootstrap, key = stack.kafka.bootstrap_servers, case_id.encode()
+    on_kafka = b""
+    for topic in ("case.submitted", "referral.events", "referrals.legal-aid", "referrals.police", "acks.legal-aid"):
+        on_kafka += b"".join(r.value or b"" for r in await read_topic(bootstrap, topic) if r.key == key)
+    assert case_id.encode() in on_kafka, "the search sees the case's events"
+    assert tag.encode() not in on_kafka, "no free text on any topic"
+    assert b'"has_note":true' in on_kafka.replace(b" ", b""), "the acceptance says that a note exists"
+    # The owners keep the text, behind access-logged reads.
+    referral = (await client.get(f"{notify}/referrals/{accepted['referral_id']}")).json()
+    assert [n["note"] for n in referral["notes"]] == [note]
+    ledger = (await client.get(f"{stack.url('intake')}/cases/{case_id}/consents")).json()
+    assert next(a for a in ledger["agencies"] if a["agency_id"] == "police")["override"]["reason"] == reason

@@ -53,3 +53,14 @@ def test_bad_values_are_named_by_path_and_never_echoed(client: TestClient) -> No
     assert "SECRET-REASON" not in answer.text
     started = client.post(f"/referrals/{uuid4()}/start", json={"agency_id": "Not An Agency"}, headers=POLICE)
     assert started.status_code == 422 and "Not An Agency" not in started.text
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("accept", {"note": "before\x00after"}), ("decline", {"reason": "other", "note": "\x00"})],
+)
+def test_a_nul_in_a_note_is_refused_at_the_edge_not_in_the_transaction(
+    client: TestClient, action: str, body: dict[str, str]
+) -> None:
+    answer = client.post(f"/referrals/{uuid4()}/{action}", json=body, headers=POLICE)
+    assert answer.status_code == 422 and "NUL" in answer.text and "before" not in answer.text

@@ -6,7 +6,18 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notify.domain import ALLOWED, FINAL, RANK, Change, Fact, Standing, change, settle
+from notify.domain import (
+    ALLOWED,
+    FINAL,
+    RANK,
+    Change,
+    Fact,
+    Standing,
+    answered_after_replay,
+    change,
+    revived,
+    settle,
+)
 from schemas.vocab import ReferralState as S
 
 ALLOWED_PAIRS = [
@@ -200,3 +211,23 @@ def test_two_declines_under_different_ids_keep_the_earliest_reason_whichever_arr
     first, second = _fact(S.declined, 1, reason="no_capacity"), _fact(S.declined, 2, reason="out_of_area")
     assert fold([first, second]) == fold([second, first]) == Standing.of(first)
     assert settle(Standing.of(second), first)[1] is Change.duplicate
+
+
+def test_a_replayed_delivery_revives_a_failed_referral_only_when_nobody_took_its_needs() -> None:
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    failed = Standing(S.failed, at, uuid4(), reason="gave up")
+    replayed = Fact(S.delivered, at + timedelta(hours=1), uuid4())
+    assert revived(failed, replayed, replaced=False)
+    assert not revived(failed, replayed, replaced=True), "its needs went to another agency: it stays failed"
+    early = Fact(S.delivered, at - timedelta(seconds=1), uuid4())
+    assert not revived(failed, early, replaced=False), "a delivery before the failure is not a replay"
+    assert not revived(Standing(S.declined, at, uuid4()), replayed, replaced=False)
+
+
+def test_an_agency_answering_a_failed_referral_was_reached_by_a_replay_unless_its_needs_went_elsewhere() -> None:
+    for answer in (S.accepted, S.declined):
+        assert answered_after_replay(S.failed, answer, replaced=False)
+        assert not answered_after_replay(S.failed, answer, replaced=True)
+    assert not answered_after_replay(S.failed, S.cancelled, replaced=False), "staff cannot cancel a failed one"
+    assert not answered_after_replay(S.failed, S.completed, replaced=False), "completing needs an acceptance"
+    assert not answered_after_replay(S.declined, S.accepted, replaced=False)

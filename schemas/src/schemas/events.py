@@ -157,7 +157,9 @@ class ConsentOverride(Contract):
 
     legal_basis: LegalBasis
     recorded_by: Annotated[str, Field(min_length=1, max_length=64)]
-    reason: ShortText
+    # Free text: required when staff record an override (CaseDetails), never on Kafka (CaseDetails.facts drops it;
+    # it stays in intake's consent ledger).
+    reason: ShortText | None = None
 
 
 class Consent(Contract):
@@ -217,9 +219,22 @@ class CaseDetails(_CaseCommon):
         }
         return {item: value for item in PERSONAL_ITEMS if (value := values[item]) is not None}
 
+    @model_validator(mode="after")
+    def _overrides_say_why(self) -> "CaseDetails":
+        if any(c.override is not None and c.override.reason is None for c in self.consents):
+            raise ValueError("an override needs its reason")
+        return self
+
     def facts(self) -> "CaseFacts":
-        """The case as it may travel between services: everything but the personal items' values."""
+        """The case as it may travel between services: everything but the personal items' values and free text (an
+        override's reason stays in intake's consent ledger)."""
         common = {name: getattr(self, name) for name in _CaseCommon.model_fields}
+        common["consents"] = [
+            c
+            if c.override is None
+            else c.model_copy(update={"override": c.override.model_copy(update={"reason": None})})
+            for c in self.consents
+        ]
         return CaseFacts(**common, contact_rules=self.victim.contact_rules, personal_items=self.personal_items())
 
 
@@ -341,6 +356,7 @@ class ReferralAccepted(Envelope):
     referral_id: UUID
     agency_id: AgencyId
     note: ShortText | None = None
+    has_note: bool = False  # on Kafka a note is never carried: notify keeps it (GET /referrals/{id} shows it)
 
 
 class ReferralDeclined(Envelope):
@@ -350,6 +366,7 @@ class ReferralDeclined(Envelope):
     agency_id: AgencyId
     reason: DeclineReason
     note: ShortText | None = None
+    has_note: bool = False  # on Kafka a note is never carried: notify keeps it (GET /referrals/{id} shows it)
 
 
 class ReferralStarted(Envelope):
@@ -360,6 +377,7 @@ class ReferralStarted(Envelope):
     referral_id: UUID
     agency_id: AgencyId
     note: ShortText | None = None
+    has_note: bool = False  # on Kafka a note is never carried: notify keeps it (GET /referrals/{id} shows it)
 
 
 class ReferralCompleted(Envelope):
@@ -370,6 +388,7 @@ class ReferralCompleted(Envelope):
     outcome: CompletionOutcome
     reason: NotSuccessfulReason | None = None  # required when not successful
     note: ShortText | None = None
+    has_note: bool = False  # on Kafka a note is never carried: notify keeps it (GET /referrals/{id} shows it)
 
     @model_validator(mode="after")
     def _reason_when_not_successful(self) -> "ReferralCompleted":
@@ -385,6 +404,7 @@ class ReferralCancelled(Envelope):
     agency_id: AgencyId
     reason: CancelReason
     note: ShortText | None = None
+    has_note: bool = False  # on Kafka a note is never carried: notify keeps it (GET /referrals/{id} shows it)
 
 
 class ReferralReminded(Envelope):

@@ -139,7 +139,8 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
 
     gateway = "agency-gateway"
     consumes(gateway, [f"referrals.{a}" for a in agency_ids] + [f"referrals.{a}.retry" for a in agency_ids])
-    consumes(gateway, [CASE_ERASED])
+    # Erasures purge; a re-routing (case.routed on referral.events) means the old referral is never delivered again.
+    consumes(gateway, [CASE_ERASED, REFERRAL_EVENTS])
     produces(gateway, [REFERRAL_EVENTS, *(f"referrals.{a}.retry" for a in agency_ids)])
     produces(gateway, [f"acks.{a}" for a in native])  # it creates a Kafka-native agency's answer topic
     groups(gateway, f"{gateway}.")

@@ -58,6 +58,10 @@ def routes(
         row = await storage.delivered_referral(pool, referral_id)
         if row is None or row["agency_id"] != who.agency:
             raise Problem(404, f"no referral {referral_id} delivered to this agency")
+        # Only while the referral is open to the agency: not once it declined, completed, or lost it.
+        ended = await storage.why_ended(pool, referral_id)
+        if ended is not None:
+            raise Problem(410, f"referral {referral_id} is no longer open to this agency ({ended})")
         wanted = row["personal_items"]
         items = await disclosures.items(row["case_id"], referral_id, row["agency_id"], wanted) if wanted else {}
         if isinstance(items, NotFetched):

@@ -8,9 +8,18 @@ from kit.http import install_health_route, install_problem_handlers
 from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
-from schemas.events import CaseErased
+from schemas.events import (
+    EVENT_MODELS,
+    CaseErased,
+    CaseRouted,
+    Envelope,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralDeclined,
+)
 from schemas.topics import CASE_ERASED, REFERRAL_EVENTS
 
+from . import storage
 from .api import routes
 from .domain import CircuitBreaker, RetryPolicy
 from .erasure import ERASURE_CONSUMER, on_case_erased
@@ -18,6 +27,11 @@ from .handlers import AgencyDeliveries
 from .personal import IntakeDisclosures
 from .registry import ChannelRegistry
 from .settings import GatewaySettings
+
+REROUTINGS_CONSUMER = "agency-gateway.reroutings"
+# The events that end a referral for its agency. Not `referral.failed`: the agency never had that referral, and an
+# operator's replay from the DLQ may still deliver it (unless routing gave its needs to another agency meanwhile).
+ENDING = (ReferralDeclined, ReferralCompleted, ReferralCancelled)
 
 
 def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = None) -> FastAPI:
@@ -50,12 +64,22 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
 
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
 
+    async def handle_referral_event(event: Envelope) -> None:
+        # A referral whose needs went to another agency is never delivered again (a replay from the DLQ included);
+        # one that has ended gives its agency no more personal items.
+        if isinstance(event, CaseRouted) and event.rerouted_from is not None and event.referrals:
+            await storage.record_ended(runtime.pool, event.rerouted_from, event.case_id, "replaced")
+        elif isinstance(event, ENDING):
+            await storage.record_ended(runtime.pool, event.referral_id, event.case_id, event.type.split(".")[1])
+
+    runtime.consume(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, handle_referral_event)
+
     app = FastAPI(title="Agency gateway", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes(AccessLog(settings.access_log_retention_days), deliveries, disclosures, time.time))
+    app.include_router(routes(AccessLog.for_service(settings), deliveries, disclosures, time.time))
 
     return app

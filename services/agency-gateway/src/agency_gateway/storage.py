@@ -170,13 +170,35 @@ async def record_notice(
 
 
 async def was_cancelled(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID) -> bool:
-    """Whether notify's cancellation of the referral has reached the gateway (delivered to the agency or not)."""
+    """Whether the referral is no longer wanted: notify's cancellation of it has reached the gateway (delivered to
+    the agency or not), or routing gave its needs to another agency (`record_ended`)."""
     return bool(
         await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM notices WHERE referral_id = $1 AND notice_type = 'referral.cancelled')",
+            "SELECT EXISTS (SELECT 1 FROM notices WHERE referral_id = $1 AND notice_type = 'referral.cancelled')"
+            " OR EXISTS (SELECT 1 FROM ended_referrals WHERE referral_id = $1 AND why IN ('replaced', 'cancelled'))",
             referral_id,
         )
     )
+
+
+async def record_ended(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID, case_id: UUID, why: str) -> None:
+    """The referral is no longer open to its agency. The first reason learnt is kept, except that being replaced or
+    cancelled, which stop any later delivery, wins over the agency's own decline or completion (a decline is
+    followed by the rerouting that replaces it)."""
+    await db.execute(
+        "INSERT INTO ended_referrals (referral_id, case_id, why) VALUES ($1, $2, $3)"
+        " ON CONFLICT (referral_id) DO UPDATE SET why = EXCLUDED.why"
+        " WHERE EXCLUDED.why IN ('replaced', 'cancelled') AND ended_referrals.why NOT IN ('replaced', 'cancelled')",
+        referral_id,
+        case_id,
+        why,
+    )
+
+
+async def why_ended(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID) -> str | None:
+    """Why the referral is no longer open to its agency, or None while it is."""
+    why: str | None = await db.fetchval("SELECT why FROM ended_referrals WHERE referral_id = $1", referral_id)
+    return why
 
 
 async def notices_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from kit.http import Problem
 from kit.outbox import add_to_outbox
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
-from schemas.events import AgencyId, Consent, ConsentWithdrawn, PersonalItem, ShortText, utc_now
+from schemas.events import AgencyId, Consent, ConsentWithdrawn, Contract, PersonalItem, ShortText, utc_now
 from schemas.topics import CONSENT_WITHDRAWN
 from schemas.vocab import LegalBasis, WithdrawalScope
 
@@ -43,20 +43,16 @@ from .settings import IntakeSettings
 AgencyPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 
 
-class NoticeShown(BaseModel):
+class NoticeShown(Contract):
     """The catalogue's notice as the caseworker showed it (the routing preview's `consent_notice`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     purpose: Annotated[str, Field(min_length=1, max_length=1000)]
     items: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=50)]
     retention: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class ConsentGiven(BaseModel):
+class ConsentGiven(Contract):
     """The victim's answer to one agency's notice: consent to provide their data, and apart for sensitive items."""
-
-    model_config = ConfigDict(extra="forbid")
 
     agency_id: AgencyId
     granted: bool
@@ -76,10 +72,8 @@ class Withdrawal(BaseModel):
     scope: WithdrawalScope = WithdrawalScope.all
 
 
-class Override(BaseModel):
+class Override(Contract):
     """Providing the data without consent (PIPA Art. 18(2)): on which legal basis, and why."""
-
-    model_config = ConfigDict(extra="forbid")
 
     legal_basis: LegalBasis
     reason: ShortText
@@ -152,7 +146,7 @@ async def check_disclosure(
 
 def routes(settings: IntakeSettings) -> APIRouter:
     router = APIRouter(tags=["consents"])
-    access_log = AccessLog(settings.access_log_retention_days)
+    access_log = AccessLog.for_service(settings)
     staff = Depends(require(*STAFF))
     supervisor = Depends(require(Role.supervisor))
     catalogue = catalogue_of(settings.catalogue_dir)

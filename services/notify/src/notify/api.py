@@ -11,9 +11,10 @@ from kit.access_log import Access, AccessLog, access_log_routes
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
 from kit.telemetry import continue_trace
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from schemas.events import (
     AgencyId,
+    Contract,
     ReferralAccepted,
     ReferralCancelled,
     ReferralCompleted,
@@ -29,8 +30,8 @@ from .handlers import Command, Context, Refused, command
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(Contract):
+    """A request body: no field beyond the contract's, and no NUL in any text (422 at the edge)."""
 
 
 class Acceptance(Body):

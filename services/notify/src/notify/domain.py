@@ -122,6 +122,26 @@ def settle(standing: Standing | None, fact: Fact) -> tuple[Standing, Change]:
     return Standing.of(fact), Change.duplicate if fact.state == standing.state else Change.applied
 
 
+def revived(standing: Standing, fact: Fact, replaced: bool) -> bool:
+    """A referral whose delivery gave up (`failed`) is delivered after all when an operator replays it from the DLQ:
+    a delivery later than the failure stands, unless routing already gave its needs to another agency (the gateway
+    then never delivers it again). The one exception to `settle`'s order-free rule, and it needs an order: a
+    delivery can only come after the failure by a replay."""
+    return (
+        standing.state is S.failed
+        and fact.state is S.delivered
+        and not replaced
+        and fact.occurred_at > standing.changed_at
+    )
+
+
+def answered_after_replay(current: S, target: S, replaced: bool) -> bool:
+    """An agency answering a referral whose delivery failed: it holds the referral (whose id is random) only if an
+    operator's replay from the DLQ delivered it, and it may answer before notify has read that delivery. Unless
+    routing gave the needs to another agency, the answer is taken as an answer to a delivered referral."""
+    return current is S.failed and target in ALLOWED[S.delivered] - {S.cancelled} and not replaced
+
+
 # --- a case's overall state ---------------------------------------------------------------------------
 
 

@@ -38,6 +38,13 @@ def without_free_text(event: E) -> E:
     return event
 
 
+def without_note_text(event: E) -> E:
+    """The event as it goes on Kafka: a note's text stays in notify (the timeline); the event says one exists."""
+    if getattr(event, "note", None) is not None:
+        return event.model_copy(update={"note": None, "has_note": True})
+    return event
+
+
 def detail_without_free_text(detail: dict[str, Any]) -> dict[str, Any]:
     """A timeline entry's detail (an event's fields as JSON) without the free text `without_free_text` removes."""
     kept = {key: value for key, value in detail.items() if key != "note"}

@@ -43,8 +43,8 @@ from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency, 
 
 from . import storage, withdrawals
 from .deadlines import ack_deadline
-from .domain import FINAL, Change, Fact, Standing, change, settle, superseded
-from .erasure import E, without_free_text
+from .domain import FINAL, Change, Fact, Standing, answered_after_replay, change, revived, settle, superseded
+from .erasure import E, without_free_text, without_note_text
 from .notices import (
     News,
     ReferralNews,
@@ -297,7 +297,10 @@ async def record_fact(
         needs: list[str] = []
     else:
         current = storage.standing_of(row)
-        standing, outcome = settle(current, fact)
+        if revived(current, fact, replaced=bool(row["replaced_by"])):
+            standing, outcome = Standing.of(fact), Change.applied
+        else:
+            standing, outcome = settle(current, fact)
         if standing != current:
             await storage.save_standing(conn, event.referral_id, standing)
         needs = list(row["needs"])
@@ -383,13 +386,15 @@ async def request_rerouting(
 async def publish(conn: asyncpg.Connection, event: Envelope) -> None:
     """Publish an event notify decided; when it comes back from Kafka it is already applied, so mark it seen."""
     await first_time(conn, EVENTS_CONSUMER, event.event_id)
-    await add_to_outbox(conn, REFERRAL_EVENTS, event)
+    await add_to_outbox(conn, REFERRAL_EVENTS, without_note_text(event))
 
 
 def agency_copy(event: ReferralReminded | ReferralCancelled) -> ReferralReminded | ReferralCancelled:
     """The event as its agency gets it. The outbox holds each event id once, so this copy has an id of its own,
     derived from the original's: the same on every try, and the agency's idempotency key for the notice."""
-    return event.model_copy(update={"event_id": uuid5(event.event_id, agency_topic(event.agency_id))})
+    return without_note_text(event).model_copy(
+        update={"event_id": uuid5(event.event_id, agency_topic(event.agency_id))}
+    )
 
 
 async def tell_agency(conn: asyncpg.Connection, event: ReferralReminded | ReferralCancelled) -> None:
@@ -427,6 +432,8 @@ async def command(
     if erased:
         event = without_free_text(event)
     current, target = ReferralState(row["state"]), TARGET_STATE[type(event)]
+    if by_agency is not None and answered_after_replay(current, target, replaced=bool(row["replaced_by"])):
+        current = ReferralState.delivered
     outcome = change(current, target)
     if outcome is Change.duplicate:
         return outcome, current

@@ -152,8 +152,17 @@ def summary_of(row: asyncpg.Record) -> ReferralSummary:
 
 
 async def load_referral(pool: asyncpg.Pool, referral_id: UUID) -> dict[str, Any] | None:
+    """The referral, with the notes written on it (kept here only: the events on Kafka say that a note exists)."""
     row = await pool.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id)
-    return None if row is None else _referral(row)
+    if row is None:
+        return None
+    notes = await pool.fetch(
+        "SELECT event_type, occurred_at, detail->>'note' AS note FROM timeline"
+        " WHERE referral_id = $1 AND detail->>'note' IS NOT NULL ORDER BY occurred_at, id",
+        referral_id,
+    )
+    shown = [{"event": n["event_type"], "at": n["occurred_at"].isoformat(), "note": n["note"]} for n in notes]
+    return {**_referral(row), "notes": shown}
 
 
 async def referrals_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, Any]]:
