@@ -1,7 +1,8 @@
 """Short fault injection on the real stack: no acknowledged case lost, no agency acting twice, poison dead-lettered.
 
-The full runs (thousands of cases, all six scenarios) are `./dev faults`; these are scenarios 1, 2, 5 and 6 with a
-few hundred cases, read only from the outside like the full ones.
+The full runs (thousands of cases, all nine scenarios) are `./dev faults`; these are scenarios 1, 2, 5 and 6 with a
+few hundred cases, the hostile agency (7) with six referrals scripted, and the intake and agency outages (8, 9)
+shortened to 12 seconds, read only from the outside like the full ones.
 """
 
 import asyncio
@@ -14,7 +15,16 @@ from faults import observe
 from faults.load import case_body
 from faults.outcome import table
 from faults.runner import Observer, run_scenario
-from faults.scenarios import KillServices, PoisonRecords, Replay, RestartPostgres, Scenario
+from faults.scenarios import (
+    AgencyOutage,
+    HostileAgencyAnswers,
+    IntakeOutage,
+    KillServices,
+    PoisonRecords,
+    Replay,
+    RestartPostgres,
+    Scenario,
+)
 
 from tests.faults.conftest import SHORT
 
@@ -93,3 +103,33 @@ async def test_a_short_fault_scenario_loses_nothing_and_duplicates_nothing(
         assert outcome.poison_sent > 0 and outcome.poison_in_dlq == outcome.poison_expected_in_dlq, (
             outcome.poison_missing
         )
+
+
+async def test_a_hostile_agency_changes_nothing_and_every_bad_record_is_parked(
+    fault_stack: Stack, observer: Observer
+) -> None:
+    settings = replace(SHORT, options=replace(SHORT.options, hostile_referrals=6, cpu_window=10.0))
+    outcome = await run_scenario(HostileAgencyAnswers(), fault_stack, observer, settings, print)
+    print(table([outcome]))
+
+    assert outcome.notes["hostile"]["referrals_scripted"] == 6 and outcome.notes["hostile"]["kafka_records"] > 100
+    assert outcome.poison_sent > 0 and outcome.poison_in_dlq == outcome.poison_expected_in_dlq, outcome.poison_missing
+    assert not outcome.poison_wrong_reason
+    assert outcome.lost == 0 and outcome.duplicated_side_effects == 0, outcome.samples
+    assert not outcome.notes["http_wrong_answers"], outcome.notes["http_wrong_answers"]
+    assert outcome.passed, (outcome.problems, outcome.notes["samples"])
+
+
+@pytest.mark.parametrize("scenario", [IntakeOutage(), AgencyOutage()], ids=lambda s: s.name)
+async def test_an_outage_fails_no_referral_and_holds_up_no_other_agency(
+    scenario: Scenario, fault_stack: Stack, observer: Observer
+) -> None:
+    options = replace(SHORT.options, outage_start=4.0, outage_seconds=12.0)
+    outcome = await run_scenario(scenario, fault_stack, observer, replace(SHORT, rate=5.0, options=options), print)
+    print(table([outcome]), *outcome.fault_log, sep="\n")
+
+    assert outcome.faults == 1 and outcome.acknowledged == outcome.submitted
+    assert outcome.lost == 0 and outcome.failures_allowed == 0 and outcome.duplicated_side_effects == 0
+    assert outcome.delivered_exactly_once == outcome.referrals_expected
+    assert not any(outcome.checks.values()), outcome.checks
+    assert outcome.passed, outcome.problems

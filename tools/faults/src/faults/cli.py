@@ -35,6 +35,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=4.0, help="seconds between faults (default 4)")
     parser.add_argument("--min-faults", type=int, default=3, help="faults per scenario at least (default 3)")
     parser.add_argument("--down", type=float, default=4.0, help="seconds PostgreSQL or a broker stays down")
+    parser.add_argument(
+        "--outage",
+        type=float,
+        metavar="SECONDS",
+        help="how long the outage lasts in intake-outage (default 120) and agency-outage (default 300)",
+    )
+    parser.add_argument(
+        "--outage-start", type=float, default=30.0, metavar="SECONDS", help="seconds of load before an outage"
+    )
+    parser.add_argument(
+        "--agency", help="the agency that turns hostile (default police) or answers 503 (default legal-aid)"
+    )
+    parser.add_argument(
+        "--hostile-referrals",
+        type=int,
+        default=60,
+        metavar="N",
+        help="hostile: the agency's referrals given every bad answer (the rest are accepted plainly; default 60)",
+    )
+    parser.add_argument(
+        "--cpu-window", type=float, default=20.0, metavar="SECONDS", help="hostile: CPU measured this long (default 20)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for the drain")
     parser.add_argument("--fresh-stack", action="store_true", help="a new stack for every scenario")
     parser.add_argument("--seed", type=int, help="random seed (which service is killed, which events replayed)")
@@ -56,7 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=args.concurrency,
         rate=args.rate,
         drain_timeout=args.drain_timeout,
-        options=Options(interval=args.interval, min_faults=args.min_faults, down_seconds=args.down),
+        options=Options(
+            interval=args.interval,
+            min_faults=args.min_faults,
+            down_seconds=args.down,
+            outage_start=args.outage_start,
+            outage_seconds=args.outage,
+            agency=args.agency,
+            hostile_referrals=args.hostile_referrals,
+            cpu_window=args.cpu_window,
+        ),
         seed=args.seed,
         keep_state=args.keep_state,
         log_level=args.log_level,

@@ -39,6 +39,15 @@ class Record:
                 return value.decode(errors="replace")
         return None
 
+    @property
+    def dlq_source(self) -> tuple[str, int, int] | None:
+        """For a DLQ copy, where the original was (its dlq.source.* headers); None when they are missing or wrong."""
+        topic, partition, offset = (self.header(f"dlq.source.{part}") for part in ("topic", "partition", "offset"))
+        try:
+            return (topic, int(partition), int(offset)) if topic and partition and offset else None
+        except ValueError:
+            return None
+
 
 def _parse(value: bytes | None) -> dict[str, Any] | None:
     if not value or len(value) > 64 * 1024:

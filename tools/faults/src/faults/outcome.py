@@ -1,5 +1,6 @@
 """What a scenario did to the cases, counted from the outside: intake's answers, the topics, the agencies' record."""
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ class Outcome:
     poison_expected_in_dlq: int = 0  # one copy per consumer group reading the poisoned topic
     poison_in_dlq: int = 0
     poison_missing: list[str] = field(default_factory=list)
+    poison_wrong_reason: list[str] = field(default_factory=list)  # in the DLQ, with another dlq.reason than expected
+    failures_allowed: int = 0  # referrals the scenario lets fail (an agency down until its attempts ran out)
+    checks: dict[str, int] = field(default_factory=dict)  # the scenario's own: each must be 0
     stalled_partitions: list[str] = field(default_factory=list)  # group@topic/partition with lag at the end
     outbox_backlog: dict[str, int | None] = field(default_factory=dict)
     drained: bool = False
@@ -70,7 +74,9 @@ class Outcome:
             "duplicated acceptances at notify": self.acceptances_duplicated,
             "real events dead-lettered": self.dead_lettered_events,
             "poison records missing from the DLQ": self.poison_expected_in_dlq - self.poison_in_dlq,
+            "poison records dead-lettered with another reason": len(self.poison_wrong_reason),
             "stalled partitions": len(self.stalled_partitions),
+            **self.checks,
         }
         found = [f"{what}: {count}" for what, count in checks.items() if count]
         if not self.drained:
@@ -113,6 +119,7 @@ def count(
         for f in ctx.faults
     ]
     outcome.notes = dict(ctx.notes)
+    outcome.checks = dict(ctx.checks)
     outcome.submitted = len(load.submissions)
     acknowledged = load.acknowledged
     outcome.acknowledged = len(acknowledged)
@@ -172,7 +179,9 @@ def count(
             taken[(str(entry["case_id"]), str(entry["agency_id"]))].append(entry)
         if (entry.get("ack") or {}).get("status") == "rejected":
             outcome.acks_refused_by_notify += 1
-    lost = sorted(f"{c}/{a}" for c, a in expected if not taken.get((c, a)))
+    # A failure the scenario allows (its agency's attempts ran out) is not a loss; it is counted apart.
+    outcome.failures_allowed = sum(1 for pair in expected if pair in ctx.excused and not taken.get(pair))
+    lost = sorted(f"{c}/{a}" for c, a in expected if not taken.get((c, a)) and (c, a) not in ctx.excused)
     doubled_at_agency = sorted(f"{c}/{a}" for (c, a), entries in taken.items() if len(entries) > 1)
     unexpected = sorted(f"{c}/{a}" for c, a in taken if (c, a) not in expected)
     outcome.lost = len(lost)
@@ -183,17 +192,24 @@ def count(
     outcome.samples["unexpected_at_agencies"] = unexpected[:SAMPLE]
     outcome.delivered_exactly_once = sum(1 for pair in expected if len(taken.get(pair, ())) == 1)
 
-    # Dead letters: our poison, each once per group reading its topic; anything else is a real event lost.
-    poison_keys = {p.key for p in ctx.poison}
+    # Dead letters: our poison, each once per group reading its topic (found by its key, or by where it was written
+    # when the scenario wrote it under a real key); records the scenario wrote itself are judged by it; anything
+    # else is a real event lost.
+    by_key = {p.key: p for p in ctx.poison if p.offset is None}
+    by_position = {(p.topic, p.partition, p.offset): p for p in ctx.poison if p.offset is not None}
     found: dict[str, set[str]] = defaultdict(set)
+    reasons: dict[str, set[str]] = defaultdict(set)
     real = []
     for record in tail.dead_letters():
         if (record.topic, record.partition, record.offset) in earlier_dlq:
             continue
         key = (record.key or b"").decode(errors="replace")
-        if key in poison_keys:
-            found[key].add(record.header("dlq.consumer.group") or "?")
-        elif not key.startswith("faults-poison:"):
+        source = record.dlq_source
+        poison = by_key.get(key) or (by_position.get(source) if source is not None else None)
+        if poison is not None:
+            found[poison.key].add(record.header("dlq.consumer.group") or "?")
+            reasons[poison.key].add(record.header("dlq.reason") or "?")
+        elif not key.startswith("faults-poison:") and source not in ctx.own_records:
             real.append(f"{record.topic}@{record.partition}/{record.offset}: {record.header('dlq.reason')}")
     outcome.dead_lettered_events = len(real)
     outcome.samples["dead_lettered_events"] = real[:SAMPLE]
@@ -206,6 +222,11 @@ def count(
         for group in p.groups
         if group not in found.get(p.key, set())
     ][:50]
+    outcome.poison_wrong_reason = [
+        f"{p.topic}/{p.partition}@{p.offset} {p.kind}: {', '.join(sorted(reasons[p.key]))} (not {'/'.join(p.reasons)})"
+        for p in ctx.poison
+        if p.reasons and p.key in reasons and not reasons[p.key] & set(p.reasons)
+    ]
 
     outcome.stalled_partitions = sorted(f"{g.group_id}@{tp} lag {n}" for g in lags for tp, n in g.lag.items())
 
@@ -249,6 +270,11 @@ def table(outcomes: list[Outcome]) -> str:
             f"; timelines checked {o.timelines_checked} (incomplete {o.timelines_incomplete})"
         )
         out.append(f"{o.scenario}: {seen}")
+        if o.failures_allowed:
+            out.append(f"{o.scenario}: failures allowed (the agency's attempts ran out) {o.failures_allowed}")
+        for name, value in o.notes.items():
+            shown = json.dumps(value, default=str, ensure_ascii=False)
+            out.append(f"{o.scenario}: {name} {shown if len(shown) <= 400 else '(long: see the JSON)'}")
         for problem in o.problems:
             out.append(f"{o.scenario}: PROBLEM {problem}")
     return "\n".join(out)

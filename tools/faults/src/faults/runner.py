@@ -162,8 +162,9 @@ async def run_scenario(
     if drained_at is not None:
         outcome.drain_seconds = round(max(0.0, drained_at - last_fault), 1)
     await _recheck_keys(load, observer.client)
-    lags = await observe.group_lags(stack.kafka.bootstrap_servers)
     record = await observer.received()
+    await scenario.verify(ctx, record)
+    lags = await observe.group_lags(stack.kafka.bootstrap_servers)
     count(ctx, outcome, observer.tail, record, lags, earlier_dlq)
     for name in SERVICES:
         outcome.outbox_backlog[name] = await observe.outbox_backlog(observer.client, stack.url(name))
