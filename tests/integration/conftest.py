@@ -1,4 +1,5 @@
-"""A real PostgreSQL with notify's schema migrated, for the modules that test notify's storage and handlers."""
+"""Real servers for the integration tests: a PostgreSQL of a module's own (with notify's schema migrated, for the
+modules that test notify's storage and handlers) and a Kafka broker of a module's own."""
 
 import asyncio
 import shutil
@@ -9,8 +10,10 @@ from pathlib import Path
 import asyncpg
 import notify
 import pytest
-from devstack import PostgresServer
+from devstack import KafkaCluster
 from kit.db import create_pool, migrate
+
+from tests.integration.servers import postgres_database
 
 DATABASE = "notify_check"
 MIGRATIONS = Path(notify.__file__).parent / "migrations"
@@ -19,18 +22,22 @@ MIGRATIONS = Path(notify.__file__).parent / "migrations"
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A server of the module's own, notify's migrations applied; its DSN."""
-    # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
-    state = Path(tempfile.mkdtemp(prefix="onestop-notify-"))
-    state.chmod(0o755)
-    server = PostgresServer(state, fast=True)
+    with postgres_database("onestop-notify-", DATABASE) as dsn:
+        asyncio.run(migrate(dsn, "notify", MIGRATIONS))
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[KafkaCluster]:
+    """A one-node Kafka broker of the module's own."""
+    state = Path(tempfile.mkdtemp(prefix="onestop-kafka-"))
+    cluster = KafkaCluster(state)
     try:
-        server.start()
-        server.wait_ready()
-        server.create_database(DATABASE)
-        asyncio.run(migrate(server.dsn(DATABASE), "notify", MIGRATIONS))
-        yield server.dsn(DATABASE)
+        cluster.start()
+        cluster.wait_ready(120)
+        yield cluster
     finally:
-        server.stop()
+        cluster.stop()
         shutil.rmtree(state, ignore_errors=True)
 
 

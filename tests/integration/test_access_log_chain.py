@@ -2,15 +2,12 @@
 chain, signed checkpoints outside the table, and the rows written before the key."""
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import asyncpg
 import pytest
-from devstack import PostgresServer
 from kit.access_log import (
     GENESIS,
     HMAC_SHA256,
@@ -26,6 +23,8 @@ from kit.auth import Principal, Role
 from kit.db import _KIT_MIGRATIONS, create_pool, migrate
 from schemas.events import utc_now
 
+from tests.integration.servers import postgres_database
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DATABASE = "access_log_check"
@@ -36,18 +35,8 @@ WHO = Principal("cw-1", Role.caseworker, None, "10.0.0.1")
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """A server of the module's own; its DSN. Each test migrates the kit's SQL into schemas of its own."""
-    # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
-    state = Path(tempfile.mkdtemp(prefix="onestop-access-log-"))
-    state.chmod(0o755)
-    postgres = PostgresServer(state, fast=True)
-    try:
-        postgres.start()
-        postgres.wait_ready()
-        postgres.create_database(DATABASE)
-        yield postgres.dsn(DATABASE)
-    finally:
-        postgres.stop()
-        shutil.rmtree(state, ignore_errors=True)
+    with postgres_database("onestop-access-log-", DATABASE) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -7,10 +7,7 @@
 """
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
@@ -26,19 +23,6 @@ from tests.samples import sample_case
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 TOPIC = "consumer.failures"
-
-
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[KafkaCluster]:
-    state = Path(tempfile.mkdtemp(prefix="onestop-consumer-"))
-    cluster = KafkaCluster(state)
-    try:
-        cluster.start()
-        cluster.wait_ready(120)
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def case_in(region: str) -> CaseSubmitted:

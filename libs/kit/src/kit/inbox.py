@@ -21,3 +21,12 @@ async def first_time(conn: asyncpg.Connection, consumer: str, event_id: UUID) ->
 async def already_processed(conn: asyncpg.Connection | asyncpg.Pool, consumer: str, event_id: UUID) -> bool:
     """For effects outside the database (a delivery): check before acting, record with `first_time` after."""
     return bool(await conn.fetchval("SELECT true FROM inbox WHERE consumer = $1 AND event_id = $2", consumer, event_id))
+
+
+async def seen_before(conn: asyncpg.Connection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+    """Which of the events `consumer` has processed already: one query for a batch, whose duplicates (a service's
+    own events coming back to it, a redelivery) are then skipped without any work."""
+    rows = await conn.fetch(
+        "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])", consumer, event_ids
+    )
+    return {row["event_id"] for row in rows}

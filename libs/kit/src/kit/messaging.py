@@ -218,17 +218,32 @@ def subscribe(
             metrics.event_handled(group_id, event, "processed")
             return True
 
+    return attach(broker, topics, group_id, on_record, committer)
+
+
+def attach(
+    broker: KafkaBroker,
+    topics: Sequence[str],
+    group_id: str,
+    handler: Callable[..., Awaitable[Any]],
+    committer: "OffsetCommitter",
+    suffix: str = "",
+    **options: Any,
+) -> LogicSubscriber[Any]:
+    """Subscribe `handler` (named after its topics, for FastStream's logs) to `topics` in `group_id`, reading from the
+    earliest offset a new group finds and acknowledging by the kit's rules; `committer` commits its offsets."""
     named = topics[0] if len(topics) == 1 else f"{topics[0]}_and_{len(topics) - 1}_more"
-    on_record.__name__ = f"on_{named.replace('.', '_').replace('-', '_')}"
-    subscriber = broker.subscriber(
+    handler.__name__ = f"on_{named.replace('.', '_').replace('-', '_')}{suffix}"
+    subscriber: LogicSubscriber[Any] = broker.subscriber(
         *topics,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         listener=committer,
+        **options,
     )
-    subscriber(on_record)
+    subscriber(handler)
     committer.subscriber = subscriber
     _COMMITTERS.setdefault(broker, []).append(committer)
     return subscriber
@@ -271,6 +286,13 @@ class OffsetCommitter(ConsumerRebalanceListener):  # type: ignore[misc]
         record = raw[0] if isinstance(raw, tuple) else raw
         self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
         message.committed = AckStatus.ACKED  # FastStream's acknowledgement then skips its own commit of this record
+        self._schedule()
+
+    def handled_at(self, consumer: object, tp: TopicPartition, next_offset: int) -> None:
+        """Everything on `tp` before `next_offset` is done with (a batch's records, say)."""
+        if not isinstance(consumer, AIOKafkaConsumer):
+            return  # the in-memory test broker: nothing to commit
+        self._pending[tp] = next_offset
         self._schedule()
 
     def _schedule(self) -> None:
@@ -334,7 +356,9 @@ class PartitionRetries:
 
     def failed(self, message: KafkaMessage) -> int:
         """Count one failure of this record; returns its failures so far."""
-        tp, offset = _position(message)
+        return self.failed_at(*_position(message))
+
+    def failed_at(self, tp: TopicPartition, offset: int) -> int:
         last, count = self._failures.get(tp, (offset, 0))
         count = count + 1 if last == offset else 1
         self._failures[tp] = (offset, count)
@@ -342,13 +366,17 @@ class PartitionRetries:
 
     def wait(self, message: KafkaMessage) -> float:
         """How long the record's partition waits before the next try: doubling per wait in a row, up to a cap."""
-        tp, _ = _position(message)
+        return self.wait_on(_position(message)[0])
+
+    def wait_on(self, tp: TopicPartition) -> float:
         waits = self._waits.get(tp, 0)
         self._waits[tp] = waits + 1
         return float(min(MAX_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2**waits))
 
     def done(self, message: KafkaMessage) -> None:
-        tp, _ = _position(message)
+        self.done_with(_position(message)[0])
+
+    def done_with(self, tp: TopicPartition) -> None:
         self._failures.pop(tp, None)
         self._waits.pop(tp, None)
 
@@ -365,13 +393,22 @@ async def hold(message: KafkaMessage, delay: float) -> None:
     if not isinstance(consumer, AIOKafkaConsumer):
         await asyncio.sleep(delay)
         raise NackMessage()
-    tp, offset = _position(message)
     message.committed = AckStatus.ACKED  # nothing for FastStream to commit or rewind: done here
+    await wait_then_read_again(consumer, *_position(message), delay)
+
+
+async def wait_then_read_again(consumer: object, tp: TopicPartition, offset: int, delay: float) -> None:
+    """Rewind `tp` to `offset` and pause it for `delay` (0: just rewind), while the consumer's other partitions go
+    on. (The in-memory test broker has no partitions: there the consumer itself waits.)"""
+    if not isinstance(consumer, AIOKafkaConsumer):
+        await asyncio.sleep(delay)
+        return
     if tp not in consumer.assignment():
         return  # taken away meanwhile: its next owner reads it from the last committed offset
     consumer.seek(tp, offset)
-    consumer.pause(tp)
-    asyncio.get_running_loop().call_later(delay, _resume, consumer, tp)
+    if delay > 0:
+        consumer.pause(tp)
+        asyncio.get_running_loop().call_later(delay, _resume, consumer, tp)
 
 
 def _resume(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
@@ -388,8 +425,15 @@ def _record_topic(message: KafkaMessage) -> str:
 async def dead_letter(
     broker: KafkaBroker, message: KafkaMessage, topic: str, group_id: str, reason: str, detail: str
 ) -> None:
-    raw = message.raw_message
-    record = raw[0] if isinstance(raw, tuple) else raw
+    await publish_dead_letter(broker, _record(message), topic, group_id, reason, detail, body=message.body)
+
+
+async def publish_dead_letter(
+    broker: KafkaBroker, record: Any, topic: str, group_id: str, reason: str, detail: str, body: bytes | None = None
+) -> None:
+    """Copy the record to `<topic>.dlq` with why it is there and where it came from in headers."""
+    if body is None:
+        body = record.value or b""
     headers = {
         "dlq.reason": reason,
         "dlq.detail": detail,
@@ -400,11 +444,11 @@ async def dead_letter(
         "dlq.failed_at": datetime.now(UTC).isoformat(),
     }
     try:
-        await broker.publish(message.body, dlq_topic(topic), key=record.key, headers=headers)
+        await broker.publish(body, dlq_topic(topic), key=record.key, headers=headers)
     except MessageSizeTooLargeError:
         # At the broker's size limit already, it cannot be copied with the headers added: point to it instead,
         # or the partition would stall on it forever.
-        headers["dlq.body_omitted"] = f"{len(message.body)} bytes, kept at dlq.source.topic/partition/offset"
+        headers["dlq.body_omitted"] = f"{len(body)} bytes, kept at dlq.source.topic/partition/offset"
         await broker.publish(b"", dlq_topic(topic), key=record.key, headers=headers)
     metrics.dead_lettered(topic, reason)
     log.warning("record %s/%s@%s sent to %s: %s", topic, record.partition, record.offset, dlq_topic(topic), reason)

@@ -20,6 +20,7 @@ from faststream.kafka.subscriber.usecase import LogicSubscriber
 from schemas.topics import dlq_topic
 
 from . import metrics
+from .batches import Apply, subscribe_batch
 from .db import create_pool
 from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
@@ -96,6 +97,35 @@ class ServiceRuntime:
         self._topics |= set(topics) | {dlq_topic(t) for t in topics}
         subscriber = subscribe(
             self.broker, topic, group_id, accepts, handle, max_attempts=self.settings.handler_max_attempts
+        )
+        self._consumers.extend((group_id, t, subscriber) for t in topics)
+
+    def consume_batch(
+        self,
+        topic: str | Sequence[str],
+        group_id: str,
+        accepts: tuple[type[E], ...],
+        apply: Apply[E],
+        *,
+        inbox: str | None = None,
+        wants: Callable[[E], bool] | None = None,
+    ) -> None:
+        """As `consume`, but the waiting records are handled in batches, in one transaction with a savepoint each:
+        `apply(conn, event)` does all its work on `conn`, its inbox check included, under the consumer name `inbox`;
+        the events `wants` says no to are passed over without any work (kit/batches.py)."""
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        self._topics |= set(topics) | {dlq_topic(t) for t in topics}
+        subscriber = subscribe_batch(
+            self.broker,
+            topic,
+            group_id,
+            accepts,
+            apply,
+            lambda: self.pool,
+            max_records=self.settings.consumer_batch_max_records,
+            max_attempts=self.settings.handler_max_attempts,
+            inbox=inbox,
+            wants=wants,
         )
         self._consumers.extend((group_id, t, subscriber) for t in topics)
 

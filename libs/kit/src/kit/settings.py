@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     # How many times one record may fail its handler (not counting outages of PostgreSQL, Kafka or intake) before
     # it is parked in its topic's DLQ and the partition moves on.
     handler_max_attempts: int = Field(default=5, ge=1)
+    # A batch consumer (kit/batches.py) handles up to this many waiting records in one transaction.
+    consumer_batch_max_records: int = Field(default=200, ge=1, le=10_000)
     # Retention (kit/retention.py), purged in the background every PURGE_INTERVAL_SECONDS. The outbox's sent rows are
     # kept OUTBOX_RETENTION_HOURS, to look at and republish by hand; an unsent row is never purged. An inbox id must
     # stay as long as a duplicate of its event can still come: as long as the record can still be read from its topic
