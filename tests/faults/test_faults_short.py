@@ -98,7 +98,7 @@ async def test_a_short_fault_scenario_loses_nothing_and_duplicates_nothing(
     assert outcome.lost == 0 and outcome.cases_not_routed == 0, outcome.samples
     assert outcome.duplicated_side_effects == 0, outcome.samples["duplicated_side_effects"]
     assert outcome.delivered_exactly_once == outcome.referrals_expected
-    assert outcome.passed, outcome.problems
+    assert outcome.passed, (outcome.problems, outcome.samples)
     if isinstance(scenario, PoisonRecords):
         assert outcome.poison_sent > 0 and outcome.poison_in_dlq == outcome.poison_expected_in_dlq, (
             outcome.poison_missing
@@ -132,4 +132,4 @@ async def test_an_outage_fails_no_referral_and_holds_up_no_other_agency(
     assert outcome.lost == 0 and outcome.failures_allowed == 0 and outcome.duplicated_side_effects == 0
     assert outcome.delivered_exactly_once == outcome.referrals_expected
     assert not any(outcome.checks.values()), outcome.checks
-    assert outcome.passed, outcome.problems
+    assert outcome.passed, (outcome.problems, outcome.samples)

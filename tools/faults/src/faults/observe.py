@@ -190,6 +190,25 @@ async def group_lags(bootstrap_servers: str) -> list[GroupLag]:
     return lags
 
 
+async def settled_lags(bootstrap_servers: str, patience: float = 30.0, most: float = 180.0) -> list[GroupLag]:
+    """The groups' lags once nothing is behind, or once what is behind has stopped moving for `patience` seconds (a
+    stalled partition); at most `most` seconds. A single look can catch a record published a moment before (a timer
+    firing, a retry coming due) and call its partition stalled."""
+    began = still_since = time.monotonic()
+    last: dict[tuple[str, str], int] | None = None
+    while True:
+        lags = await group_lags(bootstrap_servers)
+        behind = {(g.group_id, tp): n for g in lags for tp, n in g.lag.items()}
+        now = time.monotonic()
+        if not behind:
+            return lags
+        if behind != last:
+            last, still_since = behind, now
+        elif now - still_since >= patience or now - began >= most:
+            return lags
+        await asyncio.sleep(2.0)
+
+
 async def simulator_record(client: httpx.AsyncClient, simulator_url: str) -> list[dict[str, Any]]:
     """The agencies' own record: one entry per (agency, idempotency key) with deliveries, duplicates, decision, ack."""
     answer = await client.get(f"{simulator_url}/received", timeout=60.0)

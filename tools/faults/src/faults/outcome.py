@@ -229,6 +229,7 @@ def count(
     ]
 
     outcome.stalled_partitions = sorted(f"{g.group_id}@{tp} lag {n}" for g in lags for tp, n in g.lag.items())
+    outcome.samples["stalled_partitions"] = outcome.stalled_partitions[:SAMPLE]
 
 
 def dead_letter_positions(tail: TopicTail) -> set[tuple[str, int, int]]:

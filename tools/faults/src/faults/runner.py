@@ -164,7 +164,7 @@ async def run_scenario(
     await _recheck_keys(load, observer.client)
     record = await observer.received()
     await scenario.verify(ctx, record)
-    lags = await observe.group_lags(stack.kafka.bootstrap_servers)
+    lags = await observe.settled_lags(stack.kafka.bootstrap_servers)
     count(ctx, outcome, observer.tail, record, lags, earlier_dlq)
     for name in SERVICES:
         outcome.outbox_backlog[name] = await observe.outbox_backlog(observer.client, stack.url(name))
