@@ -2,6 +2,7 @@
 
 import time
 
+import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
@@ -64,15 +65,22 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
 
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
 
-    async def handle_referral_event(event: Envelope) -> None:
-        # A referral whose needs went to another agency is never delivered again (a replay from the DLQ included);
-        # one that has ended gives its agency no more personal items.
-        if isinstance(event, CaseRouted) and event.rerouted_from is not None and event.referrals:
-            await storage.record_ended(runtime.pool, event.rerouted_from, event.case_id, "replaced")
-        elif isinstance(event, ENDING):
-            await storage.record_ended(runtime.pool, event.referral_id, event.case_id, event.type.split(".")[1])
+    def ends_a_referral(event: Envelope) -> bool:
+        return isinstance(event, ENDING) or (
+            isinstance(event, CaseRouted) and event.rerouted_from is not None and bool(event.referrals)
+        )
 
-    runtime.consume(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, handle_referral_event)
+    async def record_ending(conn: asyncpg.Connection, event: Envelope) -> None:
+        # A referral whose needs went to another agency is never delivered again (a replay from the DLQ included);
+        # one that has ended gives its agency no more personal items. Recording it twice changes nothing.
+        if isinstance(event, CaseRouted) and event.rerouted_from is not None:
+            await storage.record_ended(conn, event.rerouted_from, event.case_id, "replaced")
+        elif isinstance(event, ENDING):
+            await storage.record_ended(conn, event.referral_id, event.case_id, event.type.split(".")[1])
+
+    # Most of referral.events is of no concern here (the gateway's own deliveries coming back): passed over in batches
+    # without a transaction.
+    runtime.consume_batch(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, record_ending, wants=ends_a_referral)
 
     app = FastAPI(title="Agency gateway", lifespan=runtime.lifespan)
     app.state.runtime = runtime

@@ -153,7 +153,15 @@ def _detail(event: Envelope) -> dict[str, Any]:
 
 
 async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, submitted: CaseSubmitted | CaseSubmittedV1) -> None:
-    """Record the case's urgency, caseworker and the victim's contact rules (never an address: intake keeps it)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await apply_case_submitted(conn, ctx, submitted)
+
+
+async def apply_case_submitted(
+    conn: asyncpg.Connection, ctx: Context, submitted: CaseSubmitted | CaseSubmittedV1
+) -> None:
+    """Record the case's urgency, caseworker and the victim's contact rules (never an address: intake keeps it).
+    In the caller's transaction (a batch's, say), inbox check included."""
     event = current_form(submitted)
     case = event.case
     detail = {
@@ -162,15 +170,14 @@ async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, submitted: CaseSub
         "needs": case.needs,
         "intake_channel": case.intake_channel,
     }
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CASES_CONSUMER, event.event_id):
-            return
-        await storage.add_to_timeline(conn, event, detail)
-        # case.erased travels on its own topic and may come first: then the rules are not kept at all.
-        erased = await is_erased(conn, event.case_id)
-        reach = VictimReach(True, None, None) if erased else victim_reach(case.contact_rules)
-        await storage.save_case(conn, event.case_id, case.urgency, case.caseworker, reach, event.occurred_at)
-        await schedule_deadlines(conn, ctx, event.case_id)
+    if not await first_time(conn, CASES_CONSUMER, event.event_id):
+        return
+    await storage.add_to_timeline(conn, event, detail)
+    # case.erased travels on its own topic and may come first: then the rules are not kept at all.
+    erased = await is_erased(conn, event.case_id)
+    reach = VictimReach(True, None, None) if erased else victim_reach(case.contact_rules)
+    await storage.save_case(conn, event.case_id, case.urgency, case.caseworker, reach, event.occurred_at)
+    await schedule_deadlines(conn, ctx, event.case_id)
 
 
 async def schedule_deadlines(conn: asyncpg.Connection, ctx: Context, case_id: UUID) -> None:
@@ -195,15 +202,20 @@ async def schedule_deadlines(conn: asyncpg.Connection, ctx: Context, case_id: UU
 
 async def on_referral_event(pool: asyncpg.Pool, ctx: Context, event: Envelope) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
-            return
-        event, erased = await _as_kept(conn, event)
-        if isinstance(event, CaseRouted):
-            await _on_routed(conn, ctx, event)
-        elif isinstance(event, ReferralReminded | ReferralOverdue):
-            await record_deadline_event(conn, event)
-        elif isinstance(event, STATE_EVENTS):
-            await record_fact(conn, ctx, event, erased=erased)  # type: ignore[arg-type]
+        await apply_referral_event(conn, ctx, event)
+
+
+async def apply_referral_event(conn: asyncpg.Connection, ctx: Context, event: Envelope) -> None:
+    """A routing decision, a delivery, an answer or a deadline event, in the caller's transaction."""
+    if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
+        return
+    event, erased = await _as_kept(conn, event)
+    if isinstance(event, CaseRouted):
+        await _on_routed(conn, ctx, event)
+    elif isinstance(event, ReferralReminded | ReferralOverdue):
+        await record_deadline_event(conn, event)
+    elif isinstance(event, STATE_EVENTS):
+        await record_fact(conn, ctx, event, erased=erased)  # type: ignore[arg-type]
 
 
 async def _as_kept(conn: asyncpg.Connection, event: E) -> tuple[E, bool]:
@@ -473,19 +485,24 @@ def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
 
 
 async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, event: AgencyAnswer) -> None:
-    """An answer on `acks.<agency-id>`: the API's rules; what the API refuses goes to the topic's DLQ."""
+    async with pool.acquire() as conn, conn.transaction():
+        await apply_agency_ack(conn, ctx, topic_agency, event)
+
+
+async def apply_agency_ack(conn: asyncpg.Connection, ctx: Context, topic_agency: str, event: AgencyAnswer) -> None:
+    """An answer on `acks.<agency-id>`, in the caller's transaction: the API's rules; what the API refuses is
+    rejected (`EventRejected`: the caller rolls back and the record goes to the topic's DLQ)."""
     if event.agency_id != topic_agency:
         raise EventRejected("wrong_agency", f"answers on {ack_topic(topic_agency)} must come from {topic_agency}")
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            if not await first_time(conn, ACKS_CONSUMER, event.event_id):
-                return
-            event, erased = await _as_kept(conn, event)
-            if await storage.lock_referral(conn, event.referral_id) is None:
-                # Its case.routed has not reached notify yet: kept until it does.
-                await storage.park_ack(conn, event, event.referral_id, topic_agency)
-                return
-            await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
+        if not await first_time(conn, ACKS_CONSUMER, event.event_id):
+            return
+        event, erased = await _as_kept(conn, event)
+        if await storage.lock_referral(conn, event.referral_id) is None:
+            # Its case.routed has not reached notify yet: kept until it does.
+            await storage.park_ack(conn, event, event.referral_id, topic_agency)
+            return
+        await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
     except Refused as refused:
         reason = refused.reason or _TOPIC_REFUSALS.get(refused.status, "refused")
         raise EventRejected(reason, refused.detail) from None

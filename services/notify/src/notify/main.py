@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
@@ -41,10 +42,10 @@ from .handlers import (
     REFERRAL_EVENT_TYPES,
     AgencyAnswer,
     Context,
-    on_agency_ack,
-    on_case_submitted,
+    apply_agency_ack,
+    apply_case_submitted,
+    apply_referral_event,
     on_consent_withdrawn,
-    on_referral_event,
 )
 from .settings import NotifySettings
 from .timers import finished_timers, fire_due_timers
@@ -75,9 +76,9 @@ def create_app(settings: NotifySettings) -> FastAPI:
     contacts = IntakeContacts(settings.intake_url, secret)
     runtime = ServiceRuntime(settings)
 
-    async def handle_case(event: Envelope) -> None:
+    async def handle_case(conn: asyncpg.Connection, event: Envelope) -> None:
         assert isinstance(event, CaseSubmitted | CaseSubmittedV1)  # the consumer accepts no other
-        await on_case_submitted(runtime.pool, ctx, event)
+        await apply_case_submitted(conn, ctx, event)
 
     async def handle_erasure(event: CaseErased) -> None:
         await on_case_erased(runtime.pool, event)
@@ -85,23 +86,28 @@ def create_app(settings: NotifySettings) -> FastAPI:
     async def handle_consent_withdrawn(event: ConsentWithdrawn) -> None:
         await on_consent_withdrawn(runtime.pool, ctx, event)
 
-    async def handle_referral_event(event: Envelope) -> None:
-        await on_referral_event(runtime.pool, ctx, event)
+    async def handle_referral_event(conn: asyncpg.Connection, event: Envelope) -> None:
+        await apply_referral_event(conn, ctx, event)
 
     agency_of_topic = {ack_topic(agency.id): agency.id for agency in catalogue}
 
-    async def handle_ack(event: Envelope) -> None:
+    async def handle_ack(conn: asyncpg.Connection, event: Envelope) -> None:
         assert isinstance(event, AgencyAnswer)  # the consumer accepts AGENCY_ANSWERS only
-        await on_agency_ack(runtime.pool, ctx, agency_of_topic[source_topic()], event)
+        await apply_agency_ack(conn, ctx, agency_of_topic[source_topic()], event)
 
-    runtime.consume(CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case)
+    # The busy consumers take what is waiting in batches: one transaction per batch (kit/batches.py).
+    runtime.consume_batch(
+        CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CASES_CONSUMER
+    )
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
-    runtime.consume(REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event)
+    runtime.consume_batch(
+        REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event, inbox=EVENTS_CONSUMER
+    )
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
     # Every agency's acknowledgement topic in one consumer and one group: a refused answer goes to its own topic's
     # DLQ and the rest go on, so one consumer per agency (slow to start, idle CPU) bought nothing.
     ack_topics = sorted(agency_of_topic)
-    runtime.consume(ack_topics, ACKS_CONSUMER, AGENCY_ANSWERS, handle_ack)
+    runtime.consume_batch(ack_topics, ACKS_CONSUMER, AGENCY_ANSWERS, handle_ack, inbox=ACKS_CONSUMER)
     # Reminders and cancellations go to the agency's own topic, behind its referrals.
     runtime.produces(REFERRAL_REROUTING, *(agency_topic(agency.id) for agency in catalogue))
 

@@ -51,26 +51,37 @@ Clock = Callable[[], datetime]
 async def on_case_submitted(
     pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, event: CaseSubmitted | CaseSubmittedV1
 ) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await route_submitted(conn, catalogue, rules, clock, event)
+
+
+async def route_submitted(
+    conn: asyncpg.Connection,
+    catalogue: Catalogue,
+    rules: Rules,
+    clock: Clock,
+    event: CaseSubmitted | CaseSubmittedV1,
+) -> None:
+    """Route a submitted case in the caller's transaction (a batch's, say), inbox check included."""
     submitted = current_form(event)
     case = submitted.case
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CONSUMER, submitted.event_id):
-            return
-        if await storage.decided_already(conn, submitted.case_id):
-            log.warning("case already routed; a second case.submitted for it is ignored")
-            return
-        if await is_erased(conn, submitted.case_id):
-            log.info("case erased before it was routed: not routed")  # case.erased has a topic of its own
-            return
-        now = clock()
-        remaining = await storage.remaining_places(conn, lock=True)
-        # A consent withdrawn since the case was submitted (its event may come first) counts from the first routing.
-        facts, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, submitted.case_id))
-        plan = route_case(facts, catalogue, rules, now, remaining=remaining, excluded=withdrawn)
-        routed = _routed(submitted.case_id, plan, now)
-        await storage.save_case(conn, submitted.case_id, submitted.occurred_at, case)
-        await storage.save_decision(conn, routed)
-        await _announce(conn, facts, plan, routed)
+    if not await first_time(conn, CONSUMER, submitted.event_id):
+        return
+    if await storage.decided_already(conn, submitted.case_id):
+        log.warning("case already routed; a second case.submitted for it is ignored")
+        return
+    if await is_erased(conn, submitted.case_id):
+        log.info("case erased before it was routed: not routed")  # case.erased has a topic of its own
+        return
+    now = clock()
+    remaining = await storage.remaining_places(conn, lock=True)
+    # A consent withdrawn since the case was submitted (its event may come first) counts from the first routing.
+    facts, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, submitted.case_id))
+    plan = route_case(facts, catalogue, rules, now, remaining=remaining, excluded=withdrawn)
+    routed = _routed(submitted.case_id, plan, now)
+    await storage.save_case(conn, submitted.case_id, submitted.occurred_at, case)
+    await storage.save_decision(conn, routed)
+    await _announce(conn, facts, plan, routed)
 
 
 async def on_rerouting_requested(

@@ -3,6 +3,7 @@ referrals.<agency-id> and case.routed."""
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
 from kit.http import install_health_route, install_problem_handlers
@@ -34,9 +35,9 @@ from .handlers import (
     CONSUMER,
     REROUTING_CONSUMER,
     Clock,
-    on_case_submitted,
     on_consent_withdrawn,
     on_rerouting_requested,
+    route_submitted,
 )
 from .rules import Rules, load_rules
 from .settings import RoutingSettings
@@ -58,9 +59,9 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
         raise SystemExit(f"routing cannot start: {error}") from None
     runtime = ServiceRuntime(settings)
 
-    async def handle_case(event: Envelope) -> None:
+    async def handle_case(conn: asyncpg.Connection, event: Envelope) -> None:
         assert isinstance(event, CaseSubmitted | CaseSubmittedV1)  # the consumer accepts no other
-        await on_case_submitted(runtime.pool, catalogue, rules, clock, event)
+        await route_submitted(conn, catalogue, rules, clock, event)
 
     async def handle_rerouting(event: ReroutingRequested) -> None:
         await on_rerouting_requested(runtime.pool, catalogue, rules, clock, event)
@@ -68,7 +69,8 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     async def handle_consent_withdrawn(event: ConsentWithdrawn) -> None:
         await on_consent_withdrawn(runtime.pool, event)
 
-    runtime.consume(CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case)
+    # Cases waiting are routed in batches, one transaction each (kit/batches.py).
+    runtime.consume_batch(CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CONSUMER)
     runtime.consume(REFERRAL_REROUTING, REROUTING_CONSUMER, (ReroutingRequested,), handle_rerouting)
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
 
