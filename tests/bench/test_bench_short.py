@@ -1,4 +1,5 @@
-"""The benchmark's short run, as CI runs it: it completes, every case reaches its agencies, the results are written.
+"""The benchmark's short run, as CI runs it: it completes, every case reaches its agencies (those queued while the
+consumers were stopped too), the results are written with the CPU each case cost.
 
 Its figures are printed for the CI log; nothing here passes or fails on timing.
 """
@@ -32,7 +33,7 @@ def test_the_short_benchmark_runs_every_case_through_and_writes_its_results(
     report = json.loads(reports[0].read_text())
     pipeline = [p for p in report["phases"] if p["system"] == "pipeline"]
     baseline = [p for p in report["phases"] if p["system"] == "baseline"]
-    assert {p["mode"] for p in pipeline} == {"rate", "max"}
+    assert {p["mode"] for p in pipeline} == {"rate", "max", "catch-up"}
     assert any(p["replicas"] == 2 for p in pipeline), "the scale-out run is missing"
     assert {p["mode"] for p in baseline} == {"rate", "max"}
     for phase in pipeline:
@@ -42,8 +43,20 @@ def test_the_short_benchmark_runs_every_case_through_and_writes_its_results(
         assert phase["referrals_expected"] == 3 * phase["accepted"], phase["name"]
         assert phase["referrals_received"] == phase["referrals_expected"], phase["name"]
         assert phase["delivered"] == phase["accepted"], phase["name"]
+        cpu = phase["cpu_ms_per_case"]
+        assert {"intake", "routing", "agency-gateway", "notify", "kafka", "postgres"} <= set(cpu["system_processes"])
+        assert cpu["system"] > 0 and cpu["agency_simulator"] is not None and cpu["load_generator"] > 0, cpu
+        assert set(cpu["per_process"]) == set(phase["processes"]), phase["name"]
+    caught_up = next(p for p in pipeline if p["mode"] == "catch-up")
+    assert caught_up["accepted"] == caught_up["submitted"] == 100, "the short catch-up queues 100 cases"
+    assert caught_up["acknowledged"] == caught_up["accepted"], "a queued case was never acknowledged"
+    figures = caught_up["catch_up"]
+    assert figures["to_deliver_all_s"] is not None and figures["to_acknowledge_all_s"] is not None, figures
+    for service in ("routing", "agency-gateway", "notify"):
+        assert service in caught_up["processes"], f"{service} restarted but not measured"
     for phase in baseline:
         assert phase["acknowledged"] == phase["accepted"] > 0, f"{phase['name']}: cases lost in the bare chain"
+        assert phase["cpu_ms_per_case"]["system_processes"] == ["kafka"], phase["name"]
 
     with capsys.disabled():
         print(f"\n--- benchmark, short run (figures only, no pass/fail on timing) ---\n{run.stdout[-12000:]}")

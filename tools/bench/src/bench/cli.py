@@ -29,8 +29,9 @@ from bench.run import Bench, Plan, Results, Target
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench",
-        description="Drive cases through the whole pipeline at a fixed rate and at its maximum; compare with a bare "
-        "Kafka chain; measure CPU and memory per process. Starts its own stack on free ports unless given URLs.",
+        description="Drive cases through the whole pipeline at a fixed rate and at its maximum; time its catch-up on "
+        "a queue; compare with a bare Kafka chain; measure CPU and memory per process and per case. Starts its own "
+        "stack on free ports unless given URLs.",
     )
     parser.add_argument("--rate", type=float, default=20.0, help="the fixed offered rate, cases/s (default 20)")
     parser.add_argument("--sweep", default="", help="more fixed rates, comma-separated, e.g. 50,100")
@@ -39,7 +40,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drain", type=float, help="seconds to wait for the cases still in flight after each phase (default 60)"
     )
-    parser.add_argument("--short", action="store_true", help="a quick run (CI): 10 cases/s, 4 s per phase")
+    parser.add_argument(
+        "--catch-up",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="cases queued while routing, the gateway and notify are stopped, then drained (default 3000; 0 skips)",
+    )
+    parser.add_argument(
+        "--short", action="store_true", help="a quick run (CI): 10 cases/s, 4 s per phase, a catch-up of 100"
+    )
     parser.add_argument("--no-scale-out", action="store_true", help="skip the two-replica run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Kafka chain")
     parser.add_argument(
@@ -60,6 +70,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("a running stack needs --intake-url, --notify-url, --simulator-url and --kafka")
     if args.short:
         args.rate, args.duration, args.window = min(args.rate, 10.0), min(args.duration, 4.0), min(args.window, 16)
+        args.catch_up = min(args.catch_up, 100)
     return args
 
 
@@ -74,6 +85,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         warmup_seconds=2.0 if args.short else 3.0,
         ack_stall_seconds=2.0 if args.short else 5.0,
         scale_out=not args.no_scale_out,
+        catch_up=max(0, args.catch_up),
         baseline=not args.no_baseline,
     )
 
@@ -118,6 +130,34 @@ def replica_starter(stack: Stack) -> Callable[[str], Awaitable[tuple[str, int, C
         return name, process.pid, stop
 
     return add
+
+
+class StackConsumers:
+    """Routing, the agency gateway and notify of the benchmark's own stack, stopped and started as a restart does."""
+
+    names: tuple[str, ...] = ("routing", "agency-gateway", "notify")
+
+    def __init__(self, stack: Stack) -> None:
+        self.processes = [stack.processes[name] for name in self.names]
+        self.ready_timeout = stack.ready_timeout
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._stop)
+
+    def start(self) -> dict[str, int]:
+        for process in self.processes:
+            process.start()
+        return {process.name: process.pid for process in self.processes if process.pid is not None}
+
+    async def wait_ready(self) -> None:
+        for process in self.processes:
+            await asyncio.to_thread(process.wait_ready, self.ready_timeout)
+
+    def _stop(self) -> None:
+        for process in self.processes:  # side by side: each leaves its consumer groups meanwhile
+            process.terminate()
+        for process in self.processes:
+            process.stop()
 
 
 async def _bench(plan: Plan, target: Target, sampler: ProcessSampler, console: Console) -> Results:
@@ -178,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stack.kafka.bootstrap_servers,
                 own_stack=True,
                 add_replica=replica_starter(stack),
+                consumers=StackConsumers(stack),
                 token=stack.token("caseworker"),
             )
             pids = {name: process.pid for name, process in stack.processes.items() if process.pid is not None}

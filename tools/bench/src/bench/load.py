@@ -3,7 +3,9 @@
 import asyncio
 import contextlib
 import json
+import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ _BODY = json.dumps(CASE_BODY).encode()
 _HEADERS = {"content-type": "application/json"}
 # Beyond this many submissions waiting for an answer the open loop stops offering more (and counts it).
 MAX_OUTSTANDING = 256
+# Intake's answers worth asking again with the same Idempotency-Key (as tools/faults does).
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def epoch(iso: str) -> float:
@@ -57,6 +61,7 @@ class Tracker:
         self.completed = 0  # cases whose referrals were all delivered
         self.acknowledged = 0  # cases whose referrals were all acknowledged
         self.rejected: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()  # attempts asked again with the same Idempotency-Key
         self.first_sent: float | None = None
         self.last_done: float | None = None
 
@@ -168,17 +173,30 @@ class Driver:
         self.url = intake_url.rstrip("/") + "/cases"
         self.observer = observer
 
-    async def submit(self, tracker: Tracker) -> CaseTrace | None:
+    async def submit(self, tracker: Tracker, retry_for: float = 0.0) -> CaseTrace | None:
+        """One case. With `retry_for` it carries an Idempotency-Key of its own and a 5xx or a transport error is
+        asked again with the same key, with backoff, for up to that many seconds: never a case recorded twice."""
+        headers = {**_HEADERS, "idempotency-key": uuid.uuid4().hex} if retry_for else _HEADERS
+        deadline, pause = time.monotonic() + retry_for, 0.2
         sent = time.time()
-        try:
-            answer = await self.client.post(self.url, content=_BODY, headers=_HEADERS)
-        except httpx.HTTPError as error:
-            tracker.rejected[type(error).__name__] += 1
-            return None
+        while True:
+            try:
+                answer = await self.client.post(self.url, content=_BODY, headers=headers)
+            except httpx.HTTPError as error:
+                failure = type(error).__name__
+            else:
+                if answer.status_code in (200, 201):  # 200: intake replays the case a lost answer had recorded
+                    break
+                failure = str(answer.status_code)
+                if answer.status_code not in RETRIED_STATUSES:
+                    deadline = 0.0
+            if time.monotonic() + pause > deadline:
+                tracker.rejected[failure] += 1
+                return None
+            tracker.retried[failure] += 1
+            await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(2 * pause, 2.0)
         accepted = time.time()
-        if answer.status_code != 201:
-            tracker.rejected[str(answer.status_code)] += 1
-            return None
         case_id = answer.json()["case_id"]
         return tracker.register(case_id, sent, accepted, self.observer.take_early(case_id))
 
@@ -203,6 +221,20 @@ async def at_rate(submit: Submit, rate: float, duration: float, tick: Callable[[
     if tasks:
         await asyncio.gather(*tasks)
     return fell_behind
+
+
+async def in_bulk(submit: Submit, count: int, concurrency: int, tick: Callable[[], None]) -> None:
+    """`count` submissions as fast as intake answers them: `concurrency` at a time, each waiting only for its answer."""
+    left = count
+
+    async def one_after_another() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            tick()
+            await submit()
+
+    await asyncio.gather(*(one_after_another() for _ in range(min(concurrency, count))))
 
 
 async def as_fast_as_possible(

@@ -8,6 +8,31 @@ from bench.baseline import ChainTrace
 from bench.load import CaseTrace, Tracker, epoch
 from bench.stats import summary_ms
 
+SERVICES = ("intake", "routing", "agency-gateway", "notify")
+# The system's own processes: the four services (and their replicas, `routing#2`), the broker, the database.
+SYSTEM = (*SERVICES, "kafka", "postgres")
+SIMULATOR = "agency-simulator"
+LOAD_GENERATOR = "bench"  # the benchmark's own process: the load, the observer of referral.events, the sampling
+
+
+def cpu_per_case(processes: dict[str, dict[str, float]], cases: int, sampling_s: float) -> dict[str, Any]:
+    """Milliseconds of CPU per delivered case (its three referrals delivered): the system's processes summed, the
+    simulated agencies, the load generator (of which `sampling_s` went to measuring the processes), each process."""
+
+    def ms(seconds: float) -> float | None:
+        return round(seconds * 1000 / cases, 1) if cases else None
+
+    system = sorted(name for name in processes if name.split("#")[0] in SYSTEM)
+    return {
+        "cases": cases,
+        "system": ms(sum(processes[name]["cpu_s"] for name in system)) if system else None,
+        "system_processes": system,
+        "agency_simulator": ms(processes[SIMULATOR]["cpu_s"]) if SIMULATOR in processes else None,
+        "load_generator": ms(processes[LOAD_GENERATOR]["cpu_s"]) if LOAD_GENERATOR in processes else None,
+        "load_generator_sampling": ms(sampling_s),
+        "per_process": {name: ms(figures["cpu_s"]) for name, figures in processes.items()},
+    }
+
 
 def pipeline_figures(
     tracker: Tracker, load_seconds: float, notify_hops: Iterable[float], ack_statuses: Mapping[str, int], delay: float
@@ -30,6 +55,7 @@ def pipeline_figures(
     return {
         "accepted": len(traces),
         "rejected": dict(tracker.rejected),
+        "retried": dict(tracker.retried),
         "delivered": len(received),
         "delivered_reported": len(reported),
         "acknowledged": len(acknowledged),
@@ -53,6 +79,35 @@ def pipeline_figures(
             "referrals.<agency>": summary_ms(hop_referrals),
             "referral.events": summary_ms(list(notify_hops)),
         },
+    }
+
+
+def catch_up_figures(
+    tracker: Tracker, submit_seconds: float, started: float, healthy: float, startup_cpu_s: Mapping[str, float]
+) -> dict[str, Any]:
+    """A queue drained: the consumers were started at `started` and all answered healthy at `healthy` (epoch s),
+    each having used `startup_cpu_s` by then."""
+    traces = list(tracker.cases.values())
+    delivered = [max(t.received.values()) for t in traces if t.referrals is not None and len(t.received) >= t.referrals]
+    acknowledged = [max(t.acknowledged.values()) for t in traces if t.all_acknowledged]
+
+    def after_start(done: list[float]) -> float | None:
+        return round(max(done) - started, 2) if done and len(done) == len(traces) else None
+
+    def per_s(done: list[float]) -> float | None:
+        span = _span(healthy, max(done, default=None))
+        return round(len(done) / span, 1) if span else None
+
+    return {
+        "queued": len(traces),
+        "submit_seconds": round(submit_seconds, 2),
+        "queued_per_s": round(len(traces) / submit_seconds, 1) if submit_seconds > 0 else None,
+        "start_to_healthy_s": round(healthy - started, 2),
+        "startup_cpu_s": dict(startup_cpu_s),
+        "to_deliver_all_s": after_start(delivered),
+        "to_acknowledge_all_s": after_start(acknowledged),
+        "delivered_per_s": per_s(delivered),
+        "acknowledged_per_s": per_s(acknowledged),
     }
 
 

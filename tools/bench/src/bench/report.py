@@ -1,5 +1,5 @@
-"""What the benchmark shows: the machine, each phase's figures, the ratio to the bare chain, the targets; as JSON,
-a terminal table, a Markdown table for the README and a PNG of latency over load."""
+"""What the benchmark shows: the machine, each phase's figures (CPU per case among them), the catch-up, the ratio to
+the bare chain, the targets; as JSON, terminal tables, Markdown tables for the README and a PNG of latency over load."""
 
 import os
 import platform
@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-PYTHON_SERVICES = ("intake", "routing", "agency-gateway", "notify")
+from bench.measure import SERVICES
 
 
 def machine() -> dict[str, Any]:
@@ -72,12 +72,7 @@ def targets(phases: list[dict[str, Any]], compared: dict[str, Any]) -> list[dict
     if ratios:
         worst = max(ratios)
         rows.append({"target": "each Kafka hop ≤ 3× the bare chain's at p50", "measured": worst, "met": worst <= 3})
-    peaks = [
-        v["peak_rss_mb"]
-        for p in pipeline
-        for name, v in p["processes"].items()
-        if name.split("#")[0] in PYTHON_SERVICES
-    ]
+    peaks = [v["peak_rss_mb"] for p in pipeline for name, v in p["processes"].items() if name.split("#")[0] in SERVICES]
     if peaks:
         rows.append({"target": "each Python service ≤ 150 MB RSS", "measured": max(peaks), "met": max(peaks) <= 150})
     return rows
@@ -88,7 +83,17 @@ def _ms(value: float | None) -> str:
 
 
 def _rate(phase: dict[str, Any]) -> str:
+    if phase["mode"] == "catch-up":
+        return f"{phase['catch_up']['queued']} queued"
     return f"{phase['offered_rate']:g}/s" if phase["mode"] == "rate" else f"max (window {phase['window']})"
+
+
+def _cpu(phase: dict[str, Any]) -> str:
+    """CPU ms per delivered case: the system's processes / the simulated agencies / the load generator (of which the
+    sampling of the processes)."""
+    cpu = phase.get("cpu_ms_per_case", {})
+    shown = " / ".join(_ms(cpu.get(k)) for k in ("system", "agency_simulator", "load_generator"))
+    return f"{shown} ({_ms(cpu.get('load_generator_sampling'))})"
 
 
 def phase_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
@@ -104,6 +109,7 @@ def phase_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
                 "/".join(_ms(_p(p, "latency_ms", "routed", s)) for s in ("p50", "p99")),
                 "/".join(_ms(_p(p, "latency_ms", "delivered_all", s)) for s in ("p50", "p90", "p99", "max")),
                 "/".join(_ms(_p(p, "latency_ms", end, s)) for s in ("p50", "p90", "p99", "max")),
+                _cpu(p),
             ]
         )
     return rows
@@ -117,6 +123,7 @@ PHASE_HEADERS = [
     "→ routed p50/p99 ms",
     "→ all delivered p50/p90/p99/max ms",
     "→ all acknowledged (bare: 3rd hop) p50/p90/p99/max ms",
+    "CPU ms per case: system / agencies / load generator (its sampling)",
 ]
 
 
@@ -125,31 +132,87 @@ def process_rows(phases: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     names: list[str] = []
     for p in shown:
         names += [n for n in p["processes"] if n not in names]
-    headers = ["process", *[f"{p['name']}: CPU s / peak MB" for p in shown]]
+    headers = ["process", *[f"{p['name']}: CPU s / ms per case / peak MB" for p in shown]]
     rows = []
     for name in names:
         cells = [name]
         for p in shown:
             v = p["processes"].get(name)
-            cells.append("–" if v is None else f"{v['cpu_s']:.1f} / {v['peak_rss_mb']:.0f}")
+            per_case = _ms(p.get("cpu_ms_per_case", {}).get("per_process", {}).get(name))
+            cells.append("–" if v is None else f"{v['cpu_s']:.1f} / {per_case} / {v['peak_rss_mb']:.0f}")
         rows.append(cells)
     return headers, rows
 
 
-def print_report(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title="Cases through the pipeline (latencies from intake's 201)", show_lines=False)
-    for header in PHASE_HEADERS:
-        table.add_column(header, overflow="fold")
-    for row in phase_rows(report["phases"]):
-        table.add_row(*row)
-    console.print(table)
-    headers, rows = process_rows(report["phases"])
-    procs = Table(title="CPU seconds and peak memory per process (PostgreSQL: PSS summed over its processes)")
+CATCH_UP_HEADERS = [
+    "phase",
+    "cases queued",
+    "queued in s (cases/s)",
+    "start → healthy s (consumers' CPU s by then)",
+    "start → all delivered s",
+    "start → all acknowledged s",
+    "cases/s draining: delivered / acknowledged",
+]
+
+
+def catch_up_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
+    """The catch-up phase: how fast the cases were queued, how long the restarted consumers took to drain them."""
+    rows = []
+    for p in phases:
+        c = p.get("catch_up")
+        if c is None:
+            continue
+        rows.append(
+            [
+                p["name"],
+                f"{c['queued']}",
+                f"{c['submit_seconds']:.1f} ({c['queued_per_s']})",
+                f"{c['start_to_healthy_s']:.1f} ({sum(c['startup_cpu_s'].values()):.1f})",
+                _s(c["to_deliver_all_s"]),
+                _s(c["to_acknowledge_all_s"]),
+                f"{c['delivered_per_s']} / {c['acknowledged_per_s']}",
+            ]
+        )
+    return rows
+
+
+def _s(value: float | None) -> str:
+    return "– (not all)" if value is None else f"{value:.1f}"
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
     for header in headers:
-        procs.add_column(header, overflow="fold")
+        table.add_column(header, overflow="fold")
     for row in rows:
-        procs.add_row(*row)
-    console.print(procs)
+        table.add_row(*row)
+    return table
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def print_report(console: Console, report: dict[str, Any]) -> None:
+    console.print(
+        _table("Cases through the pipeline (latencies from intake's 201)", PHASE_HEADERS, phase_rows(report["phases"]))
+    )
+    headers, rows = process_rows(report["phases"])
+    console.print(
+        _table(
+            "CPU seconds, CPU ms per delivered case and peak memory per process (PostgreSQL: PSS summed)", headers, rows
+        )
+    )
+    caught_up = catch_up_rows(report["phases"])
+    if caught_up:
+        console.print(
+            _table("Catch-up: cases queued while the consumers were stopped, then drained", CATCH_UP_HEADERS, caught_up)
+        )
     compared = report.get("comparison", {})
     if compared:
         hops = Table(title=f"Kafka hops at {compared['at_rate']:g} cases/s, p50 ms: pipeline vs bare aiokafka chain")
@@ -177,14 +240,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Measured {report['started_at']} on {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, "
         f"load average {m['load_average_at_start'][0]} at start; command: `{report['command']}`.",
-        "",
-        "| " + " | ".join(PHASE_HEADERS) + " |",
-        "|" + "---|" * len(PHASE_HEADERS),
+        *_markdown_table(PHASE_HEADERS, phase_rows(report["phases"])),
+        *_markdown_table(*process_rows(report["phases"])),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in phase_rows(report["phases"])]
-    headers, rows = process_rows(report["phases"])
-    lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    caught_up = catch_up_rows(report["phases"])
+    if caught_up:
+        lines += _markdown_table(CATCH_UP_HEADERS, caught_up)
     compared = report.get("comparison", {})
     if compared:
         lines += ["", f"Pipeline ÷ bare aiokafka chain at {compared['at_rate']:g} cases/s, p50: "
@@ -203,7 +264,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=False)
     series: list[tuple[str, Callable[[dict[str, Any]], bool], str, str]] = [
-        ("pipeline", lambda p: p["system"] == "pipeline" and p["replicas"] == 1, "-", "o"),
+        ("pipeline", lambda p: p["system"] == "pipeline" and p["replicas"] == 1 and p["mode"] != "catch-up", "-", "o"),
         ("pipeline, 2 replicas", lambda p: p["system"] == "pipeline" and p["replicas"] == 2, "", "s"),
         ("bare Kafka chain", lambda p: p["system"] == "baseline", "--", "^"),
     ]
