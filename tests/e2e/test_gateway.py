@@ -437,7 +437,7 @@ async def test_an_agency_fetches_personal_items_only_while_its_referral_is_open(
 async def test_a_new_agency_with_a_new_channel_plugin_package_following_the_readme(
     world: GatewayWorld, client: httpx.AsyncClient
 ) -> None:
-    """README, "Add an agency", with a new channel. The one difference: the plugin is installed into a folder
+    """docs/agencies.md, "Add an agency", with a new channel. The one difference: the plugin is installed into a folder
     of its own on the gateway's PYTHONPATH, not into the shared virtual environment other runs use."""
     stack, bin_dir = world.stack, Path(sys.executable).parent
     plugins, site, drop = world.work / "plugins", world.work / "site", world.work / "drop"

@@ -168,11 +168,11 @@ def test_a_webhook_without_its_secret_stops_the_start(monkeypatch: pytest.Monkey
 
 
 def readme_verify() -> Any:
-    """The README's webhook verification lines, run as an agency would paste them."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Verify a webhook", 1)[1]
+    """The agency guide's webhook verification lines (docs/agencies.md), run as an agency would paste them."""
+    guide = (REPO / "docs" / "agencies.md").read_text(encoding="utf-8")
+    section = re.split(r"^#+ Verify a webhook$", guide, maxsplit=1, flags=re.MULTILINE)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None, "the README shows the verification code"
+    assert code is not None, "the agency guide shows the verification code"
     assert len(code.group(1).strip().splitlines()) <= 10, "a few lines"
     namespace: dict[str, Any] = {}
     exec(code.group(1), namespace)

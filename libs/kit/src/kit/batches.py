@@ -2,7 +2,7 @@
 
 A per-record consumer (`messaging.subscribe`) pays a transaction, a commit and its round trips for every record; here
 one transaction covers up to `max_records`, each record in a savepoint of its own, so the failure rules stay per
-record (ARCHITECTURE.md) while the cost of a commit is shared:
+record (docs/architecture.md) while the cost of a commit is shared:
 
 - a record that cannot be decoded, or that the handler rejects (`EventRejected`, its savepoint rolled back), goes to
   `<topic>.dlq` with its reason after the commit; its neighbours are not touched;

@@ -137,7 +137,7 @@ def subscribe(
     join); each record still dead-letters to its own topic's DLQ, and `source_topic()` names it for `handle`.
 
     The offset is committed only after `handle` returns, so its transaction has committed; offsets of records
-    handled in the same moment go in one commit (`OffsetCommitter`). The failure rules (ARCHITECTURE.md):
+    handled in the same moment go in one commit (`OffsetCommitter`). The failure rules (docs/architecture.md):
     - a record that is not a known, valid event, for whatever reason (or that `handle` rejects), goes to
       `<topic>.dlq` with the reason in headers, and the partition moves on;
     - when `handle` fails, the record's partition waits (paused, with growing backoff; the consumer's other

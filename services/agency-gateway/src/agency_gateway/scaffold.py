@@ -1,5 +1,5 @@
 """Scaffolding for newcomers: `onestop-scaffold agency ...` writes a catalogue entry, `onestop-scaffold channel NAME`
-a channel plugin package with a working example and its test. See the README, "Add an agency"."""
+a channel plugin package with a working example and its test. See docs/agencies.md, "Add an agency"."""
 
 import argparse
 import json

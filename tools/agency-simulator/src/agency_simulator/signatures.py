@@ -12,7 +12,7 @@ from schemas.catalogue import CatalogueError, WebhookChannel, load_catalogue
 log = logging.getLogger(__name__)
 
 
-# The README's "Verify a webhook" lines, as an agency would write them.
+# The "Verify a webhook" lines of docs/agencies.md, as an agency would write them.
 def verify(body: bytes, timestamp: str, signature: str, secret: str, tolerance: int = 300) -> bool:
     """True when `signature` is the gateway's for this body and timestamp, and the timestamp is recent."""
     expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()

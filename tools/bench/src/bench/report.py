@@ -1,5 +1,6 @@
 """What the benchmark shows: the machine, each phase's figures (CPU per case among them), the catch-up, the ratio to
-the bare chain, the targets; as JSON, terminal tables, Markdown tables for the README and a PNG of latency over load."""
+the bare chain, the targets; as JSON, terminal tables, Markdown tables for docs/benchmark.md and a PNG of latency over
+load."""
 
 import os
 import platform
