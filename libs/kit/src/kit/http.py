@@ -1,4 +1,5 @@
-"""HTTP plumbing: RFC 9457 problem responses that never echo input, and the health route."""
+"""HTTP plumbing: RFC 9457 problem responses that never echo input. Imports nothing of Kafka, FastStream or
+OpenTelemetry (an import-linter contract keeps it so); the health route is in kit/health.py."""
 
 import logging
 from collections.abc import Mapping
@@ -13,8 +14,11 @@ from schemas.locations import error_location
 from starlette.exceptions import HTTPException
 
 from .db import UNAVAILABLE_ERRORS
-from .outages import DependencyUnavailable
-from .runtime import ServiceRuntime, as_json, summary
+from .errors import DependencyUnavailable
+
+# Only for agency_gateway/main.py, which imports the health route from here and is being changed by someone else:
+# drop this line once it imports kit.health, as the other services do.
+from .health import install_health_route as install_health_route
 
 log = logging.getLogger(__name__)
 
@@ -99,29 +103,3 @@ def install_problem_handlers(app: FastAPI) -> None:
             return problem_response(503, "Service unavailable", "storage is unreachable; nothing was saved, retry")
         log.error("unexpected error", exc_info=error)
         return problem_response(500, "Internal error", "an unexpected error occurred; nothing was saved")
-
-
-def install_health_route(app: FastAPI, runtime: ServiceRuntime) -> None:
-    """`GET /health`: what the service depends on and whether each answers now; 503 when a required one does not.
-
-    `status` is `ok`, `impaired` (an optional dependency is unreachable: some features fail) or `degraded`
-    (a required one is: 503). `checks` is the short form; `dependencies` says what, where, and how fast.
-    """
-    if any(getattr(route, "path", None) == "/health" for route in app.routes):
-        return
-
-    @app.get("/health", tags=["operations"])
-    async def health() -> JSONResponse:
-        dependencies = await runtime.dependencies()
-        healthy = all(d.reachable for d in dependencies if d.required)
-        complete = all(d.reachable for d in dependencies)
-        return JSONResponse(
-            {
-                "status": "ok" if complete else "impaired" if healthy else "degraded",
-                "service": runtime.settings.service_name,
-                "checks": summary(dependencies),
-                "dependencies": [as_json(d) for d in dependencies],
-                **runtime.topology(),
-            },
-            status_code=200 if healthy else 503,
-        )

@@ -10,15 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
-from .http import install_health_route
-from .runtime import ServiceRuntime
+from .health import HealthReporter, install_health_route
 from .telemetry import instrument_libraries
 
 # Probes and scrapes every few seconds would bury the cases' traces.
 _UNTRACED_PATHS = "/health$,/metrics$"
 
 
-def install_observability(app: FastAPI, runtime: ServiceRuntime) -> None:
+def install_observability(app: FastAPI, runtime: HealthReporter) -> None:
     """Server spans for every request but probes (no headers, bodies or query strings recorded; see
     `kit.telemetry.PrivacyFilter`), request metrics by route template, `GET /metrics` and `GET /health`."""
     instrument_libraries()

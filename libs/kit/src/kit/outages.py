@@ -4,11 +4,9 @@ record, an agency or a caller; whoever meets one waits and tries again."""
 from aiokafka.errors import KafkaError
 
 from .db import UNAVAILABLE_ERRORS
+from .errors import DependencyUnavailable
 
-
-class DependencyUnavailable(Exception):
-    """A dependency of the system's own (intake, say) cannot serve the record now. The consumer waits and tries the
-    same record again, for as long as it takes: this is never the record's fault nor an agency's."""
+__all__ = ["DependencyUnavailable", "is_outage"]
 
 
 def is_outage(error: BaseException) -> bool:

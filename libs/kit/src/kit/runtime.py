@@ -6,7 +6,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -20,8 +19,10 @@ from faststream.kafka.subscriber.usecase import LogicSubscriber
 from schemas.topics import dlq_topic
 
 from . import metrics
+from .access_log import AccessLog
 from .batches import Apply, subscribe_batch
 from .db import create_pool
+from .health import Dependency, summary
 from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
 from .retention import Purge, purge_all, standard_purges
@@ -35,20 +36,6 @@ log = logging.getLogger(__name__)
 
 
 CHECK_TIMEOUT_SECONDS = 2.0
-
-
-@dataclass
-class Dependency:
-    """Something the service needs, where it is (never with credentials) and whether it answered just now."""
-
-    name: str
-    kind: str  # postgresql, kafka or http
-    target: str
-    required: bool  # when False the service works without it, less fully
-    reachable: bool = False
-    latency_ms: float | None = None
-    error: str | None = None  # the error's type only
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceRuntime:
@@ -69,10 +56,7 @@ class ServiceRuntime:
         self._produced: set[str] = set()
         self._consumers: list[tuple[str, str, LogicSubscriber[Any]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
-        # The access log's signed checkpoints, taken in the background (kit/access_log.py; imported here, as it
-        # imports kit.auth, which imports this module).
-        from .access_log import AccessLog
-
+        # The access log's signed checkpoints, taken in the background (kit/access_log.py).
         self.access_log = AccessLog.for_service(settings)
         self._checkpoint_task: asyncio.Task[None] | None = None
         # Other services this one calls, found as the settings' `*_url` fields (ROUTING_URL, say).
@@ -300,20 +284,6 @@ class ServiceRuntime:
             consumers.setdefault(id(subscriber), (group, [], subscriber))[1].append(topic)
         with untraced():
             await asyncio.gather(outbox(), *(lag(*c) for c in consumers.values()), return_exceptions=True)
-
-
-def summary(dependencies: list[Dependency]) -> dict[str, str]:
-    """The short form: `{"postgres": "ok", "kafka": "unreachable (TimeoutError)", "outbox_backlog": "0", ...}`."""
-    checks: dict[str, str] = {}
-    for d in dependencies:
-        checks[d.name] = "ok" if d.reachable else f"unreachable ({d.error})" if d.error else "unreachable"
-        if d.name == "postgres" and d.reachable:
-            checks["outbox_backlog"] = str(d.detail["outbox_backlog"])
-    return checks
-
-
-def as_json(dependency: Dependency) -> dict[str, Any]:
-    return asdict(dependency)
 
 
 def _http_checker(url: str) -> Callable[[Dependency], Awaitable[bool]]:

@@ -2,7 +2,8 @@
 case.erased and consent.withdrawn."""
 
 from fastapi import FastAPI
-from kit.http import install_health_route, install_problem_handlers
+from kit.health import install_health_route
+from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.topics import CASE_ERASED, CASE_SUBMITTED, CONSENT_WITHDRAWN

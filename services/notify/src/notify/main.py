@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
-from kit.http import install_health_route, install_problem_handlers
+from kit.health import install_health_route
+from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime

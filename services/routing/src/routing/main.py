@@ -6,7 +6,8 @@ import logging
 import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
-from kit.http import install_health_route, install_problem_handlers
+from kit.health import install_health_route
+from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
