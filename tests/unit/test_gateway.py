@@ -34,6 +34,8 @@ from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
+from aiokafka import ConsumerRecord
+from kit.lanes import reading
 from kit.outages import DependencyUnavailable
 from schemas.catalogue import Agency, KafkaChannel, WebhookChannel, load_agency
 from schemas.events import ReferralCase, ReferralRequested, encode_event
@@ -381,12 +383,17 @@ async def test_on_kafka_the_record_on_the_agencys_topic_is_the_delivery_and_a_pl
 
 
 class FakeBroker:
-    def __init__(self, message: Any) -> None:
+    def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, str]]] = []
-        self.context = type("Context", (), {"get_local": staticmethod(lambda name: message)})()
 
     async def publish(self, body: bytes, topic: str, *, key: bytes, headers: dict[str, str]) -> None:
         self.published.append((topic, headers))
+
+
+def kafka_record(*headers: tuple[str, str]) -> ConsumerRecord[bytes, bytes]:
+    """The record a lane is handling (its headers, partition and offset are what the gateway reads of it)."""
+    encoded = [(key, value.encode()) for key, value in headers]
+    return ConsumerRecord("referrals.police", 0, 7, 0, 0, b"case", b"", None, 4, 0, encoded)
 
 
 class FakeConnection:
@@ -438,8 +445,8 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
     monkeypatch.setattr(handlers, "first_time", seen_first_time)
     monkeypatch.setattr(handlers, "add_to_outbox", to_outbox)
     monkeypatch.setattr(handlers.storage, "record_notice", record_notice)
-    record = type("Record", (), {"partition": 0, "offset": 7})()
-    broker = FakeBroker(type("Message", (), {"raw_message": record, "headers": {}})())
+    record = kafka_record()
+    broker = FakeBroker()
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
     channel = Failing("police", ChannelSettings(type="failing"))
     channel.status = status
@@ -447,7 +454,8 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
         runtime, agency({"type": "kafka"}), channel, POLICY, CircuitBreaker(5, 30), NO_INTAKE, jitter=lambda: 0.5
     )
 
-    await deliveries.on_referral(reminder_for(referral()))
+    with reading(record):
+        await deliveries.on_referral(reminder_for(referral()))
 
     assert [t for t, _ in broker.published] == [topic]
     assert outbox == [], "no referral.failed: the referral itself was delivered"
@@ -479,11 +487,8 @@ async def test_a_referral_whose_cancellation_came_through_is_not_delivered_any_m
     monkeypatch.setattr(handlers, "already_processed", not_seen)
     monkeypatch.setattr(handlers, "erased_already", not_seen)
     monkeypatch.setattr(handlers.storage, "was_cancelled", cancelled)
-    record = type("Record", (), {"partition": 0, "offset": 7})()
-    message = type(
-        "Message", (), {"raw_message": record, "headers": {"retry.attempts": attempts, "retry.not_before": "0"}}
-    )
-    broker = FakeBroker(message())
+    record = kafka_record(("retry.attempts", attempts), ("retry.not_before", "0"))
+    broker = FakeBroker()
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
     deliveries = AgencyDeliveries(
         runtime,
@@ -494,7 +499,8 @@ async def test_a_referral_whose_cancellation_came_through_is_not_delivered_any_m
         NO_INTAKE,
     )
 
-    await deliveries.on_retry(referral())
+    with reading(record):
+        await deliveries.on_retry(referral())
 
     assert delivered == [] and broker.published == []
 
@@ -586,8 +592,8 @@ async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circ
     monkeypatch.setattr(handlers, "erased_already", not_seen)
     monkeypatch.setattr(handlers.storage, "was_cancelled", not_seen)
     monkeypatch.setattr(handlers.storage, "record_attempt", record_attempt)
-    record = type("Record", (), {"partition": 0, "offset": 7})()
-    broker = FakeBroker(type("Message", (), {"raw_message": record, "headers": {}})())
+    record = kafka_record()
+    broker = FakeBroker()
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
     breaker = CircuitBreaker(1, 30)  # one agency failure would open it
     channel = Recording("police", ChannelSettings(type="recording"))
@@ -602,7 +608,7 @@ async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circ
         jitter=lambda: 0.5,
     )
 
-    with pytest.raises(DependencyUnavailable):  # the consumer holds the partition and tries the record again
+    with reading(record), pytest.raises(DependencyUnavailable):  # the partition is held; the record tried again
         await deliveries.on_referral(referral().model_copy(update={"personal_items": ["victim.name"]}))
 
     assert len(seen) == 1 and sent == []

@@ -124,7 +124,7 @@ async def handle_items(
                         continue  # behind a failed record of its partition: read again with it
                     if item.event.event_id in known:
                         continue  # done before (a redelivery, or the service's own event coming back)
-                    with _record_scope(item):
+                    with record_scope(item):
                         try:
                             async with conn.transaction():  # a savepoint inside the batch's transaction
                                 await apply(conn, item.event)
@@ -144,7 +144,7 @@ async def handle_items(
 
 
 @contextmanager
-def _record_scope(item: Item) -> Iterator[None]:
+def record_scope(item: Item) -> Iterator[None]:
     """The record's own consumer span (the child of the span that produced it), its ids in the logs and on the span,
     and its topic for `source_topic()`."""
     assert item.event is not None
@@ -317,15 +317,5 @@ async def _failed(
         retries.done_with(tp)
         await wait_then_read_again(consumer, tp, offset + 1, 0.0)  # the records behind it were not handled
         return
-    delay = retries.wait_on(tp)
-    log.warning(
-        "handling %s failed (%s, %d of %d); trying again in %.1fs",
-        event.type,
-        type(error).__name__,
-        failures,
-        retries.max_attempts,
-        delay,
-        exc_info=error if failures == 1 else None,  # the stack once per record, not once per try
-    )
-    metrics.event_handled(group_id, event, "retried")
+    delay = retries.again_later(tp, group_id, event, error, failures)
     await wait_then_read_again(consumer, tp, offset, delay)

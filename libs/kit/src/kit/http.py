@@ -16,10 +16,6 @@ from starlette.exceptions import HTTPException
 from .db import UNAVAILABLE_ERRORS
 from .errors import DependencyUnavailable
 
-# Only for agency_gateway/main.py, which imports the health route from here and is being changed by someone else:
-# drop this line once it imports kit.health, as the other services do.
-from .health import install_health_route as install_health_route
-
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"

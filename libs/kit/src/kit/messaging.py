@@ -202,17 +202,7 @@ def subscribe(
                     await dead_letter(broker, message, topic, group_id, "handler_failed", detail)
                     metrics.event_handled(group_id, event, "dead_lettered")
                     return True
-                delay = retries.wait(message)
-                log.warning(
-                    "handling %s failed (%s, %d of %d); trying again in %.1fs",
-                    event.type,
-                    type(error).__name__,
-                    failures,
-                    retries.max_attempts,
-                    delay,
-                    exc_info=failures == 1,  # the stack once per record, not once per try
-                )
-                metrics.event_handled(group_id, event, "retried")
+                delay = retries.again_later(_position(message)[0], group_id, event, error, failures)
                 await hold(message, delay)
                 return False
             metrics.event_handled(group_id, event, "processed")
@@ -372,6 +362,24 @@ class PartitionRetries:
         waits = self._waits.get(tp, 0)
         self._waits[tp] = waits + 1
         return float(min(MAX_RETRY_DELAY_SECONDS, FIRST_RETRY_DELAY_SECONDS * 2**waits))
+
+    def again_later(
+        self, tp: TopicPartition, group_id: str, event: Envelope, error: BaseException, failures: int
+    ) -> float:
+        """The record failed its handler for the `failures`-th time, not yet the last: how long its partition waits
+        before it is tried again (logged, with the stack the first time only, and counted)."""
+        delay = self.wait_on(tp)
+        log.warning(
+            "handling %s failed (%s, %d of %d); trying again in %.1fs",
+            event.type,
+            type(error).__name__,
+            failures,
+            self.max_attempts,
+            delay,
+            exc_info=error if failures == 1 else None,  # the stack once per record, not once per try
+        )
+        metrics.event_handled(group_id, event, "retried")
+        return delay
 
     def done(self, message: KafkaMessage) -> None:
         self.done_with(_position(message)[0])

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from .access_log import AccessLog
 from .batches import Apply, subscribe_batch
 from .db import create_pool
 from .health import Dependency, summary
+from .lanes import adopt_offsets, subscribe_lanes
 from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
 from .retention import Purge, purge_all, standard_purges
@@ -53,6 +54,7 @@ class ServiceRuntime:
             timedelta(hours=settings.outbox_retention_hours), timedelta(days=settings.inbox_retention_days)
         )
         self._topics: set[str] = set()
+        self._adoptions: list[tuple[str, Mapping[str, str]]] = []  # groups to start where the groups they replace were
         self._produced: set[str] = set()
         self._consumers: list[tuple[str, str, LogicSubscriber[Any]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
@@ -113,6 +115,33 @@ class ServiceRuntime:
         )
         self._consumers.extend((group_id, t, subscriber) for t in topics)
 
+    def consume_lanes(
+        self,
+        topics: Sequence[str],
+        group_id: str,
+        accepts: tuple[type[E], ...],
+        handle: Handler[E],
+        *,
+        lane_of: Callable[[str], str] = lambda topic: topic,
+        replaces: Mapping[str, str] | None = None,
+    ) -> None:
+        """As `consume`, over many topics with one consumer, each topic's records in a lane of their own (`lane_of`
+        may group topics into one lane): a handler that waits holds up only its lane (kit/lanes.py). `replaces`
+        (topic -> the group that read it before) lets a new group start where the old ones left off."""
+        if replaces:
+            self._adoptions.append((group_id, replaces))
+        self._topics |= set(topics) | {dlq_topic(t) for t in topics}
+        subscriber = subscribe_lanes(
+            self.broker,
+            topics,
+            group_id,
+            accepts,
+            handle,
+            max_attempts=self.settings.handler_max_attempts,
+            lane_of=lane_of,
+        )
+        self._consumers.extend((group_id, t, subscriber) for t in topics)
+
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Something the service opened (an HTTP client, say) to close after consuming has stopped."""
         self._on_stop.append(close)
@@ -150,6 +179,9 @@ class ServiceRuntime:
                     s.topic_replication_factor,
                     s.kafka_client_config(),
                 )
+                for group_id, previous in self._adoptions:
+                    await adopt_offsets(s.kafka_bootstrap_servers, group_id, previous, s.kafka_client_config())
+                self._adoptions = []
                 self._pool = self._pool or await create_pool(s.database_url, s.db_schema, s.db_pool_size)
                 break
             except Exception as error:

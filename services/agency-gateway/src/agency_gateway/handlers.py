@@ -1,6 +1,6 @@
 """Kafka handlers per agency: deliver a referral, or retry it later from the agency's retry topic, or dead-letter it.
 
-Each agency has two consumer groups of its own, one on `referrals.<agency-id>` and one on its retry topic, so a
+One consumer reads every agency's topic and retry topic, each topic in a lane of its own (kit/lanes.py), so a
 slow, failing or dead agency holds up only its own referrals. A transient failure goes to the retry topic with
 the time it may be tried again (exponential backoff with jitter); a permanent failure, or the last allowed attempt,
 goes to the agency's DLQ with the reason in headers and emits `referral.failed`.
@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from faststream.kafka.annotations import KafkaMessage
 from kit import metrics
 from kit.erasure import erased_already, is_erased
 from kit.inbox import already_processed, first_time
+from kit.lanes import current_record, record_headers
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Agency
@@ -72,7 +72,12 @@ def on_agency_topic(event: Envelope) -> OnAgencyTopic:
     return event
 
 
+# The one consumer group of every agency's topics and retry topics.
+DELIVERIES_CONSUMER = "agency-gateway.deliveries"
+
+
 def consumer_name(agency: Agency) -> str:
+    """The name the agency's deliveries are recorded under in the inbox (its own consumer group's, once)."""
     return f"agency-gateway.{agency.id}"
 
 
@@ -101,21 +106,20 @@ class AgencyDeliveries:
         self.jitter = jitter
         self.topic = agency_topic(agency.id)
         self.retry_topic = retry_topic(self.topic)
-        self.group = consumer_name(agency)
-        self.retry_group = f"{self.group}.retry"
-        self.failed_consumer = f"{self.group}.failed"  # inbox name under which a failure is emitted once
+        self.inbox = consumer_name(agency)
+        self.failed_consumer = f"{self.inbox}.failed"  # inbox name under which a failure is emitted once
 
-    def subscribe(self) -> None:
-        self.runtime.consume(self.topic, self.group, AGENCY_TOPIC_EVENTS, self.on_referral)
-        self.runtime.consume(self.retry_topic, self.retry_group, AGENCY_TOPIC_EVENTS, self.on_retry)
+    def handlers(self) -> dict[str, Callable[[Envelope], Awaitable[None]]]:
+        """What to do with a record of each of the agency's topics; its channel's topics and DLQ are declared."""
         self.runtime.produces(dlq_topic(self.topic), *self.channel.topics())
         self.runtime.on_stop(self.channel.close)
+        return {self.topic: self.on_referral, self.retry_topic: self.on_retry}
 
     async def on_referral(self, event: Envelope) -> None:
         await self.handle(on_agency_topic(event), attempts_before=0, not_before=None)
 
     async def on_retry(self, event: Envelope) -> None:
-        headers = self._message().headers
+        headers = record_headers(current_record())
         try:
             attempts_before = int(headers.get(RETRY_ATTEMPTS, "0"))
             not_before = float(headers.get(RETRY_NOT_BEFORE, "0"))
@@ -127,7 +131,7 @@ class AgencyDeliveries:
     async def handle(self, event: OnAgencyTopic, attempts_before: int, not_before: float | None) -> None:
         if event.agency_id != self.agency.id:
             raise EventRejected("wrong_agency", f"a {event.type} for {event.agency_id} on {self.agency.id}'s topic")
-        if await already_processed(self.runtime.pool, self.group, event.event_id):
+        if await already_processed(self.runtime.pool, self.inbox, event.event_id):
             return
         if await erased_already(self.runtime.pool, event.case_id):
             # Erased on request: nothing more of it goes to the agency (a facts-only referral included).
@@ -186,7 +190,7 @@ class AgencyDeliveries:
         if isinstance(step, GiveUp):
             await self._dead_letter(notice, step, outcome.agency_status)
         # As for referrals, a failure is recorded under another inbox name: a replay from the DLQ is delivered again.
-        inbox = self.group if isinstance(step, Done) else self.failed_consumer
+        inbox = self.inbox if isinstance(step, Done) else self.failed_consumer
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             if not await first_time(conn, inbox, notice.event_id):
                 return
@@ -222,7 +226,7 @@ class AgencyDeliveries:
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             erased = await is_erased(conn, referral.case_id)  # once: its lock holds to the commit
             await storage.record_attempt(conn, referral, event.channel, attempts, outcome, erased=erased)
-            if not await first_time(conn, self.group, referral.event_id):
+            if not await first_time(conn, self.inbox, referral.event_id):
                 return
             await storage.record_delivery(
                 conn, event, outcome.agency_status, None, outcome.agency_answer, referral.personal_items, erased=erased
@@ -253,15 +257,14 @@ class AgencyDeliveries:
         log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
 
     async def _dead_letter(self, event: OnAgencyTopic, step: GiveUp, agency_status: int | None) -> None:
-        record = self._message().raw_message
-        record = record[0] if isinstance(record, tuple) else record
+        record = current_record()
         headers = {
             "dlq.reason": step.dlq_reason,
             "dlq.detail": step.reason[:500],
             "dlq.source.topic": self.topic,
             "dlq.source.partition": str(record.partition),
             "dlq.source.offset": str(record.offset),
-            "dlq.consumer.group": self.group,
+            "dlq.consumer.group": DELIVERIES_CONSUMER,
             "dlq.failed_at": datetime.now(UTC).isoformat(),
             "dlq.attempts": str(step.attempts),
             "dlq.channel": self.agency.channel.type,
@@ -282,10 +285,3 @@ class AgencyDeliveries:
             "channel": self.agency.channel.type,
             "attempts": attempts,
         }
-
-    def _message(self) -> KafkaMessage:
-        """The record being handled (FastStream keeps it in the broker's context), for its headers and offset."""
-        message = self.runtime.broker.context.get_local("message")
-        if message is None:
-            raise RuntimeError("no Kafka record is being handled")
-        return message  # type: ignore[no-any-return]

@@ -1,12 +1,14 @@
-"""The agency gateway: per agency, a channel from its plugin and consumer groups of its own; its HTTP API in api.py."""
+"""The agency gateway: per agency, a channel from its plugin and a lane of the one consumer; its HTTP API in api.py."""
 
 import time
 
 import asyncpg
 from fastapi import FastAPI
 from kit.access_log import AccessLog
-from kit.http import install_health_route, install_problem_handlers
+from kit.health import install_health_route
+from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
+from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
 from schemas.events import (
@@ -24,7 +26,7 @@ from . import storage
 from .api import routes
 from .domain import CircuitBreaker, RetryPolicy
 from .erasure import ERASURE_CONSUMER, on_case_erased
-from .handlers import AgencyDeliveries
+from .handlers import AGENCY_TOPIC_EVENTS, DELIVERIES_CONSUMER, AgencyDeliveries, consumer_name
 from .personal import IntakeDisclosures
 from .registry import ChannelRegistry
 from .settings import GatewaySettings
@@ -56,8 +58,17 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
         )
         for agency in catalogue
     ]
-    for delivery in deliveries:
-        delivery.subscribe()
+    # One consumer for every agency's topic and retry topic, each topic in a lane of its own: an agency that is slow
+    # or down holds up only its own referrals (kit/lanes.py).
+    by_topic = {topic: handler for delivery in deliveries for topic, handler in delivery.handlers().items()}
+
+    async def deliver(event: Envelope) -> None:
+        await by_topic[source_topic()](event)
+
+    # It replaces the two consumer groups each agency had: it starts where they were, not from the beginning.
+    replaces = {d.topic: consumer_name(d.agency) for d in deliveries}
+    replaces |= {d.retry_topic: f"{consumer_name(d.agency)}.retry" for d in deliveries}
+    runtime.consume_lanes(sorted(by_topic), DELIVERIES_CONSUMER, AGENCY_TOPIC_EVENTS, deliver, replaces=replaces)
     runtime.produces(REFERRAL_EVENTS)
 
     async def handle_erasure(event: CaseErased) -> None:
