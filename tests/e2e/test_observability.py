@@ -219,8 +219,11 @@ async def test_domain_metrics_move_after_a_case(stack: Stack, client: httpx.Asyn
         assert ("onestop_outbox_backlog", frozenset()) in after[service]
         assert ("onestop_outbox_oldest_unsent_seconds", frozenset()) in after[service]
     grew("routing", "faststream_received_messages_total", handler="case.submitted")
-    lags = [k for k in after["agency-gateway"] if k[0] == "onestop_consumer_lag"]
-    assert {dict(labels)["group"] for _, labels in lags} >= {f"agency-gateway.{a}" for a in AGENCIES}
+    lags = [dict(labels) for name, labels in after["agency-gateway"] if name == "onestop_consumer_lag"]
+    # One consumer group reads every agency's topic; the lag is per topic, so per agency.
+    assert {(lag["group"], lag["topic"]) for lag in lags} >= {
+        ("agency-gateway.deliveries", f"referrals.{a}") for a in AGENCIES
+    }
 
 
 # Recognisable synthetic personal data, and the fragments of it that must appear nowhere ops can see.
@@ -282,7 +285,8 @@ async def test_every_service_says_what_it_depends_on_and_whether_it_answers(
     assert routing["kind"] == "http" and not routing["required"] and routing["reachable"]
     assert intake["produces"] == ["case.erased", "case.submitted", "consent.withdrawn"]
     gateway = (await client.get(f"{stack.url('agency-gateway')}/health")).json()
-    assert {"topic": "referrals.police", "group": "agency-gateway.police"} in gateway["consumes"]
+    assert {"topic": "referrals.police", "group": "agency-gateway.deliveries"} in gateway["consumes"]
+    assert {"topic": "referrals.police.retry", "group": "agency-gateway.deliveries"} in gateway["consumes"]
     # The gateway fetches the personal items from intake at delivery: intake is among its dependencies.
     assert any(d["name"] == "intake" and d["kind"] == "http" for d in gateway["dependencies"])
 
@@ -324,5 +328,7 @@ async def test_metrics_answer_from_memory_while_cases_flow(stack: Stack, client:
         assert times[len(times) // 2] < 0.2, f"{service} /metrics took {times} s"
         assert times[-1] < 5.0, f"{service} /metrics took {times[-1]:.1f} s, half Prometheus's scrape timeout"
     gateway = await read_metrics(client, stack, "agency-gateway")
-    groups = {dict(labels)["group"] for name, labels in gateway if name == "onestop_consumer_lag"}
-    assert {f"agency-gateway.{a}" for a in AGENCIES} <= groups
+    lagging = {
+        (dict(labels)["group"], dict(labels)["topic"]) for name, labels in gateway if name == "onestop_consumer_lag"
+    }
+    assert {("agency-gateway.deliveries", f"referrals.{a}") for a in AGENCIES} <= lagging
