@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .events import AgencyId
+from .validators import listed_once
 from .vocab import CrimeType, Need, Urgency
 
 # Fields of a case an agency may be allowed to receive, beyond crime type, needs and urgency.
@@ -35,13 +36,15 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Weekday = Annotated[int, Field(ge=0, le=6)]  # Monday is 0
+
+
 class OpeningHours(Entry):
     """When the agency answers: around the clock, or on `weekdays` from `opens` to `closes` local time."""
 
     always_open: bool = False
     timezone: str = "Asia/Seoul"
-    # Monday is 0
-    weekdays: Annotated[list[Annotated[int, Field(ge=0, le=6)]], Field(min_length=1)] = [0, 1, 2, 3, 4]
+    weekdays: Annotated[list[Weekday], Field(min_length=1), listed_once("weekday")] = [0, 1, 2, 3, 4]
     opens: time = time(9, 0)
     closes: time = time(18, 0)
 
@@ -53,13 +56,6 @@ class OpeningHours(Entry):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {name!r}; use an IANA name such as 'Asia/Seoul'") from None
         return name
-
-    @field_validator("weekdays")
-    @classmethod
-    def _weekdays_unique(cls, days: list[int]) -> list[int]:
-        if len(set(days)) != len(days):
-            raise ValueError("each weekday may be listed once")
-        return days
 
     @field_validator("closes")
     @classmethod

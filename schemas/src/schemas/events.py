@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .locations import error_locations
+from .validators import listed_once
 from .vocab import (
     CancelReason,
     CompletionOutcome,
@@ -175,20 +176,13 @@ class _CaseCommon(Contract):
     """What a case is, as staff submit it and as it travels between services alike."""
 
     crime_type: CrimeType
-    needs: Annotated[list[Need], Field(min_length=1, max_length=len(Need))]
+    needs: Annotated[list[Need], Field(min_length=1, max_length=len(Need)), listed_once("need")]
     urgency: Urgency
     region: Annotated[str, Field(min_length=2, max_length=64)]
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
     intake_channel: IntakeChannel
     consents: Annotated[list[Consent], Field(max_length=64)] = []
     caseworker: Caseworker | None = None  # the centre's staff member, not the victim
-
-    @field_validator("needs")
-    @classmethod
-    def _needs_unique(cls, needs: list[Need]) -> list[Need]:
-        if len(set(needs)) != len(needs):
-            raise ValueError("each need may be listed once")
-        return needs
 
     @field_validator("consents")
     @classmethod

@@ -89,28 +89,28 @@ async def end_offsets(
     bootstrap_servers: str, parts: Iterable[TopicPartition], *, client_config: Config = None
 ) -> dict[TopicPartition, int]:
     """The next offset to be written on each partition (its high watermark)."""
-    wanted = list(parts)
-    if not wanted:
-        return {}
-    consumer = _consumer(bootstrap_servers, client_config)
-    await consumer.start()
-    try:
-        return {tp: int(offset) for tp, offset in (await consumer.end_offsets(wanted)).items()}
-    finally:
-        await consumer.stop()
+    return await _offsets(bootstrap_servers, parts, client_config, end=True)
 
 
 async def beginning_offsets(
     bootstrap_servers: str, parts: Iterable[TopicPartition], *, client_config: Config = None
 ) -> dict[TopicPartition, int]:
     """The first offset still kept on each partition."""
+    return await _offsets(bootstrap_servers, parts, client_config, end=False)
+
+
+async def _offsets(
+    bootstrap_servers: str, parts: Iterable[TopicPartition], client_config: Config, *, end: bool
+) -> dict[TopicPartition, int]:
+    """Each partition's end or beginning offset, asked by a consumer of no group that reads nothing."""
     wanted = list(parts)
     if not wanted:
         return {}
     consumer = _consumer(bootstrap_servers, client_config)
     await consumer.start()
     try:
-        return {tp: int(offset) for tp, offset in (await consumer.beginning_offsets(wanted)).items()}
+        found = await (consumer.end_offsets(wanted) if end else consumer.beginning_offsets(wanted))
+        return {tp: int(offset) for tp, offset in found.items()}
     finally:
         await consumer.stop()
 

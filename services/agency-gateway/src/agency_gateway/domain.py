@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from kit.backoff import backoff
 from schemas.events import ReferralRequested
 
 
@@ -34,8 +35,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int, jitter: float) -> float:
         """Exponential backoff after `attempts` failed attempts, spread by `jitter` in [0, 1) to 50–150%."""
-        exponential: float = self.base_seconds * 2.0 ** (attempts - 1)
-        return min(self.max_seconds, exponential * (0.5 + jitter))
+        return backoff(attempts, self.base_seconds, self.max_seconds, jitter)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ Addresses and texts are personal data: a channel never logs them.
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Literal, Protocol
+from typing import Protocol
 
-import aiosmtplib
+from kit.smtp import SmtpServer, SmtpTls
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,6 @@ class Channel(Protocol):
         ...
 
 
-SmtpTls = Literal["auto", "starttls", "implicit", "none"]
-
-
 class EmailChannel:
     def __init__(
         self,
@@ -46,32 +43,18 @@ class EmailChannel:
         password: str | None = None,
         timeout_seconds: float = 10.0,
     ) -> None:
-        self.host = host
-        self.port = port
         self.sender = sender
-        self.tls = tls
-        self.username = username
-        self.password = password
-        self.timeout_seconds = timeout_seconds
+        self.server = None if host is None else SmtpServer(host, port, tls, username, password, timeout_seconds)
 
     async def send(self, message: Message) -> None:
-        if self.host is None:
+        if self.server is None:
             raise ChannelNotConfigured("no SMTP server is configured (SMTP_HOST)")
         email = EmailMessage()
         email["From"] = self.sender
         email["To"] = message.to
         email["Subject"] = message.subject
         email.set_content(message.body)
-        await aiosmtplib.send(
-            email,
-            hostname=self.host,
-            port=self.port,
-            username=self.username,
-            password=self.password,
-            use_tls=self.tls == "implicit",
-            start_tls={"auto": None, "starttls": True}.get(self.tls, False),
-            timeout=self.timeout_seconds,
-        )
+        await self.server.send(email)
 
 
 class SmsProvider(Protocol):

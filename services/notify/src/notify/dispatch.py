@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import asyncpg
+from kit.backoff import backoff
 from kit.logs import log_context
 
 from . import storage
@@ -24,9 +25,8 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE_SECONDS = 300.0
 
 
-def retry_delay(attempts: int, base_seconds: float) -> float:
-    """Seconds before the next try after `attempts` failed ones: doubling, capped at an hour."""
-    return float(min(3600.0, base_seconds * 2 ** max(0, attempts - 1)))
+# A failed notice is tried again after a delay doubling from `retry_base_seconds`, at most this long.
+MAX_RETRY_SECONDS = 3600.0
 
 
 async def send_due_notices(
@@ -107,6 +107,6 @@ async def _failed(
 ) -> None:
     """A failed attempt: tried again after a growing delay, until `max_attempts`; then the notice has failed."""
     attempts = notice["attempts"] + 1
-    retry = None if attempts >= max_attempts else retry_delay(attempts, retry_base_seconds)
+    retry = None if attempts >= max_attempts else backoff(attempts, retry_base_seconds, MAX_RETRY_SECONDS)
     log.warning("notice not sent (attempt %d, %s); %s", attempts, reason, "retrying" if retry else "giving up")
     await storage.notice_not_sent(conn, notice["id"], reason, retry)

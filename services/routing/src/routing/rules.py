@@ -4,9 +4,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from schemas.catalogue import Catalogue, CatalogueError
 from schemas.events import AgencyId
+from schemas.validators import listed_once
 from schemas.vocab import CrimeType, Urgency
 
 RankKey = Literal["hub", "already_chosen", "specialty", "language", "priority"]
@@ -39,16 +40,9 @@ class HubRule(RuleEntry):
 
 
 class Rules(RuleEntry):
-    rank_by: Annotated[list[RankKey], Field(min_length=1)] = list(get_args(RankKey))
+    rank_by: Annotated[list[RankKey], Field(min_length=1), listed_once("ranking key")] = list(get_args(RankKey))
     hours: HoursRule = HoursRule()
     hubs: list[HubRule] = []
-
-    @field_validator("rank_by")
-    @classmethod
-    def _each_key_once(cls, keys: list[RankKey]) -> list[RankKey]:
-        if len(set(keys)) != len(keys):
-            raise ValueError("each ranking key may be listed once")
-        return keys
 
 
 def load_rules(path: Path, catalogue: Catalogue) -> Rules:

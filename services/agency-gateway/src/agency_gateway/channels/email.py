@@ -9,6 +9,7 @@ from datetime import UTC
 from email.message import EmailMessage
 
 import aiosmtplib
+from kit.smtp import SmtpServer
 from schemas.catalogue import EmailChannel
 from schemas.events import ReferralCancelled, ReferralRequested
 
@@ -85,8 +86,14 @@ class EmailDelivery(DeliveryChannel[EmailChannel]):
 
     def __init__(self, agency_id: str, settings: EmailChannel) -> None:
         super().__init__(agency_id, settings)
-        self._username = self._secret(settings.username_env)
-        self._password = self._secret(settings.password_env)
+        self._server = SmtpServer(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.tls,
+            self._secret(settings.username_env),
+            self._secret(settings.password_env),
+            settings.timeout_seconds,
+        )
 
     @staticmethod
     def _secret(variable: str | None) -> str | None:
@@ -105,18 +112,8 @@ class EmailDelivery(DeliveryChannel[EmailChannel]):
         return await self._send(notice_email(notice, body, str(s.from_address), str(s.to)))
 
     async def _send(self, message: EmailMessage) -> Outcome:
-        s = self.settings
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=self._username,
-                password=self._password,
-                use_tls=s.tls == "implicit",
-                start_tls=s.tls == "starttls",
-                timeout=s.timeout_seconds,
-            )
+            await self._server.send(message)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             codes = [r.code for r in refused.recipients]
             return Failed(f"the mail server refused the recipient ({codes})", all(400 <= c < 500 for c in codes))
@@ -124,4 +121,4 @@ class EmailDelivery(DeliveryChannel[EmailChannel]):
             return Failed(f"the mail server answered {error.code}", 400 <= error.code < 500, error.code)
         except (aiosmtplib.SMTPException, OSError) as error:
             return Failed(f"the mail server could not be reached ({type(error).__name__})", True)
-        return Delivered(f"accepted by the mail server for {s.to}", 250)
+        return Delivered(f"accepted by the mail server for {self.settings.to}", 250)
