@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import asyncpg
@@ -165,3 +166,25 @@ def settings_for(dsn: str, schema: str) -> ServiceSettings:
         database_url: str = dsn
 
     return Settings()
+
+
+async def test_a_role_owning_only_its_schema_migrates_it_and_can_create_no_other(
+    server: str, schema: str, sql: Path
+) -> None:
+    """As on Kubernetes (deploy/kubernetes, CloudNativePG): the service's role owns its schema, made beforehand, and
+    has no right to create a schema in the database."""
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"CREATE ROLE \"{schema}\" LOGIN PASSWORD 'test-only-password'")
+        await admin.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{schema}"')
+        assert not await admin.fetchval("SELECT has_database_privilege($1, current_database(), 'CREATE')", schema)
+    finally:
+        await admin.close()
+    own = urlsplit(server)._replace(
+        netloc=f"{schema}:test-only-password@{urlsplit(server).hostname}:{urlsplit(server).port}"
+    )
+    dsn = urlunsplit(own)
+    assert await migrate(dsn, schema, sql) == [*KIT, f"{schema}/001_letters.sql", f"{schema}/002_stamps.sql"]
+    assert await migrate(dsn, schema, sql) == []
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await migrate(dsn, f"{schema}_other", sql)

@@ -127,7 +127,10 @@ async def migrate(dsn: str, schema: str, directory: Path) -> list[str]:
     try:
         # One migrator at a time per schema, so replicas starting together do not race.
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Created only when missing: CREATE SCHEMA asks for the right to create schemas in the database even when the
+        # schema exists, and a role that owns just its own schema (deploy/kubernetes) has no such right.
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
