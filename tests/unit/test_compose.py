@@ -33,6 +33,7 @@ DOCKER_DIR = ROOT / "deploy" / "docker"
 SCHEMA_FILE = DOCKER_DIR / "compose-spec.json"
 SCHEMA_SOURCE = DOCKER_DIR / "compose-spec.source"
 HEALTHCHECK_SCRIPT = DOCKER_DIR / "healthcheck.py"
+DOCKERFILE = DOCKER_DIR / "Dockerfile"  # the one image recipe of every Python service
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,41 @@ def dockerfile_of(service: dict[str, Any]) -> Path:
     return (context / str(build.get("dockerfile", "Dockerfile"))).resolve()
 
 
+_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+SHARED_MEMBERS = {"onestop-schemas", "onestop-kit"}  # copied into every image; uv installs them only where needed
+
+
+def substitute(text: str, scope: dict[str, str]) -> str:
+    """`${NAME}` and `$NAME` replaced by their value where `scope` has one."""
+    return _REFERENCE.sub(lambda m: scope.get(m[1] or m[2], m[0]), text)
+
+
+def with_build_args(instructions: list[Instruction], build_args: dict[str, str]) -> list[Instruction]:
+    """The instructions as the builder sees them: each stage's ARGs (a build argument over the default) and ENVs
+    substituted where used. CMD, ENTRYPOINT and HEALTHCHECK keep theirs: those expand when the container runs."""
+    resolved: list[Instruction] = []
+    scope: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            scope = {}
+        args = instruction.args
+        if instruction.keyword not in ("CMD", "ENTRYPOINT", "HEALTHCHECK"):
+            args = substitute(args, scope)
+        if instruction.keyword == "ARG":
+            name, has_default, default = args.partition("=")
+            scope[name] = build_args.get(name, default if has_default else "")
+        resolved.append(Instruction(instruction.keyword, args, instruction.line))
+        if instruction.keyword == "ENV":
+            scope.update(env_of([resolved[-1]]))
+    return resolved
+
+
+def image_instructions(service: dict[str, Any]) -> list[Instruction]:
+    """A compose service's Dockerfile with its build arguments applied."""
+    build_args = {key: str(value) for key, value in service["build"].get("args", {}).items()}
+    return with_build_args(parse_dockerfile(dockerfile_of(service)), build_args)
+
+
 def python_modules(argv: list[str]) -> Iterator[str]:
     for index, word in enumerate(argv[:-1]):
         if Path(word).name.startswith("python") and argv[index + 1] == "-m" and index + 2 < len(argv):
@@ -422,7 +458,7 @@ def test_depends_on_is_consistent_and_acyclic(compose: dict[str, Any]) -> None:
             assert target in services, f"{name} depends on undefined service {target}"
             if how["condition"] == "service_healthy":
                 has_check = "healthcheck" in services[target] or any(
-                    i.keyword == "HEALTHCHECK" for i in final_stage(parse_dockerfile(dockerfile_of(services[target])))
+                    i.keyword == "HEALTHCHECK" for i in final_stage(image_instructions(services[target]))
                 )
                 assert has_check, f"{name} waits for {target} to be healthy, but {target} has no health check"
             if how["condition"] == "service_completed_successfully":
@@ -480,7 +516,7 @@ def test_catalogue_placeholders_are_set_in_the_container(compose: dict[str, Any]
         for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text(encoding="utf-8"))
     }
     assert names, "the catalogue uses no placeholders any more: drop this test"
-    image_env = env_of(final_stage(parse_dockerfile(dockerfile_of(compose["services"][app.name]))))
+    image_env = env_of(final_stage(image_instructions(compose["services"][app.name])))
     missing = names - set(environment(compose["services"][app.name])) - set(image_env)
     assert not missing, f"{app.name} lacks {sorted(missing)}"
     assert image_env["CATALOGUE_DIR"] == CONTAINER_CATALOGUE_DIR
@@ -551,9 +587,10 @@ def test_each_image_builds_from_the_repo_root_with_its_own_package(compose: dict
     assert (COMPOSE_FILE.parent / service["build"]["context"]).resolve() == ROOT
     dockerfile = dockerfile_of(service)
     assert dockerfile.is_file(), f"{dockerfile} does not exist"
+    assert dockerfile == DOCKERFILE, "every Python image is built from the one Dockerfile"
 
     members = workspace_members()
-    instructions = parse_dockerfile(dockerfile)
+    instructions = image_instructions(service)
     packages = {
         word.split("=", 1)[1] if "=" in word else words[index + 1]
         for instruction in instructions
@@ -564,12 +601,12 @@ def test_each_image_builds_from_the_repo_root_with_its_own_package(compose: dict
     }
     assert packages == {app.package}, f"{dockerfile}: installs {packages}"
     assert app.package in members, f"{app.package} is no workspace member"
-    assert dockerfile.parent == members[app.package], "the Dockerfile lives in its package's folder"
+    assert ROOT / service["build"]["args"]["SOURCE"] == members[app.package], "SOURCE is the package's folder"
     for instruction in instructions:
         if instruction.keyword == "RUN" and "uv sync" in instruction.args:
             assert {"--frozen", "--no-dev"} <= set(shlex.split(instruction.args)), instruction
 
-    # Exactly the workspace members the package is made of are copied in, and every COPY source exists.
+    # The workspace members the package is made of are copied in (and the shared ones), and every COPY source exists.
     copied: set[Path] = set()
     for instruction in instructions:
         if instruction.keyword == "COPY":
@@ -579,13 +616,14 @@ def test_each_image_builds_from_the_repo_root_with_its_own_package(compose: dict
                     assert (ROOT / source).exists(), f"{dockerfile}:{instruction.line}: {source} does not exist"
                     copied.add((ROOT / source).resolve())
     copied_members = {name for name, path in members.items() if path.resolve() in copied}
-    assert copied_members == local_closure(app.package, members)
+    closure = local_closure(app.package, members)
+    assert closure <= copied_members <= closure | SHARED_MEMBERS
     assert {ROOT / "pyproject.toml", ROOT / "uv.lock"} <= copied
 
 
 @pytest.mark.parametrize("app", APPS, ids=lambda app: app.name)
 def test_each_image_runs_its_module_as_non_root_with_a_health_check(compose: dict[str, Any], app: App) -> None:
-    instructions = parse_dockerfile(dockerfile_of(compose["services"][app.name]))
+    instructions = image_instructions(compose["services"][app.name])
     assert [i.args for i in instructions if i.keyword == "FROM"][-1] == "python:3.11-slim"
     runtime = final_stage(instructions)
     user = [i.args for i in runtime if i.keyword == "USER"]
@@ -597,9 +635,12 @@ def test_each_image_runs_its_module_as_non_root_with_a_health_check(compose: dic
     assert env["HTTP_PORT"] == str(app.port)
     assert [i.args for i in runtime if i.keyword == "EXPOSE"] == [str(app.port)]
 
+    # The default command: `python -m $APP_MODULE $APP_COMMAND`, exec'd so that python is PID 1 and gets the signal.
     cmd = [i for i in runtime if i.keyword == "CMD"][-1].exec_form()
-    assert cmd == ["python", "-m", app.module] + (["serve"] if app.migrates else [])
-    assert compose["services"][app.name]["command"] == cmd
+    assert cmd == ["/bin/sh", "-c", 'exec python -m "$APP_MODULE" $APP_COMMAND']
+    default = ["python", "-m", env["APP_MODULE"], *env["APP_COMMAND"].split()]
+    assert default == ["python", "-m", app.module] + (["serve"] if app.migrates else [])
+    assert compose["services"][app.name]["command"] == default
 
     healthcheck = [i for i in runtime if i.keyword == "HEALTHCHECK"]
     assert len(healthcheck) == 1
@@ -622,9 +663,7 @@ def test_every_python_module_named_exists_in_the_repo(compose: dict[str, Any]) -
         elif isinstance(command, str):
             named.update(python_modules(shlex.split(command)))
         if "build" in service:
-            for instruction in parse_dockerfile(dockerfile_of(service)):
-                if instruction.keyword in ("CMD", "ENTRYPOINT") and instruction.args.startswith("["):
-                    named.update(python_modules(instruction.exec_form()))
+            named.add(env_of(final_stage(image_instructions(service)))["APP_MODULE"])  # the image's default
     assert named >= {app.module for app in APPS}
     unknown = named - set(owners)
     assert not unknown, f"`python -m` names modules with no src/<module>/__main__.py in the workspace: {unknown}"
@@ -643,7 +682,7 @@ def test_dockerignore_keeps_what_the_images_copy(compose: dict[str, Any]) -> Non
         assert pattern in patterns
     for app in APPS:
         dockerfile = dockerfile_of(compose["services"][app.name])
-        for instruction in parse_dockerfile(dockerfile):
+        for instruction in image_instructions(compose["services"][app.name]):
             flags, args = flags_and_args(instruction)
             if instruction.keyword == "COPY" and "from" not in flags:
                 for source in args[:-1]:
