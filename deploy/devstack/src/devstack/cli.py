@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from devstack import kubernetes as k8s
 from devstack.errors import DevstackError
 from devstack.kafka import ensure_kafka_jars
 from devstack.kafka_security import kafka_setup_script
@@ -35,10 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kafka-setup-script", help="print docker-compose.secure.yml's SCRAM users and ACLs script for a catalogue"
     )
     script.add_argument("--catalogue", type=Path, default=repo_root() / "catalogue" / "agencies")
+    kubernetes = commands.add_parser(
+        "kubernetes", help="write deploy/kubernetes's generated manifests (topics, users, services, scaling)"
+    )
+    kubernetes.add_argument("--check", action="store_true", help="only say which generated file differs")
     args = parser.parse_args(argv)
     if args.command == "kafka-setup-script":
         print(kafka_setup_script(args.catalogue), end="")
         return 0
+    if args.command == "kubernetes":
+        return _kubernetes(args.check)
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
     # aiokafka logs every refused connection while the broker boots; those are expected, not news.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -51,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DevstackError as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
+
+
+def _kubernetes(check: bool) -> int:
+    repo = repo_root()
+    changed = k8s.drift(repo) if check else k8s.write(repo)
+    for path in changed:
+        print(f"{'differs' if check else 'wrote'}: {path}")
+    return 1 if check and changed else 0
 
 
 class _StopRequested(Exception):
