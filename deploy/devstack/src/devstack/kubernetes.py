@@ -216,6 +216,7 @@ def _migrate(workload: Workload) -> list[Manifest]:
         {
             "name": "migrate",
             "image": image(workload),
+            "imagePullPolicy": "IfNotPresent",
             "command": ["python", "-m", workload.module, "migrate"],
             "env": [*_database_env(workload), {"name": "LOG_LEVEL", "value": "INFO"}],
             "resources": _resources(workload),
@@ -241,6 +242,7 @@ def deployment(workload: Workload, webhook_secrets: list[str]) -> Manifest:
     container: Manifest = {
         "name": workload.name,
         "image": image(workload),
+        "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", workload.module, *workload.command],
         "ports": [{"name": "http", "containerPort": workload.port}],
         "env": _env(workload, webhook_secrets),
