@@ -49,6 +49,17 @@ class StackAuth(httpx.Auth):
         return self.staff
 
 
+def restart(stack: Stack, names: tuple[str, ...], env: dict[str, str]) -> None:
+    """Stop the services, give them `env`, start them again and wait until they are healthy."""
+    for name in names:
+        stack.processes[name].stop()
+    for name in names:
+        stack.processes[name].env = {**env, "HTTP_PORT": str(stack.ports[name])}
+        stack.processes[name].start()
+    for name in names:
+        stack.processes[name].wait_ready(120)
+
+
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 60.0, what: str = "condition") -> T:
     """Poll `check` until it returns something truthy, or fail saying what never happened."""
     deadline = time.monotonic() + timeout

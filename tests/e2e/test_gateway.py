@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from devstack.stack import Stack
 from schemas.events import decode_event
 
-from tests.e2e.helpers import StackAuth, eventually, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, read_topic, restart, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -113,17 +113,6 @@ def run_command(*argv: str | Path, env: dict[str, str], cwd: Path | None = None)
     done = subprocess.run([str(a) for a in argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{argv} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
-
-
-def restart(stack: Stack, names: tuple[str, ...], env: dict[str, str]) -> None:
-    """Stop the services, give them `env`, start them again and wait until they are healthy."""
-    for name in names:
-        stack.processes[name].stop()
-    for name in names:
-        stack.processes[name].env = {**env, "HTTP_PORT": str(stack.ports[name])}
-        stack.processes[name].start()
-    for name in names:
-        stack.processes[name].wait_ready(120)
 
 
 @pytest.fixture(scope="module")

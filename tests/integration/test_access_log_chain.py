@@ -21,6 +21,7 @@ from kit.access_log import (
 )
 from kit.auth import Principal, Role
 from kit.db import _KIT_MIGRATIONS, create_pool, migrate
+from kit.metrics import ACCESS_LOG_CHAIN_BROKEN, REGISTRY
 from schemas.events import utc_now
 
 from tests.integration.servers import postgres_database
@@ -57,6 +58,11 @@ async def schemas(server: str, tmp_path: Path) -> AsyncIterator[tuple[asyncpg.Po
 
 def access_log(store: CheckpointStore | None = None) -> AccessLog:
     return AccessLog(365, key=KEY, checkpoints=store or CheckpointStore())
+
+
+def chain_broken() -> float | None:
+    """What /metrics says: onestop_access_log_chain_broken."""
+    return REGISTRY.get_sample_value("onestop_access_log_chain_broken")
 
 
 async def write(log: AccessLog, pool: asyncpg.Pool, count: int) -> None:
@@ -146,18 +152,25 @@ async def test_a_chain_rewritten_from_its_first_row_is_detected_by_the_checkpoin
     schemas: tuple[asyncpg.Pool, asyncpg.Pool],
 ) -> None:
     """Every row recomputed as plain SHA-256 makes a consistent chain of its own; the signed head does not fit it."""
-    pool, _ = schemas
+    pool, other = schemas
     log = access_log()
     await write(log, pool, 4)
     checkpoint = await log.checkpoint(pool)
     assert checkpoint is not None and checkpoint.seq == 4
     await write(log, pool, 2)
     await rewrite_from(pool, 1, SHA256)
-    answer = await log.verify(pool)
-    assert (answer["intact"], answer["reason"], answer["first_broken_seq"]) == (False, "rewritten", 4)
+    # The periodic checkpointer finds the break and says so on /metrics (the alert AccessLogChainBroken).
+    ACCESS_LOG_CHAIN_BROKEN.set(0)
     # The checkpointer does not sign the rewritten head: the last good checkpoint stays.
     assert await log.checkpoint(pool) is None
     assert log.checkpoints.latest(checkpoint.schema) == checkpoint
+    assert chain_broken() == 1
+    answer = await log.verify(pool)
+    assert (answer["intact"], answer["reason"], answer["first_broken_seq"]) == (False, "rewritten", 4)
+    assert chain_broken() == 1
+    # Only a verify of a whole chain found intact clears it.
+    await write(log, other, 2)
+    assert (await log.verify(other))["intact"] is True and chain_broken() == 0
 
 
 async def test_deleting_the_newest_rows_is_detected_by_the_checkpoint(

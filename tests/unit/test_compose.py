@@ -65,7 +65,8 @@ APPS = (
     App("agency-simulator", "agency_simulator", 8090, "onestop-agency-simulator", migrates=False, published=True),
 )
 SERVICES = tuple(app for app in APPS if app.migrates)  # the four services proper: Kafka, PostgreSQL, migrations
-PUBLISHED_PORTS = {app.name: app.port for app in APPS if app.published} | {"jaeger": 16686}  # the Jaeger UI
+# The Jaeger UI, and Prometheus (the UI and its API) where `./dev up` has it.
+PUBLISHED_PORTS = {app.name: app.port for app in APPS if app.published} | {"jaeger": 16686, "prometheus": 9190}
 CONTAINER_CATALOGUE_DIR = "/app/catalogue/agencies"
 
 
@@ -381,7 +382,7 @@ def test_an_unquoted_restart_no_is_caught(validator: jsonschema.protocols.Valida
 
 
 def test_every_piece_of_the_local_stack_is_there(compose: dict[str, Any]) -> None:
-    expected = {"kafka", "postgres", "jaeger"} | {app.name for app in APPS}
+    expected = {"kafka", "postgres", "jaeger", "prometheus"} | {app.name for app in APPS}
     expected |= {f"{app.name}-migrate" for app in SERVICES}
     assert set(compose["services"]) == expected
     pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text(encoding="utf-8")
@@ -390,6 +391,7 @@ def test_every_piece_of_the_local_stack_is_there(compose: dict[str, Any]) -> Non
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{local_kafka.group(1)}", "same Kafka as ./dev up"
     assert compose["services"]["postgres"]["image"] == "postgres:15"
     assert compose["services"]["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
+    assert compose["services"]["prometheus"]["image"].startswith("prom/prometheus:v2."), "2.x, as Debian's package"
 
 
 def test_same_services_modules_and_ports_as_the_devstack(compose: dict[str, Any]) -> None:

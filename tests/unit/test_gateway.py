@@ -99,13 +99,15 @@ def test_the_circuit_opens_after_repeated_failures_and_a_probe_decides() -> None
     for now in (0, 1):
         breaker.record(down, now)
         assert breaker.allows(now)
+        assert not breaker.tripped
     breaker.record(down, 2)
     assert breaker.is_open(5) and breaker.open_until == 12
     assert breaker.allows(12)  # the pause is over: one probe goes through
+    assert breaker.tripped, "not closed while the probe is awaited (onestop_circuit_open stays 1)"
     breaker.record(down, 12)
     assert breaker.is_open(13), "a failed probe opens the circuit again at once"
     breaker.record(Delivered("ok"), 22)
-    assert breaker.allows(22) and breaker.consecutive_failures == 0
+    assert breaker.allows(22) and breaker.consecutive_failures == 0 and not breaker.tripped
 
 
 def test_a_permanent_answer_shows_the_agency_is_up() -> None:

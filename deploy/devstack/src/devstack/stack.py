@@ -21,6 +21,7 @@ from devstack.paths import repo_root
 from devstack.ports import free_ports, port_in_use
 from devstack.postgres import PostgresServer
 from devstack.process import ManagedProcess, describe_exit, log_tail
+from devstack.prometheus import PrometheusServer
 
 DATABASE = "onestop"
 _SECRET_ENV = re.compile(r'^secret_env\s*=\s*"([A-Z][A-Z0-9_]*)"', re.MULTILINE)
@@ -84,6 +85,7 @@ class ServiceSpec:
     serve_args: tuple[str, ...] = ("serve",)
     migrate_args: tuple[str, ...] | None = ("migrate",)
     url_env: str | None = None  # the variable through which the other services find this one
+    metrics: bool = True  # serves Prometheus text on /metrics, scraped by the stack's Prometheus
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -92,7 +94,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("agency-gateway", "agency_gateway", 8003),
     ServiceSpec("notify", "notify", 8004, url_env="NOTIFY_URL"),
     ServiceSpec(
-        "agency-simulator", "agency_simulator", 8090, serve_args=(), migrate_args=None, url_env="AGENCY_SIMULATOR_URL"
+        "agency-simulator",
+        "agency_simulator",
+        8090,
+        serve_args=(),
+        migrate_args=None,
+        url_env="AGENCY_SIMULATOR_URL",
+        metrics=False,
     ),
 )
 
@@ -104,21 +112,27 @@ class StackPorts:
     kafka: int | None = 9092
     postgres: int | None = 55432
     services: Mapping[str, int] = field(default_factory=dict)
+    prometheus: int = 9190  # not 9090: Debian's package may run a Prometheus of the machine's own there
 
     @classmethod
     def from_env(cls) -> "StackPorts":
-        """The well-known ports, moved by `DEVSTACK_KAFKA_PORT` / `DEVSTACK_POSTGRES_PORT` if set."""
+        """The well-known ports, moved by `DEVSTACK_KAFKA_PORT` / `DEVSTACK_POSTGRES_PORT` /
+        `DEVSTACK_PROMETHEUS_PORT` if set."""
         return cls(
             kafka=int(os.environ.get("DEVSTACK_KAFKA_PORT", "9092")),
             postgres=int(os.environ.get("DEVSTACK_POSTGRES_PORT", "55432")),
+            prometheus=int(os.environ.get("DEVSTACK_PROMETHEUS_PORT", "9190")),
         )
 
     @classmethod
     def free(cls, services: Sequence[ServiceSpec] = SERVICES) -> "StackPorts":
         """Free ports everywhere, so a test's stack runs beside a developer's."""
-        ports = free_ports(len(services))
+        *ports, prometheus = free_ports(len(services) + 1)
         return cls(
-            kafka=None, postgres=None, services={spec.name: port for spec, port in zip(services, ports, strict=True)}
+            kafka=None,
+            postgres=None,
+            services={spec.name: port for spec, port in zip(services, ports, strict=True)},
+            prometheus=prometheus,
         )
 
 
@@ -136,6 +150,7 @@ class Stack:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 90.0,
         secure_kafka: bool | KafkaSecurity = False,
+        prometheus: bool = False,
     ) -> None:
         ports = ports if ports is not None else StackPorts()
         self.state_dir = state_dir.resolve()
@@ -155,6 +170,10 @@ class Stack:
         self.kafka = KafkaCluster(self.state_dir, kafka_nodes, ports.kafka, security=self.kafka_security)
         self.postgres = PostgresServer(self.state_dir, ports.postgres, fast=fast_postgres)
         self.ports = {spec.name: ports.services.get(spec.name, spec.port) for spec in self.specs}
+        # Scraping every service that serves /metrics, with the alert rules loaded (`./dev up` runs it).
+        self.prometheus = (
+            PrometheusServer(self.state_dir, ports.prometheus, self.metrics_targets()) if prometheus else None
+        )
         self.env = self._service_env(env if env is not None else os.environ)
         self.processes = {
             spec.name: ManagedProcess(
@@ -171,10 +190,16 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def metrics_targets(self) -> dict[str, str]:
+        """`{service: "127.0.0.1:port"}` for every service that serves /metrics: what Prometheus scrapes."""
+        return {spec.name: f"127.0.0.1:{self.ports[spec.name]}" for spec in self.specs if spec.metrics}
+
     def start(self) -> None:
         """Start everything and wait until each piece is ready; on failure stop what did start."""
         # A service port held by another process would answer our health checks in its stead.
         busy = [f"{name} ({port})" for name, port in self.ports.items() if port_in_use(port)]
+        if self.prometheus is not None and port_in_use(self.prometheus.port):
+            busy.append(f"prometheus ({self.prometheus.port}; DEVSTACK_PROMETHEUS_PORT moves it)")
         if busy:
             raise DevstackError(f"ports already in use for {', '.join(busy)}: is another dev stack running?")
         try:
@@ -188,8 +213,12 @@ class Stack:
                     self._migrate(spec)
             for process in self.processes.values():
                 process.start()
+            if self.prometheus is not None:
+                self.prometheus.start()
             for process in self.processes.values():
                 process.wait_ready(self.ready_timeout)
+            if self.prometheus is not None:
+                self.prometheus.wait_ready(self.ready_timeout)
             self.write_tokens()
         except BaseException:
             self.stop()
@@ -197,6 +226,8 @@ class Stack:
 
     def stop(self) -> None:
         """Services first (newest first), then Kafka, then PostgreSQL."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         running = list(reversed(self.processes.values()))
         for process in running:
             process.terminate()
@@ -221,6 +252,8 @@ class Stack:
             ("postgres", self.postgres.dsn(DATABASE), self.postgres.log_path),
         ]
         rows += [(name, self.url(name), process.log_path) for name, process in self.processes.items()]
+        if self.prometheus is not None:
+            rows.append(("prometheus", self.prometheus.url, self.prometheus.log_path))
         width = max(len(row[1]) for row in rows)
         lines = [f"onestop dev stack, state in {self.state_dir}"]
         lines += [f"  {name:<18} {where:<{width}}  log: {self._shown(log)}" for name, where, log in rows]

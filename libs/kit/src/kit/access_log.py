@@ -52,6 +52,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from schemas.events import utc_now
 
+from . import metrics
 from .auth import Principal, Role, require
 from .settings import ServiceSettings
 
@@ -478,6 +479,8 @@ class AccessLog:
                 check = await _walk(conn, key, checkpoint)
         if check.intact and not readable:
             check.reason = CHECKPOINT_INVALID
+        # The whole chain walked: what it found stands (a checkpoint walks only the newest rows: it never clears it).
+        metrics.ACCESS_LOG_CHAIN_BROKEN.set(0 if check.intact and readable else 1)
         return check.answer()
 
     async def checkpoint(self, pool: asyncpg.Pool) -> Checkpoint | None:
@@ -490,6 +493,7 @@ class AccessLog:
             previous, readable = self._checkpoint_of(schema, key)
             if not readable:
                 log.error("access log of %s: the last checkpoint is not valid; no checkpoint written", schema)
+                metrics.ACCESS_LOG_CHAIN_BROKEN.set(1)
                 return None
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 check = await _walk(conn, key, previous, since=previous)
@@ -497,6 +501,7 @@ class AccessLog:
             log.error(
                 "access log of %s: %s at seq %s; no checkpoint written", schema, check.reason, check.first_broken_seq
             )
+            metrics.ACCESS_LOG_CHAIN_BROKEN.set(1)  # alerted on (deploy/prometheus/rules.yml)
             return None
         if previous is not None and (previous.seq, previous.hash) == (check.seq, check.previous):
             return previous  # nothing new

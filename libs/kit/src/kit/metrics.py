@@ -49,6 +49,11 @@ DELIVERY_SECONDS = Histogram(
 SLA_BREACHES = Counter(
     "onestop_sla_breaches_total", "Referrals not acknowledged by their deadline (referral.overdue)", ["agency_id"]
 )
+CIRCUIT_OPEN = Gauge(
+    "onestop_circuit_open",
+    "1 while the gateway's circuit breaker for an agency is not closed (calls paused, or a probe awaited), else 0",
+    ["agency_id"],
+)
 DLQ_RECORDS = Counter(
     "onestop_dlq_records_total", "Records sent to a dead-letter topic, by source topic and reason", ["topic", "reason"]
 )
@@ -71,6 +76,17 @@ CONSUMER_LAG = Gauge(
     "onestop_consumer_lag",
     "Records on the topic's assigned partitions not yet consumed by the group",
     ["group", "topic"],
+)
+DEPENDENCY_UP = Gauge(
+    "onestop_dependency_up",
+    "Whether each dependency of the health report answered at the last sample (1) or not (0); a required one down "
+    "is the service degraded (503 on /health), an optional one down is it impaired",
+    ["dependency", "kind", "required"],
+)
+ACCESS_LOG_CHAIN_BROKEN = Gauge(
+    "onestop_access_log_chain_broken",
+    "1 once the access log's periodic checkpoint or a verify found its hash chain broken or its checkpoint invalid; "
+    "back to 0 only when a verify (the whole chain) finds it intact",
 )
 HTTP_SECONDS = Histogram(
     "onestop_http_request_seconds",

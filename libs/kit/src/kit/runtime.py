@@ -297,13 +297,16 @@ class ServiceRuntime:
             await asyncio.sleep(self.settings.purge_interval_seconds)
 
     async def refresh_metrics(self) -> None:
-        """Bring the sampled gauges up to date: the outbox backlog and each consumer group's lag, all consumers side
-        by side, each within a couple of seconds (a slow one keeps its last value)."""
+        """Bring the sampled gauges up to date: each dependency of the health report and the outbox backlog (read by
+        the PostgreSQL check), and each consumer group's lag, all side by side, each within a couple of seconds (a
+        slow consumer keeps its last value)."""
 
-        async def outbox() -> None:
-            backlog, oldest = await asyncio.wait_for(outbox_state(self.pool), CHECK_TIMEOUT_SECONDS)
-            metrics.OUTBOX_BACKLOG.set(backlog)
-            metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
+        async def dependencies() -> None:
+            for d in await self.dependencies():
+                metrics.DEPENDENCY_UP.labels(d.name, d.kind, str(d.required).lower()).set(1 if d.reachable else 0)
+                if d.name == "postgres" and d.reachable:
+                    metrics.OUTBOX_BACKLOG.set(d.detail["outbox_backlog"])
+                    metrics.OUTBOX_OLDEST_SECONDS.set(d.detail["outbox_oldest_unsent_seconds"])
 
         async def lag(group: str, topics: list[str], subscriber: LogicSubscriber[Any]) -> None:
             per_topic = await asyncio.wait_for(_consumer_lag(subscriber), CHECK_TIMEOUT_SECONDS)
@@ -315,7 +318,7 @@ class ServiceRuntime:
         for group, topic, subscriber in self._consumers:
             consumers.setdefault(id(subscriber), (group, [], subscriber))[1].append(topic)
         with untraced():
-            await asyncio.gather(outbox(), *(lag(*c) for c in consumers.values()), return_exceptions=True)
+            await asyncio.gather(dependencies(), *(lag(*c) for c in consumers.values()), return_exceptions=True)
 
 
 def _http_checker(url: str) -> Callable[[Dependency], Awaitable[bool]]:

@@ -87,6 +87,11 @@ class CircuitBreaker:
     def is_open(self, now: float) -> bool:
         return not self.allows(now)
 
+    @property
+    def tripped(self) -> bool:
+        """Open, or letting a probe through after the pause: not closed until an attempt succeeds."""
+        return self.consecutive_failures >= self.threshold
+
     def record(self, outcome: Outcome, now: float) -> None:
         if isinstance(outcome, Failed) and outcome.transient:
             self.consecutive_failures += 1

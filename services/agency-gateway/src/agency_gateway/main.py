@@ -1,9 +1,11 @@
 """The agency gateway: per agency, a channel from its plugin and a lane of the one consumer; its HTTP API in api.py."""
 
 import time
+from collections.abc import Callable
 
 import asyncpg
 from fastapi import FastAPI
+from kit import metrics
 from kit.access_log import AccessLog
 from kit.health import install_health_route
 from kit.http import install_problem_handlers
@@ -37,6 +39,11 @@ REROUTINGS_CONSUMER = "agency-gateway.reroutings"
 ENDING = (ReferralDeclined, ReferralCompleted, ReferralCancelled)
 
 
+def circuit_state(breaker: CircuitBreaker) -> Callable[[], float]:
+    """onestop_circuit_open's value for one agency: 1 while its circuit is not closed."""
+    return lambda: float(breaker.tripped)
+
+
 def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = None) -> FastAPI:
     catalogue = load_catalogue(settings.catalogue_dir)
     registry = registry or ChannelRegistry.discover()
@@ -58,6 +65,8 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
         )
         for agency in catalogue
     ]
+    for delivery in deliveries:  # read at each scrape of /metrics
+        metrics.CIRCUIT_OPEN.labels(delivery.agency.id).set_function(circuit_state(delivery.breaker))
     # One consumer for every agency's topic and retry topic, each topic in a lane of its own: an agency that is slow
     # or down holds up only its own referrals (kit/lanes.py).
     by_topic = {topic: handler for delivery in deliveries for topic, handler in delivery.handlers().items()}
