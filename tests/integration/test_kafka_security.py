@@ -6,6 +6,9 @@ thing allowed, so no test passes on a broker that refuses everything; and a case
 """
 
 import asyncio
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -197,3 +200,18 @@ async def test_a_case_flows_through_every_service_on_the_secured_broker(stack: S
         for service in ("intake", "routing", "agency-gateway", "notify"):
             health = (await client.get(f"{stack.url(service)}/health")).json()
             assert health["checks"]["kafka"] == "ok", (service, health)
+
+
+async def test_kafka_tools_log_in_as_the_admin_of_the_secured_stack(stack: Stack) -> None:
+    """`./dev kafka ...` finds the secured stack's listener in its state folder and logs in as its admin."""
+
+    def kafka_tool(*args: str) -> str:
+        command = [sys.executable, "-m", "devstack", "kafka", "--state-dir", str(stack.state_dir), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    described = await asyncio.to_thread(kafka_tool, "consumer-groups", "--describe", "--all-groups")
+    assert re.search(r"^routing\.case-submitted\s+case\.submitted\s+\d+\s", described, re.MULTILINE), described
+    login = stack.state_dir / "kafka" / "admin-client.properties"
+    assert login.stat().st_mode & 0o077 == 0, "the admin's password is readable by its owner only"

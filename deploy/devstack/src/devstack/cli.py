@@ -13,7 +13,9 @@ from devstack import kubernetes as k8s
 from devstack.errors import DevstackError
 from devstack.kafka import ensure_kafka_jars
 from devstack.kafka_security import kafka_setup_script
+from devstack.kafka_tools import TOOLS, run_tool
 from devstack.paths import default_state_dir, repo_root
+from devstack.prometheus import ensure_prometheus
 from devstack.stack import SERVICES, ServiceSpec, Stack, StackPorts
 
 
@@ -32,6 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     jars = commands.add_parser("jars", help="fetch the Kafka broker jars with Maven (done by `up` too)")
     jars.add_argument("--state-dir", type=Path, help="data and logs (default: <repo>/.state)")
+    commands.add_parser(
+        "prometheus", help="install Prometheus and promtool (Debian's package, with apt-get) if missing (done by `up`)"
+    )
+    kafka = commands.add_parser(
+        "kafka",
+        help="one of Kafka's own tools against the running stack: kafka topics --list, "
+        "kafka consumer-groups --describe --all-groups, kafka console-consumer --topic T --from-beginning",
+    )
+    kafka.add_argument("--state-dir", type=Path, help="the stack's data and logs (default: <repo>/.state)")
+    kafka.add_argument("tool", choices=sorted(TOOLS), help="the tool (kafka-<tool>.sh in Kafka's distribution)")
+    kafka.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
     script = commands.add_parser(
         "kafka-setup-script", help="print docker-compose.secure.yml's SCRAM users and ACLs script for a catalogue"
     )
@@ -46,11 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "kubernetes":
         return _kubernetes(args.check)
+    if args.command == "prometheus":
+        return _install_prometheus()
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
     # aiokafka logs every refused connection while the broker boots; those are expected, not news.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
+        if args.command == "kafka":
+            run_tool(state_dir, args.tool, args.args)  # replaces this process
         if args.command == "jars":
             print(f"Kafka jars in {ensure_kafka_jars(state_dir)}")
             return 0
@@ -68,6 +85,16 @@ def _kubernetes(check: bool) -> int:
     return 1 if check and changed else 0
 
 
+def _install_prometheus() -> int:
+    try:
+        binaries = ensure_prometheus()
+    except DevstackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    print(f"Prometheus at {binaries.prometheus}, promtool at {binaries.promtool}")
+    return 0
+
+
 class _StopRequested(Exception):
     pass
 
@@ -79,7 +106,14 @@ def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
 def _up(state_dir: Path, kafka_nodes: int, services: Sequence[ServiceSpec], secure_kafka: bool) -> int:
     signal.signal(signal.SIGTERM, _on_stop_signal)
     signal.signal(signal.SIGINT, _on_stop_signal)
-    stack = Stack(state_dir, StackPorts.from_env(), services, kafka_nodes=kafka_nodes, secure_kafka=secure_kafka)
+    stack = Stack(
+        state_dir,
+        StackPorts.from_env(),
+        services,
+        kafka_nodes=kafka_nodes,
+        secure_kafka=secure_kafka,
+        prometheus=bool(services),  # with --infra-only there is nothing of ours to scrape
+    )
     began = time.monotonic()
     try:
         print(f"starting the onestop dev stack in {state_dir} ...", flush=True)

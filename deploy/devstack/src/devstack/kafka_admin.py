@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
@@ -115,12 +115,16 @@ async def _offsets(
         await consumer.stop()
 
 
-async def consumer_groups(bootstrap_servers: str, *, client_config: Config = None) -> list[ConsumerGroup]:
-    """Every consumer group: its state, its members' client ids and topics, and its committed offsets."""
+async def consumer_groups(
+    bootstrap_servers: str, *, client_config: Config = None, commits_only: bool = False
+) -> list[ConsumerGroup]:
+    """Every consumer group: its state, its members' client ids and topics, and its committed offsets. With
+    `commits_only`, also the groups that never had a member and only commit offsets (a DLQ replay's)."""
+    protocols = ("consumer", "") if commits_only else ("consumer",)
     admin = _admin(bootstrap_servers, client_config)
     await admin.start()
     try:
-        names = sorted(name for name, protocol, *_ in await admin.list_consumer_groups() if protocol == "consumer")
+        names = sorted(name for name, protocol, *_ in await admin.list_consumer_groups() if protocol in protocols)
         groups = []
         for name in names:
             [response] = await admin.describe_consumer_groups([name])
@@ -203,3 +207,50 @@ async def reset_group_to_earliest(
     finally:
         await consumer.stop()
     return earliest
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group_id: str
+    state: str
+    topic: str
+    lag: int  # records on the topic after the group's committed offsets
+    partitions: int  # the topic's partitions the group has committed an offset on
+
+
+async def consumer_lag(bootstrap_servers: str, *, client_config: Config = None) -> list[GroupLag]:
+    """Each consumer group's lag per topic it has committed offsets on: the end offsets minus the committed ones,
+    as `kafka-consumer-groups --describe --all-groups` reports it."""
+    groups = await consumer_groups(bootstrap_servers, client_config=client_config, commits_only=True)
+    committed = {tp for group in groups for tp in group.committed}
+    ends = await end_offsets(bootstrap_servers, committed, client_config=client_config)
+    found = []
+    for group in groups:
+        per_topic: dict[str, list[int]] = {}
+        for tp, offset in group.committed.items():
+            per_topic.setdefault(tp.topic, []).append(max(ends.get(tp, offset) - offset, 0))
+        found += [GroupLag(group.group_id, group.state, t, sum(lags), len(lags)) for t, lags in per_topic.items()]
+    return sorted(found, key=lambda lag: (lag.group_id, lag.topic))
+
+
+async def records(
+    bootstrap_servers: str, topic: str, *, client_config: Config = None
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record on `topic` from its beginning to its end now, read by a consumer of no group (commits nothing)."""
+    parts = [
+        TopicPartition(p.topic, p.partition)
+        for p in await partitions(bootstrap_servers, [topic], client_config=client_config)
+    ]
+    ends = await end_offsets(bootstrap_servers, parts, client_config=client_config)
+    consumer = _consumer(bootstrap_servers, client_config)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        found: list[ConsumerRecord[Any, Any]] = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            for tp, batch in (await consumer.getmany(*parts, timeout_ms=1000)).items():
+                found += [record for record in batch if record.offset < ends[tp]]
+        return sorted(found, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()

@@ -2,9 +2,12 @@
 `casectl health`: every service's dependencies and whether each answers.
 `casectl token --role caseworker`: a bearer token (curl -H "Authorization: Bearer $(casectl token --role ...)").
 `casectl audit [--case ID] [--actor agency:police]`: each service's access log, and whether its chain holds.
+`casectl lag`: each consumer group's lag per topic, by service and agency (Kafka's committed vs end offsets).
+`casectl dlq list | show <topic> | replay <agency-id> [--dry-run]`: the dead letters, and the gateway's replay.
 
-They read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's `GET /health`, `/access-log`),
-with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in `.state/tokens/`.
+flow, health and audit read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's
+`GET /health`, `/access-log`), with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in
+`.state/tokens/`. lag and dlq read Kafka (casectl/queues.py says with which login).
 """
 
 import argparse
@@ -16,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.errors import KafkaError
 from kit.auth import Role, issue_token
+
+from .queues import Kafka, replay, show_dlq, show_lag
+from .text import table
 
 DEFAULT_SERVICES = {
     "intake": "http://127.0.0.1:8001",
@@ -49,8 +56,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument(
         "--url", action="append", default=[], metavar="NAME=URL", help="a service's address (default: the dev stack)"
     )
+    lag = commands.add_parser("lag", help="each consumer group's lag per topic, by service and agency")
+    lag.add_argument("--lagging", action="store_true", help="only the groups and topics with records waiting")
+    lag.add_argument("--json", action="store_true", help="as JSON")
+    dlq = commands.add_parser("dlq", help="dead letters: list (per topic and reason), show <topic>, replay <agency>")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="dlq_command")
+    listing = dlq_commands.add_parser("list", help="every dead-letter topic: per reason, how many, the first and last")
+    show = dlq_commands.add_parser(
+        "show", help="each dead letter of one topic (referrals.police or referrals.police.dlq)"
+    )
+    show.add_argument("topic")
+    again = dlq_commands.add_parser("replay", help="put an agency's dead letters back (as onestop-replay-dlq)")
+    again.add_argument("agency_id")
+    again.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    for kafka_command in (lag, listing, show, again):
+        kafka_command.add_argument(
+            "--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)"
+        )
     args = parser.parse_args(argv)
     try:
+        if args.command in ("lag", "dlq"):
+            return kafka_command_of(args)
         if args.command == "flow":
             return show_flow(args.case_id, args.notify_url, args.jaeger_url, args.json)
         if args.command == "token":
@@ -65,6 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.HTTPError as error:
         print(f"casectl: cannot reach the service ({type(error).__name__}: {error})", file=sys.stderr)
         return 2
+    except KafkaError as error:
+        print(f"casectl: Kafka did not answer ({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+
+
+def kafka_command_of(args: argparse.Namespace) -> int:
+    kafka = Kafka.from_env(args.bootstrap_servers)
+    if args.command == "lag":
+        return show_lag(kafka, args.lagging, args.json)
+    if args.dlq_command == "replay":
+        return replay(kafka, args.agency_id, args.dry_run)
+    return show_dlq(kafka, args.topic if args.dlq_command == "show" else None)
 
 
 def bearer_token(role: Role, agency: str | None = None, subject: str | None = None, hours: float = 8.0) -> str:
@@ -158,13 +196,7 @@ def render_flow(timeline: dict[str, Any], jaeger_url: str | None = None) -> str:
                 span,
             )
         )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    right = {0, 1, 6}
-    for row in rows:
-        cells = [
-            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
+    lines += table([[str(c) for c in row] for row in rows], right={0, 1, 6})
     lines.append("at: since the case was submitted; step: since the event it followed (after); noted: until notify")
     lines.append("recorded it. A step that is long on one agency's line is where that agency's referral waits.")
     return "\n".join(lines)
