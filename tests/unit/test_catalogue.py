@@ -171,12 +171,21 @@ def test_the_sample_rules_name_a_hub_for_each_crime_type_the_ministry_plans(cata
     [
         (('agencies = ["seoul-stalking"]', 'agencies = ["seoul-stalkers"]'), "hubs.0.agencies.0"),
         (('"language", "priority"]', '"language", "priority", "mood"]'), "rank_by.5"),
-        (('skip_closed_for = ["urgent"]', 'skip_closed_for = ["asap"]'), "hours.skip_closed_for.0"),
+        (('urgent = ["safety", "medical"]', 'asap = ["safety", "medical"]'), "hours.time_critical.asap"),
+        (('urgent = ["safety", "medical"]', 'urgent = ["safety", "danger"]'), "hours.time_critical.urgent.1"),
         (('crime_types = ["stalking"]', 'crime_types = ["stalking"]\nweather = "sunny"'), "hubs.0.weather"),
         (('agencies = ["seoul-stalking"]', "agencies = []"), "hubs.0"),
-        (("[hours]", "[hours"), "line"),
+        (("[hours.time_critical]", "[hours.time_critical"), "line"),
     ],
-    ids=["unknown-agency", "unknown-rank-key", "unknown-urgency", "unknown-field", "hub-selects-nothing", "bad-toml"],
+    ids=[
+        "unknown-agency",
+        "unknown-rank-key",
+        "unknown-urgency",
+        "unknown-need",
+        "unknown-field",
+        "hub-selects-nothing",
+        "bad-toml",
+    ],
 )
 def test_a_broken_rules_file_is_named_with_its_field(
     tmp_path: Path, catalogue: Catalogue, replace: tuple[str, str], named: str

@@ -102,10 +102,15 @@ def test_dry_run_as_json_with_reported_capacity_and_a_late_hour(
     case = write_case(tmp_path, crime_type="stalking", urgency="urgent", needs=needs, consents=consents)
     assert run("dry-run", str(case), "--at", "2025-03-03T23:00+09:00", "--available", "police=1", "--json") == 0
     decision = json.loads(capsys.readouterr().out)
-    assert decision["referrals"] == [{"agency_id": "police", "needs": ["safety"], "consent": "recorded"}]
-    assert decision["uncovered_needs"] == ["counselling"]
-    skipped = {d["agency_id"]: d["reason"] for d in decision["decisions"] if not d["chosen"]}
-    assert "closed now (Mon 23:00 Asia/Seoul)" in skipped["seoul-stalking"]
+    # Safety cannot wait for the stalking hub to open: the police take it; counselling can, and goes to the hub.
+    assert decision["referrals"] == [
+        {"agency_id": "police", "needs": ["safety"], "consent": "recorded"},
+        {"agency_id": "seoul-stalking", "needs": ["counselling"], "consent": "recorded"},
+    ]
+    assert decision["uncovered_needs"] == []
+    said = {d["agency_id"]: d["reason"] for d in decision["decisions"]}
+    assert "not for safety: closed now (Mon 23:00 Asia/Seoul) and safety is time-critical" in said["seoul-stalking"]
+    assert "opens Tue 09:00 Asia/Seoul" in said["seoul-stalking"]
 
 
 def test_dry_run_rejects_a_bad_case_file_naming_fields_not_values(

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from routing.domain import Plan, is_open, route_case, serves_region
+from routing.domain import Plan, route_case, serves_region
 from routing.rules import HubRule, RankKey, Rules
+from schemas.calendar import is_open
 from schemas.catalogue import Agency, Catalogue, OpeningHours, load_agency
 from schemas.events import CaseDetails, Consent, ConsentOverride
 from schemas.vocab import CrimeType, LegalBasis, Need, Urgency
@@ -119,7 +120,7 @@ def rule_sets(draw: st.DrawFn) -> Rules:
     order = draw(st.permutations(keys))
     return Rules(
         rank_by=order[: draw(st.integers(1, len(order)))],
-        hours={"skip_closed_for": draw(sublist(list(Urgency)))},
+        hours={"time_critical": {u: draw(sublist(list(Need))) for u in draw(sublist(list(Urgency)))}},
         hubs=draw(st.lists(hub_rules(), max_size=3)),
     )
 
@@ -208,7 +209,7 @@ def test_never_an_excluded_full_closed_or_out_of_area_agency(
         assert situation["remaining"].get(agency.id, agency.capacity) > 0
         assert serves_region(agency, case.region)
         assert not agency.only_specialties or case.crime_type in agency.specialties
-        if case.urgency in rules.hours.skip_closed_for:
+        if any(rules.hours.is_time_critical(need, case.urgency) for need in referral.needs):
             assert is_open(agency.hours, situation["now"])
 
 

@@ -17,6 +17,7 @@ from routing.domain import (
     route_case,
 )
 from routing.rules import Rules, load_rules
+from schemas.calendar import is_open
 from schemas.catalogue import Catalogue, OpeningHours, load_catalogue
 from schemas.events import Consent
 from schemas.vocab import ReroutingCause
@@ -98,9 +99,9 @@ def test_an_agency_covering_two_needs_gets_one_referral(catalogue: Catalogue, ru
             {"police": ["safety"], "seoul-digital-sex-crime": ["digital_takedown", "legal", "counselling"]}, [],
             "seoul-digital-sex-crime", "digital sex crime hub",
         ),
-        (  # at night the hub is what is open; office-hours agencies are skipped for an urgent case
+        (  # at night the 24/7 hub takes what it offers; counselling can wait for the specialist to open
             "sexual_violence", "urgent", MONDAY_11PM, ["safety", "investigation", "counselling"],
-            {"police": ["safety", "investigation"]}, ["counselling"],
+            {"police": ["safety", "investigation"], "smile-center": ["counselling"]}, [],
             "police", "urgent sexual violence",
         ),
         (  # in office hours the 24/7 specialist still comes first for what it offers; the rest by specialty
@@ -241,14 +242,14 @@ def test_an_agency_with_no_catalogue_capacity_is_full(catalogue: Catalogue, rule
 @pytest.mark.parametrize(
     ("urgency", "at", "expected", "uncovered"),
     [
-        ("urgent", MONDAY_10AM, {"police": ["safety"], "legal-aid": ["legal"]}, []),
-        ("urgent", MONDAY_11PM, {"police": ["safety"]}, ["legal"]),
-        ("high", MONDAY_11PM, {"police": ["safety"], "legal-aid": ["legal"]}, []),
-        ("urgent", SATURDAY_10AM, {"police": ["safety"], "statement-assistant": ["statement_support"]}, ["legal"]),
+        ("urgent", MONDAY_10AM, {"police": ["safety"], "legal-aid": ["legal"], "smile-center": ["medical"]}, []),
+        ("urgent", MONDAY_11PM, {"police": ["safety"], "legal-aid": ["legal"]}, ["medical"]),
+        ("high", MONDAY_11PM, {"police": ["safety"], "legal-aid": ["legal"], "smile-center": ["medical"]}, []),
+        ("urgent", SATURDAY_10AM, {"police": ["safety"], "legal-aid": ["legal"]}, ["medical"]),
     ],
     ids=["urgent-in-office-hours", "urgent-at-night", "not-urgent-at-night", "urgent-on-saturday"],
 )
-def test_an_agency_closed_now_is_skipped_for_an_urgent_case(
+def test_only_a_time_critical_need_skips_a_closed_agency(
     catalogue: Catalogue,
     rules: Rules,
     urgency: str,
@@ -256,20 +257,66 @@ def test_an_agency_closed_now_is_skipped_for_an_urgent_case(
     expected: dict[str, list[str]],
     uncovered: list[str],
 ) -> None:
-    needs = ["safety", "legal", "statement_support"] if at == SATURDAY_10AM else ["safety", "legal"]
-    plan = route(catalogue, rules, at, crime_type="sexual_violence", urgency=urgency, needs=needs)
+    # Medical care is time-critical for an urgent case and no medical agency is open at night: it is not routed to
+    # a closed one (a caseworker sees it uncovered, with why). Legal advice can wait: the best legal agency gets it
+    # even when closed, and the decision says when it opens.
+    plan = route(
+        catalogue, rules, at, crime_type="sexual_violence", urgency=urgency, needs=["safety", "legal", "medical"]
+    )
     assert chosen(plan) == expected
     assert plan.uncovered_needs == uncovered
     if uncovered:
-        assert "closed now" in reasons(plan, was_chosen=False)["legal-aid"]
-        assert "Asia/Seoul" in reasons(plan, was_chosen=False)["legal-aid"]
-    elif at == MONDAY_11PM:
-        assert "closed now" in reasons(plan, was_chosen=True)["legal-aid"], "a caseworker sees it acts when it opens"
+        assert "medical is time-critical for an urgent case" in reasons(plan, was_chosen=False)["smile-center"]
+        assert "Asia/Seoul" in reasons(plan, was_chosen=False)["smile-center"]
+    if at != MONDAY_10AM:
+        said = reasons(plan, was_chosen=True)["legal-aid"]
+        assert ("closed now" in said and "opens Mon 09:00 Asia/Seoul" in said) or "opens Tue 09:00 Asia/Seoul" in said
+
+
+def test_the_saturday_evening_stalking_case_reaches_the_hub_and_legal_aid_not_only_the_police(
+    catalogue: Catalogue, rules: Rules
+) -> None:
+    saturday_1645 = datetime(2026, 12, 5, 7, 45, tzinfo=UTC)
+    plan = route(
+        catalogue,
+        rules,
+        saturday_1645,
+        crime_type="stalking",
+        urgency="urgent",
+        needs=["safety", "legal", "counselling"],
+    )
+    assert chosen(plan) == {"police": ["safety"], "legal-aid": ["legal"], "seoul-stalking": ["counselling"]}
+    assert plan.uncovered_needs == []
+    said = reasons(plan, was_chosen=True)
+    assert "not for safety: closed now (Sat 16:45 Asia/Seoul)" in said["seoul-stalking"]
+    assert "opens Mon 09:00 Asia/Seoul" in said["seoul-stalking"] and "opens Mon 09:00" in said["legal-aid"]
+    monday = route(catalogue, rules, MONDAY_10AM, crime_type="stalking", urgency="urgent", needs=["safety", "legal"])
+    assert chosen(monday) == {"seoul-stalking": ["safety"], "legal-aid": ["legal"]}
+
+
+def test_an_agency_chosen_for_a_need_that_can_wait_does_not_take_a_time_critical_one_while_closed(
+    catalogue: Catalogue, rules: Rules
+) -> None:
+    plan = route(
+        catalogue, rules, MONDAY_11PM, crime_type="stalking", urgency="urgent", needs=["counselling", "safety"]
+    )
+    assert chosen(plan) == {"seoul-stalking": ["counselling"], "police": ["safety"]}
+
+
+def test_a_public_holiday_closes_an_office_hours_agency(catalogue: Catalogue, rules: Rules) -> None:
+    christmas_10am = datetime(2026, 12, 25, 1, 0, tzinfo=UTC)  # a Friday
+    plan = route(catalogue, rules, christmas_10am, crime_type="sexual_violence", urgency="urgent", needs=["medical"])
+    assert plan.uncovered_needs == ["medical"]
+    assert "Fri 10:00 Asia/Seoul" in reasons(plan, was_chosen=False)["smile-center"]
+    same_day_no_holidays = route(
+        catalogue, rules.model_copy(update={"public_holidays": frozenset()}), christmas_10am,
+        crime_type="sexual_violence", urgency="urgent", needs=["medical"],
+    )  # fmt: skip
+    assert chosen(same_day_no_holidays) == {"smile-center": ["medical"]}
 
 
 def test_opening_hours_are_read_in_asia_seoul() -> None:
     office = OpeningHours()  # Monday to Friday, 09:00 to 18:00 Asia/Seoul
-    from routing.domain import is_open
 
     assert is_open(office, datetime(2025, 3, 3, 0, 0, tzinfo=UTC))  # 09:00 in Seoul
     assert not is_open(office, datetime(2025, 3, 2, 23, 59, tzinfo=UTC))  # 08:59

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -40,9 +40,11 @@ Weekday = Annotated[int, Field(ge=0, le=6)]  # Monday is 0
 
 
 class OpeningHours(Entry):
-    """When the agency answers: around the clock, or on `weekdays` from `opens` to `closes` local time."""
+    """When the agency answers: around the clock, or on `weekdays` from `opens` to `closes` local time, public
+    holidays (catalogue/holidays.toml) excepted unless `open_on_holidays`."""
 
     always_open: bool = False
+    open_on_holidays: bool = False
     timezone: str = "Asia/Seoul"
     weekdays: Annotated[list[Weekday], Field(min_length=1), listed_once("weekday")] = [0, 1, 2, 3, 4]
     opens: time = time(9, 0)
@@ -199,16 +201,27 @@ def _expand(text: str, path: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def load_agency(path: Path) -> Agency:
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_toml(path: Path, text: str, model: type[M], *, missing: str = "") -> M:
+    """A catalogue file's TOML text as `model`; a CatalogueError names the file and the field. A file that must not
+    set a field the program fills in itself names it in `missing`."""
     try:
-        data = tomllib.loads(_expand(path.read_text(encoding="utf-8"), path))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise CatalogueError(f"{path.name}: not valid TOML ({error})") from None
+    if missing and missing in data:
+        raise CatalogueError(f"{path.name}: {missing}: not set in this file")
     try:
-        agency = Agency.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<file>'}: {e['msg']}" for e in error.errors())
         raise CatalogueError(f"{path.name}: {problems}") from None
+
+
+def load_agency(path: Path) -> Agency:
+    agency = parse_toml(path, _expand(path.read_text(encoding="utf-8"), path), Agency)
     if agency.id != path.stem:
         raise CatalogueError(f"{path.name}: id {agency.id!r} must match the file name {path.stem!r}")
     return agency

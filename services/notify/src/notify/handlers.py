@@ -8,7 +8,7 @@ changing nothing, or applied and published on `referral.events` through the outb
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -16,7 +16,7 @@ import asyncpg
 from kit.erasure import is_erased
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
-from schemas.catalogue import Agency
+from schemas.catalogue import Agency, OpeningHours
 from schemas.events import (
     CaseRouted,
     CaseSubmitted,
@@ -105,6 +105,7 @@ class Context:
     """What applying events needs beyond the database: the catalogue's agencies and the deadline settings."""
 
     agencies: Mapping[str, Agency] = field(default_factory=dict)
+    public_holidays: frozenset[date] = frozenset()  # agencies' deadlines do not count them (catalogue/holidays.toml)
     hour_seconds: float = 3600.0
     remind_at_fraction: float = 0.75
     staff_link_base: str = "http://127.0.0.1:8004"
@@ -116,6 +117,10 @@ class Context:
     def agency_hours(self, agency_id: str) -> Mapping[Urgency, int]:
         agency = self.agencies.get(agency_id)
         return {} if agency is None else agency.ack_hours
+
+    def opening_hours(self, agency_id: str) -> OpeningHours | None:
+        agency = self.agencies.get(agency_id)
+        return None if agency is None else agency.hours
 
     def status_url(self, case_id: UUID) -> str:
         return f"{self.staff_link_base.rstrip('/')}/cases/{case_id}/status"
@@ -191,6 +196,8 @@ async def schedule_deadlines(conn: asyncpg.Connection, ctx: Context, case_id: UU
             referral["requested_at"],
             urgency,
             ctx.agency_hours(referral["agency_id"]),
+            opening=ctx.opening_hours(referral["agency_id"]),
+            holidays=ctx.public_holidays,
             hour_seconds=ctx.hour_seconds,
             remind_at_fraction=ctx.remind_at_fraction,
         )

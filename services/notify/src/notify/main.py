@@ -17,6 +17,7 @@ from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
+from schemas.calendar import HOLIDAYS_FILE, read_public_holidays
 from schemas.catalogue import load_catalogue
 from schemas.events import CaseErased, CaseSubmitted, CaseSubmittedV1, ConsentWithdrawn, Envelope
 from schemas.topics import (
@@ -58,6 +59,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     catalogue = load_catalogue(settings.catalogue_dir)
     ctx = Context(
         agencies=catalogue.agencies,
+        public_holidays=read_public_holidays(settings.catalogue_dir.parent / HOLIDAYS_FILE),
         hour_seconds=settings.ack_deadline_hour_seconds,
         remind_at_fraction=settings.reminder_at_fraction,
         staff_link_base=settings.staff_link_base,

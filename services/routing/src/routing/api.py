@@ -9,11 +9,12 @@ from kit.access_log import Access, AccessLog, access_log_routes
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
 from pydantic import BaseModel, ConfigDict, Field
+from schemas.calendar import is_open, next_opening
 from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
 from schemas.events import AgencyId, CaseDetails
 
 from . import storage
-from .domain import ConsentBasis, is_open, route_case, shared_fields
+from .domain import ConsentBasis, route_case, shared_fields
 from .handlers import Clock
 from .rules import Rules
 
@@ -68,7 +69,8 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessL
                     "fields_shared": shared_fields(r.agency, consents.get(r.agency.id)),
                     "sensitive_fields_need_separate_consent": sorted(SENSITIVE_FIELDS & set(r.agency.allowed_fields)),
                     "consent_notice": r.agency.consent_notice.model_dump(mode="json"),
-                    "open_now": is_open(r.agency.hours, now),
+                    "open_now": is_open(r.agency.hours, now, rules.public_holidays),
+                    "opens_at": next_opening(r.agency.hours, now, rules.public_holidays).isoformat(),
                 }
                 for r in plan.referrals
             ],
@@ -105,7 +107,8 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessL
                 "capacity": a.capacity,
                 "capacity_report": reports.get(a.id),
                 "always_open": a.hours.always_open,
-                "open_now": is_open(a.hours, now),
+                "open_now": is_open(a.hours, now, rules.public_holidays),
+                "opens_at": next_opening(a.hours, now, rules.public_holidays).isoformat(),
             }
             for a in catalogue
         ]

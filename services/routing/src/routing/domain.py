@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue, OpeningHours
+from schemas.calendar import is_open, local_moment, next_opening
+from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
 from schemas.events import CaseDetails, CaseFacts, Consent, ConsentOverride, PersonalItem, ReferralCase, RoutingDecision
 from schemas.vocab import Need, ReroutingCause, WithdrawalScope
 
 from .rules import RankKey, Rules
 
 _REASON_LIMIT = 500  # RoutingDecision.reason is a ShortText
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def new_referral_id() -> UUID:
@@ -49,14 +48,6 @@ class Plan:
     referrals: list[PlannedReferral]
     decisions: list[RoutingDecision]
     uncovered_needs: list[Need]
-
-
-def is_open(hours: OpeningHours, at: datetime) -> bool:
-    """Whether an agency with these hours is open at the aware instant `at`, in its own time zone."""
-    if hours.always_open:
-        return True
-    local = at.astimezone(ZoneInfo(hours.timezone))
-    return local.weekday() in hours.weekdays and hours.opens <= local.time().replace(tzinfo=None) < hours.closes
 
 
 def serves_region(agency: Agency, region: str) -> bool:
@@ -135,8 +126,19 @@ class _Routing:
         offering = (a for a in self.catalogue if need in a.services)
         return sorted(offering, key=lambda a: (*(key(a) for key in order), a.id))
 
-    def obstacles(self, agency: Agency) -> list[str]:
-        """Every reason this agency cannot take the case now; none means it can."""
+    def open_now(self, agency: Agency) -> bool:
+        return is_open(agency.hours, self.now, self.rules.public_holidays)
+
+    def closed_for(self, agency: Agency, need: Need) -> list[str]:
+        """Why this agency cannot take this need now because of its hours: only a time-critical need waits for no
+        one; any other need goes to a closed agency, which acts when it opens."""
+        if not self.rules.hours.is_time_critical(need, self.case.urgency) or self.open_now(agency):
+            return []
+        when = local_moment(agency.hours, self.now)
+        return [f"closed now ({when}) and {need} is time-critical for an {self.case.urgency} case"]
+
+    def obstacles(self, agency: Agency, need: Need) -> list[str]:
+        """Every reason this agency cannot take this need of the case now; none means it can."""
         case, found = self.case, []
         if agency.id in self.excluded:
             found.append(self.excluded[agency.id])
@@ -152,9 +154,7 @@ class _Routing:
         if self.remaining.get(agency.id, agency.capacity) <= 0:
             reported = agency.id in self.remaining
             found.append("full: no places left, as the agency reported" if reported else "full: catalogue capacity 0")
-        if case.urgency in self.rules.hours.skip_closed_for and not is_open(agency.hours, self.now):
-            found.append(f"closed now ({_local_time(agency.hours, self.now)}) and the case is {case.urgency}")
-        return found
+        return found + self.closed_for(agency, need)
 
     def take(self, agency: Agency, need: Need, passed_over: int) -> None:
         consent = self.consents.get(agency.id)
@@ -178,9 +178,11 @@ class _Routing:
         """Give the need to the best candidate that can take it; False when none can."""
         for passed_over, agency in enumerate(self.rank(need)):
             if agency.id in self.chosen:
+                if self.closed_for(agency, need):  # chosen for a need that can wait; this one cannot
+                    continue
                 self.chosen[agency.id].needs.append(need)
                 return True
-            reasons = self.obstacles(agency)
+            reasons = self.obstacles(agency, need)
             if not reasons:
                 self.take(agency, need, passed_over)
                 return True
@@ -200,13 +202,20 @@ class _Routing:
             parts.append("one referral for all the needs it covers")
         if self.passed_over[agency.id]:
             parts.append(f"after {self.passed_over[agency.id]} skipped candidate(s)")
+        if agency.id in self.skipped:  # passed over for a time-critical need while it was closed
+            skipped = self.skipped[agency.id]
+            parts.append(f"not for {', '.join(skipped.needs)}: {skipped.reason.removeprefix('skipped: ')}")
         parts.append(self._consent_text(referral))
         if case.language not in agency.languages:
             parts.append(f"does not list the victim's language ({case.language}): arrange interpretation")
         if agency.id in self.remaining:
             parts.append(f"{self.remaining[agency.id]} place(s) left as reported")
-        if not is_open(agency.hours, self.now):
-            parts.append(f"closed now ({_local_time(agency.hours, self.now)}); acts when it opens")
+        if not self.open_now(agency):
+            opens = next_opening(agency.hours, self.now, self.rules.public_holidays)
+            parts.append(
+                f"closed now ({local_moment(agency.hours, self.now)}); opens {local_moment(agency.hours, opens)}"
+                " and acts then"
+            )
         return RoutingDecision(
             agency_id=agency.id,
             chosen=True,
@@ -268,7 +277,8 @@ def route_case(
     )
     uncovered = [need for need in (case.needs if needs is None else needs) if not routing.route(need)]
     referrals = list(routing.chosen.values())
-    decisions = [routing.explain(r) for r in referrals] + list(routing.skipped.values())
+    skipped = [d for d in routing.skipped.values() if d.agency_id not in routing.chosen]  # one decision per agency
+    decisions = [routing.explain(r) for r in referrals] + skipped
     return Plan(referrals, decisions, uncovered)
 
 
@@ -299,11 +309,6 @@ def personal_items_for(case: CaseFacts, agency: Agency, consent: Consent | None)
 def shared_fields(agency: Agency, consent: Consent | None) -> list[str]:
     """The catalogue fields this agency would receive, given the consent recorded so far."""
     return [f for f in agency.allowed_fields if f not in SENSITIVE_FIELDS or sends_sensitive(consent)]
-
-
-def _local_time(hours: OpeningHours, at: datetime) -> str:
-    local = at.astimezone(ZoneInfo(hours.timezone))
-    return f"{_WEEKDAYS[local.weekday()]} {local:%H:%M} {hours.timezone}"
 
 
 def _clip(text: str) -> str:

@@ -1,14 +1,15 @@
 """The routing rules file (`catalogue/rules.toml`): ranking, hours and crime-type hubs, validated at start."""
 
-import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from schemas.catalogue import Catalogue, CatalogueError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from schemas.calendar import HOLIDAYS_FILE, read_public_holidays
+from schemas.catalogue import Catalogue, CatalogueError, parse_toml
 from schemas.events import AgencyId
 from schemas.validators import listed_once
-from schemas.vocab import CrimeType, Urgency
+from schemas.vocab import CrimeType, Need, Urgency
 
 RankKey = Literal["hub", "already_chosen", "specialty", "language", "priority"]
 
@@ -18,8 +19,15 @@ class RuleEntry(BaseModel):
 
 
 class HoursRule(RuleEntry):
-    # Urgencies for which an agency closed at the moment of routing is skipped for the next candidate.
-    skip_closed_for: list[Urgency] = [Urgency.urgent]
+    """Per urgency, the needs that are time-critical: they go only to an agency open at the moment of routing.
+    Every other need goes to the best agency even when it is closed, and the decision says when it opens."""
+
+    time_critical: dict[Urgency, Annotated[list[Need], listed_once("need")]] = {
+        Urgency.urgent: [Need.safety, Need.medical]
+    }
+
+    def is_time_critical(self, need: Need, urgency: Urgency) -> bool:
+        return need in self.time_critical.get(urgency, ())
 
 
 class HubRule(RuleEntry):
@@ -43,25 +51,21 @@ class Rules(RuleEntry):
     rank_by: Annotated[list[RankKey], Field(min_length=1), listed_once("ranking key")] = list(get_args(RankKey))
     hours: HoursRule = HoursRule()
     hubs: list[HubRule] = []
+    # Read from holidays.toml beside the rules file (see load_rules), never written in rules.toml.
+    public_holidays: frozenset[date] = frozenset()
 
 
 def load_rules(path: Path, catalogue: Catalogue) -> Rules:
     """Read and check the rules file against the catalogue; a CatalogueError names the file and the field."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogueError(f"{path.name}: the rules file is missing ({path})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise CatalogueError(f"{path.name}: not valid TOML ({error})") from None
-    try:
-        rules = Rules.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<file>'}: {e['msg']}" for e in error.errors())
-        raise CatalogueError(f"{path.name}: {problems}") from None
+    rules = parse_toml(path, text, Rules, missing="public_holidays")  # they are kept in holidays.toml
     for index, hub in enumerate(rules.hubs):
         for position, agency_id in enumerate(hub.agencies):
             if agency_id not in catalogue:
                 raise CatalogueError(
                     f"{path.name}: hubs.{index}.agencies.{position}: no agency {agency_id!r} in the catalogue"
                 )
-    return rules
+    return rules.model_copy(update={"public_holidays": read_public_holidays(path.parent / HOLIDAYS_FILE)})
