@@ -2,7 +2,7 @@
 opening hours, re-routing, and an explanation for every choice and skip. The sample catalogue and rules, a fixed
 clock."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +438,28 @@ def test_an_agency_gets_only_its_allowed_items_and_no_personal_value_travels(cat
     view = referral_view(case, police, ["safety"])
     shared = {k for k, v in view.model_dump().items() if v is not None}
     assert shared == {"crime_type", "needs", "urgency"} | ({"region", "language"} & set(police.allowed_fields))
+
+
+def test_an_uncovered_need_says_why_each_candidate_could_not_take_it(catalogue: Catalogue, rules: Rules) -> None:
+    from routing.domain import NOBODY_OFFERS, why_uncovered
+
+    plan = route(
+        catalogue, rules, MONDAY_11PM, crime_type="sexual_violence", urgency="urgent", needs=["safety", "medical"]
+    )
+    why = why_uncovered(plan)
+    assert list(why) == ["medical"]
+    assert "smile-center: closed now (Mon 23:00 Asia/Seoul) and medical is time-critical" in why["medical"]
+    nobody = Catalogue({a.id: a for a in catalogue if "medical" not in a.services})
+    assert why_uncovered(route(nobody, rules, MONDAY_10AM, needs=["medical"])) == {"medical": NOBODY_OFFERS}
+
+
+def test_pending_needs_are_retried_a_round_later_or_at_once_when_poked() -> None:
+    from routing.main import PendingRetry
+
+    now = [MONDAY_10AM]
+    retry = PendingRetry(lambda: now[0], timedelta(minutes=5))
+    assert retry.cut_off() == MONDAY_10AM, "at start: everything held before it"
+    now[0] = MONDAY_10AM + timedelta(minutes=20)
+    assert retry.cut_off() == MONDAY_10AM + timedelta(minutes=15), "later: what was last tried a round ago"
+    retry.poke()
+    assert retry.wake.is_set() and retry.cut_off() == now[0], "poked: everything tried before now"

@@ -29,6 +29,7 @@ from .vocab import (
     IntakeChannel,
     LegalBasis,
     Need,
+    NeedClosedReason,
     NotSuccessfulReason,
     ReroutingCause,
     Urgency,
@@ -435,6 +436,17 @@ class ReroutingRequested(Envelope):
     cause: ReroutingCause
 
 
+class NeedClosed(Envelope):
+    """A caseworker ended a pending need — one no agency could take when the case was routed — so routing stops
+    looking for an agency for it. Published by routing on `referral.events`; notify takes it off the case's status."""
+
+    type: ClassVar[str] = "need.closed"
+    version: ClassVar[int] = 1
+    need: Need
+    reason: NeedClosedReason
+    closed_by: Annotated[str, Field(min_length=1, max_length=128)]  # the staff member's principal id, from the token
+
+
 class CaseErased(Envelope):
     """The case was erased on request: intake destroyed its data key and its personal data; every service that
     holds personal data of the case purges it. Published on `case.erased`; carries no personal data."""
@@ -474,6 +486,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReferralReminded,
     ReferralOverdue,
     ReroutingRequested,
+    NeedClosed,
     CaseErased,
     ConsentWithdrawn,
 )

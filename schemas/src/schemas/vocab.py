@@ -115,6 +115,16 @@ class WithdrawalScope(StrEnum):
     sensitive = "sensitive"
 
 
+class NeedClosedReason(StrEnum):
+    """Why a caseworker ended a pending need no agency could take: a code, never free text (it travels on Kafka)."""
+
+    no_longer_needed = "no_longer_needed"
+    victim_declined = "victim_declined"
+    arranged_outside_network = "arranged_outside_network"  # e.g. a hospital, a shelter not in the catalogue
+    case_closed = "case_closed"
+    other = "other"
+
+
 class ReroutingCause(StrEnum):
     declined = "declined"
     deadline_breached = "deadline_breached"

@@ -23,7 +23,7 @@ from schemas.events import (
 )
 from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
 
-from . import storage
+from . import pending, storage
 from .domain import ReferralSummary, case_status
 from .handlers import Command, Context, Refused, command
 
@@ -192,11 +192,18 @@ def routes(access_log: AccessLog) -> APIRouter:
     async def needing_attention(
         request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200, who: Principal = staff
     ) -> list[dict[str, Any]]:
-        """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs."""
-        rows = await storage.referrals_of_cases_needing_attention(request.app.state.runtime.pool, limit)
+        """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs, or a
+        need no agency could take yet."""
+        pool = request.app.state.runtime.pool
+        rows = await storage.referrals_of_cases_needing_attention(pool, limit)
+        by_case = {case_id: list(referrals) for case_id, referrals in groupby(rows, key=lambda r: r["case_id"])}
+        for case_id in await pending.cases_with_pending_needs(pool, limit):
+            if str(case_id) not in by_case:
+                by_case[str(case_id)] = await storage.referrals_of_case(pool, case_id)
+        waiting = await pending.pending_of_cases(pool, [UUID(c) for c in by_case])
         cases = []
-        for case_id, referrals in groupby(rows, key=lambda r: r["case_id"]):
-            status = _status(case_id, list(referrals))
+        for case_id, referrals in sorted(by_case.items())[:limit]:
+            status = _status(case_id, referrals, waiting.get(case_id, []))
             if status["status"] == "needs_attention":
                 cases.append(status)
         reads = [Access("case.status.read", UUID(str(c["case_id"]))) for c in cases]
@@ -210,8 +217,9 @@ def routes(access_log: AccessLog) -> APIRouter:
         referrals = await storage.referrals_of_case(pool, case_id)
         if not referrals and not await storage.case_is_known(pool, case_id):
             raise Problem(404, f"no case {case_id}")
+        waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
         await access_log.record_now(pool, who, Access("case.status.read", case_id))
-        return _status(str(case_id), referrals)
+        return _status(str(case_id), referrals, waiting)
 
     @router.get("/cases/{case_id}/referrals", tags=["referrals"])
     async def case_referrals(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
@@ -244,14 +252,15 @@ def routes(access_log: AccessLog) -> APIRouter:
     return router
 
 
-def _status(case_id: str, referrals: list[dict[str, Any]]) -> dict[str, Any]:
+def _status(case_id: str, referrals: list[dict[str, Any]], pending_needs: list[dict[str, Any]]) -> dict[str, Any]:
     summaries = [
         ReferralSummary(ReferralState(r["state"]), r["overdue_at"] is not None, bool(r["replaced_by"]))
         for r in referrals
     ]
     return {
         "case_id": case_id,
-        "status": case_status(summaries),
+        "status": case_status(summaries, len(pending_needs)),
+        "pending_needs": pending_needs,  # needs no agency could take yet: routing keeps trying (GET its pending-needs)
         "attention": [
             {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "reason": r["attention"]}
             for r in referrals

@@ -190,8 +190,9 @@ def superseded(referral: ReferralSummary) -> bool:
 _TAKEN_UP = frozenset({S.accepted, S.in_progress, S.completed})
 
 
-def case_status(referrals: list[ReferralSummary]) -> CaseStatus:
-    if any(attention(r) is not None for r in referrals):
+def case_status(referrals: list[ReferralSummary], pending_needs: int = 0) -> CaseStatus:
+    """The case as staff see it; a need no agency could take yet (pending) needs their attention too."""
+    if pending_needs or any(attention(r) is not None for r in referrals):
         return CaseStatus.needs_attention
     if referrals and all(r.state in FINAL for r in referrals):
         return CaseStatus.closed

@@ -24,6 +24,7 @@ from schemas.events import (
     ConsentWithdrawn,
     Envelope,
     EventRejected,
+    NeedClosed,
     ReferralAccepted,
     ReferralCancelled,
     ReferralCompleted,
@@ -41,7 +42,7 @@ from schemas.events import (
 from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
 from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency, WithdrawalScope
 
-from . import storage, withdrawals
+from . import pending, storage, withdrawals
 from .deadlines import ack_deadline
 from .domain import FINAL, Change, Fact, Standing, answered_after_replay, change, revived, settle, superseded
 from .erasure import E, without_free_text, without_note_text
@@ -85,7 +86,13 @@ TARGET_STATE: dict[type[Envelope], ReferralState] = {
 STATE_EVENTS: tuple[type[Envelope], ...] = tuple(TARGET_STATE)
 AGENCY_ANSWERS: tuple[type[Envelope], ...] = (ReferralAccepted, ReferralDeclined, ReferralStarted, ReferralCompleted)
 # What notify reads on referral.events: routing's decisions, the gateway's deliveries, every state change.
-REFERRAL_EVENT_TYPES: tuple[type[Envelope], ...] = (CaseRouted, *STATE_EVENTS, ReferralReminded, ReferralOverdue)
+REFERRAL_EVENT_TYPES: tuple[type[Envelope], ...] = (
+    CaseRouted,
+    *STATE_EVENTS,
+    ReferralReminded,
+    ReferralOverdue,
+    NeedClosed,
+)
 
 # A referral that ends without help leaves its needs unmet: routing looks for the next agency.
 REROUTE_ON: dict[ReferralState, ReroutingCause] = {
@@ -221,6 +228,8 @@ async def apply_referral_event(conn: asyncpg.Connection, ctx: Context, event: En
         await _on_routed(conn, ctx, event)
     elif isinstance(event, ReferralReminded | ReferralOverdue):
         await record_deadline_event(conn, event)
+    elif isinstance(event, NeedClosed):
+        await pending.on_need_closed(conn, event)
     elif isinstance(event, STATE_EVENTS):
         await record_fact(conn, ctx, event, erased=erased)  # type: ignore[arg-type]
 
@@ -259,6 +268,7 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
         event,
         event.model_dump(mode="json", include={"referrals", "decisions", "uncovered_needs", "rerouted_from"}),
     )
+    await pending.note_routing(conn, event)
     await schedule_deadlines(conn, ctx, event.case_id)
     for referral_id in new:
         await apply_parked_acks(conn, ctx, referral_id)

@@ -5,9 +5,8 @@ background (a victim's address asked of intake at each send)."""
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -15,6 +14,7 @@ from kit.access_log import AccessLog
 from kit.health import install_health_route
 from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
+from kit.loops import every
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.calendar import HOLIDAYS_FILE, read_public_holidays
@@ -151,15 +151,3 @@ def create_app(settings: NotifySettings) -> FastAPI:
     install_health_route(app, runtime)
     app.include_router(routes(AccessLog.for_service(settings)))
     return app
-
-
-async def every(seconds: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
-    """Run `step` again and again, at once while it finds work, else after `seconds`; a failure is logged, not fatal."""
-    while True:
-        try:
-            busy = await step()
-        except Exception:
-            log.exception("%s: a round failed; trying again in %.1fs", what, seconds)
-            busy = 0
-        if not busy:
-            await asyncio.sleep(seconds)

@@ -1,6 +1,7 @@
 """HTTP routes: the routing preview staff see before asking consent, recorded decisions, the catalogue and the
 places agencies report."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -8,10 +9,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from kit.access_log import Access, AccessLog, access_log_routes
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.http import Problem
+from kit.outbox import add_to_outbox
 from pydantic import BaseModel, ConfigDict, Field
 from schemas.calendar import is_open, next_opening
 from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
-from schemas.events import AgencyId, CaseDetails
+from schemas.events import AgencyId, CaseDetails, NeedClosed
+from schemas.topics import REFERRAL_EVENTS
+from schemas.vocab import Need, NeedClosedReason
 
 from . import storage
 from .domain import ConsentBasis, route_case, shared_fields
@@ -29,11 +33,26 @@ class CapacityReport(BaseModel):
     available: Annotated[int, Field(ge=0, le=100_000)]
 
 
-def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessLog) -> APIRouter:
+class ClosingNeed(BaseModel):
+    """Why the caseworker ends a pending need: a code; who closes it comes from the credential."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: NeedClosedReason
+
+
+def routes(
+    catalogue: Catalogue,
+    rules: Rules,
+    clock: Clock,
+    access_log: AccessLog,
+    on_capacity: Callable[[], None] = lambda: None,
+) -> APIRouter:
     """Staff and services (intake's preview) read decisions and previews; agencies read the catalogue and report
     their own capacity (supervisors may set any agency's). A decision's read is access-logged: it says which agencies
     hold the victim's data and why (an override's reason is staff's free text); auditors read the log."""
     router = APIRouter()
+    staff = Depends(require(*STAFF))
     staff_or_service = Depends(require(*STAFF, Role.service))
     anyone_but_auditor = Depends(require(*STAFF, Role.service, Role.agency))
     capacity_setter = Depends(require(Role.supervisor, Role.agency))
@@ -89,6 +108,31 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessL
         await access_log.record_now(pool, who, Access("case.decision.read", case_id))
         return found
 
+    @router.get("/cases/{case_id}/pending-needs", tags=["routing"])
+    async def pending_needs(case_id: UUID, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
+        """The case's needs no agency could take yet, with why, since when and how often routing tried again."""
+        pool = request.app.state.runtime.pool
+        pending = await storage.pending_of_case(pool, case_id)
+        await access_log.record_now(pool, who, Access("case.pending_needs.read", case_id))
+        return {"case_id": str(case_id), "pending_needs": pending}
+
+    @router.post("/cases/{case_id}/pending-needs/{need}/close", tags=["routing"])
+    async def close_pending_need(
+        case_id: UUID, need: Need, closing: ClosingNeed, request: Request, who: Principal = staff
+    ) -> dict[str, Any]:
+        """End a pending need (the victim no longer needs it, help was arranged elsewhere...): routing stops looking
+        for an agency for it and the case's status no longer lists it (need.closed on referral.events)."""
+        pool = request.app.state.runtime.pool
+        async with pool.acquire() as conn, conn.transaction():
+            if not await storage.release_pending(conn, case_id, [need]):
+                raise Problem(404, f"no pending need {need} for case {case_id}")
+            closed = NeedClosed(
+                case_id=case_id, producer="routing", need=need, reason=closing.reason, closed_by=who.credential
+            )
+            await add_to_outbox(conn, REFERRAL_EVENTS, closed)
+            await access_log.record(conn, who, Access("case.pending_need.close", case_id))
+        return {"case_id": str(case_id), "need": need, "closed": closing.reason, "closed_by": who.credential}
+
     @router.get("/agencies", tags=["catalogue"])
     async def agencies(request: Request, who: Principal = anyone_but_auditor) -> list[dict[str, Any]]:
         now = clock()
@@ -126,7 +170,9 @@ def routes(catalogue: Catalogue, rules: Rules, clock: Clock, access_log: AccessL
         """An agency reports how many places it has free; at 0 routing skips it for the next candidate."""
         may_set_capacity(request, who, agency_id)
         agency = known(agency_id)
-        return await storage.report_capacity(request.app.state.runtime.pool, agency.id, report.available, clock())
+        reported = await storage.report_capacity(request.app.state.runtime.pool, agency.id, report.available, clock())
+        on_capacity()  # pending needs are tried again at once: the places may be what they were waiting for
+        return reported
 
     @router.delete("/agencies/{agency_id}/capacity", tags=["capacity"], status_code=status.HTTP_204_NO_CONTENT)
     async def clear_capacity(agency_id: AgencyPath, request: Request, who: Principal = capacity_setter) -> Response:

@@ -282,6 +282,22 @@ def route_case(
     return Plan(referrals, decisions, uncovered)
 
 
+NOBODY_OFFERS = "no agency in the catalogue offers it"
+
+
+def why_uncovered(plan: Plan) -> dict[str, str]:
+    """Each need the plan leaves uncovered, with every candidate's reasons for not taking it."""
+    reasons: dict[str, str] = {}
+    for need in plan.uncovered_needs:
+        skips = [
+            f"{d.agency_id}: {d.reason.removeprefix('skipped: ')}"
+            for d in plan.decisions
+            if not d.chosen and need in d.needs
+        ]
+        reasons[str(need)] = _clip("; ".join(skips) if skips else NOBODY_OFFERS)
+    return reasons
+
+
 def sends_sensitive(consent: Consent | None) -> bool:
     """Sensitive items (PIPA Art. 23) go only with the separate sensitive-data consent, given with the consent.
 

@@ -2,7 +2,7 @@
 referral per chosen agency, in one transaction with the events that announce them."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from uuid import UUID
 
@@ -24,7 +24,7 @@ from schemas.events import (
     current_form,
 )
 from schemas.topics import REFERRAL_EVENTS, agency_topic
-from schemas.vocab import ReroutingCause
+from schemas.vocab import Need, ReroutingCause
 
 from . import storage
 from .domain import (
@@ -36,6 +36,7 @@ from .domain import (
     personal_items_for,
     referral_view,
     route_case,
+    why_uncovered,
 )
 from .rules import Rules
 
@@ -100,17 +101,57 @@ async def on_rerouting_requested(
         case = await storage.load_case(conn, request.case_id)
         if case is None:
             raise EventRejected("unknown_case", "routing has no record of the case this re-routing concerns")
-        excluded = dict.fromkeys(await storage.referred_agencies(conn, request.case_id), ALREADY_REFERRED)
-        ended = {**await storage.ended_referrals(conn, request.case_id), request.agency_id: request.cause}
-        excluded |= {agency_id: excluded_after(ReroutingCause(cause)) for agency_id, cause in ended.items()}
-        case, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, request.case_id))
-        excluded |= withdrawn
+        case, excluded = await _as_routed_so_far(conn, case, request.case_id, {request.agency_id: request.cause})
         now = clock()
         remaining = await storage.remaining_places(conn, lock=True)
         plan = route_case(case, catalogue, rules, now, remaining=remaining, excluded=excluded, needs=request.needs)
         routed = _routed(request.case_id, plan, now, rerouted_from=request)
         await storage.save_rerouting(conn, request, routed)
         await _announce(conn, case, plan, routed)
+
+
+async def _as_routed_so_far(
+    conn: asyncpg.Connection, case: CaseFacts, case_id: UUID, ending: Mapping[str, str] | None = None
+) -> tuple[CaseFacts, dict[str, str]]:
+    """The case with its consents as withdrawals leave them, and the agencies a later routing of it must leave out,
+    with why: every agency it went to, more so one whose referral ended without help (`ending`: one ending now)."""
+    excluded = dict.fromkeys(await storage.referred_agencies(conn, case_id), ALREADY_REFERRED)
+    ended = {**await storage.ended_referrals(conn, case_id), **(ending or {})}
+    excluded |= {agency_id: excluded_after(ReroutingCause(cause)) for agency_id, cause in ended.items()}
+    case, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, case_id))
+    return case, excluded | withdrawn
+
+
+async def retry_pending(
+    pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, tried_before: datetime, limit: int = 50
+) -> int:
+    """Route again the pending needs last tried before `tried_before`: what nobody could take then may be taken now
+    (an agency opened, reported places, the catalogue changed). A need still uncovered stays pending, with the new
+    reasons; one an agency takes is announced like any routing. The number of cases tried (0: nothing was due)."""
+    async with pool.acquire() as conn, conn.transaction():
+        due = await storage.pending_due(conn, tried_before, limit)
+        for case_id, needs in due.items():
+            await _retry_case(conn, catalogue, rules, clock(), case_id, [Need(n) for n in needs])
+    return len(due)
+
+
+async def _retry_case(
+    conn: asyncpg.Connection, catalogue: Catalogue, rules: Rules, now: datetime, case_id: UUID, needs: list[Need]
+) -> None:
+    case = await storage.load_case(conn, case_id)
+    if case is None or await is_erased(conn, case_id):
+        await storage.release_pending(conn, case_id, needs)  # nothing left to route it with
+        return
+    case, excluded = await _as_routed_so_far(conn, case, case_id)
+    remaining = await storage.remaining_places(conn, lock=True)
+    plan = route_case(case, catalogue, rules, now, remaining=remaining, excluded=excluded, needs=needs)
+    if not plan.referrals:
+        await storage.hold_pending(conn, case_id, why_uncovered(plan), now)
+        return
+    routed = _routed(case_id, plan, now)
+    await storage.save_referrals(conn, routed)
+    await _announce(conn, case, plan, routed)
+    log.info("pending need(s) routed: %d referral(s), %d still pending", len(plan.referrals), len(plan.uncovered_needs))
 
 
 def _routed(case_id: UUID, plan: Plan, now: datetime, rerouted_from: ReroutingRequested | None = None) -> CaseRouted:
@@ -146,6 +187,8 @@ async def _announce(conn: asyncpg.Connection, case: CaseFacts, plan: Plan, route
             ),
         )
     await storage.take_places(conn, (r.agency.id for r in plan.referrals))
+    await storage.release_pending(conn, routed.case_id, (n for r in routed.referrals for n in r.needs))
+    await storage.hold_pending(conn, routed.case_id, why_uncovered(plan), routed.occurred_at)
     log.info(
         "case routed: %d referral(s), %d uncovered need(s)%s",
         len(routed.referrals),

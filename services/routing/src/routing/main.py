@@ -1,7 +1,12 @@
 """The routing service: consumes case.submitted, referral.rerouting, case.erased and consent.withdrawn, publishes
 referrals.<agency-id> and case.routed."""
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import asyncpg
 from fastapi import FastAPI
@@ -9,6 +14,7 @@ from kit.access_log import AccessLog
 from kit.health import install_health_route
 from kit.http import install_problem_handlers
 from kit.limits import install_request_limits
+from kit.loops import every
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import (
@@ -38,12 +44,36 @@ from .handlers import (
     Clock,
     on_consent_withdrawn,
     on_rerouting_requested,
+    retry_pending,
     route_submitted,
 )
 from .rules import Rules, load_rules
 from .settings import RoutingSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingRetry:
+    """When pending needs are tried again: those last tried a round ago, and all of them as soon as something that
+    may help happens (an agency reports places; the service starts, perhaps with a new catalogue). Each round takes
+    only needs last tried before its cut-off, so a need tried in this round waits for the next."""
+
+    clock: Clock
+    every: timedelta
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    poked_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.poked_at = self.clock()
+
+    def poke(self) -> None:
+        self.poked_at = self.clock()
+        self.wake.set()
+
+    def cut_off(self) -> datetime:
+        due = self.clock() - self.every
+        return due if self.poked_at is None else max(due, self.poked_at)
 
 
 def load_routing_data(settings: RoutingSettings) -> tuple[Catalogue, Rules]:
@@ -80,11 +110,29 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
 
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
     runtime.produces(REFERRAL_EVENTS, *(agency_topic(a.id) for a in catalogue))
-    app = FastAPI(title="Routing", lifespan=runtime.lifespan)
+
+    # Pending needs: tried again every PENDING_RETRY_SECONDS, at start (the catalogue may have changed) and as soon
+    # as an agency reports places; each round takes the ones last tried before its cut-off, so none loops.
+    retry = PendingRetry(clock, timedelta(seconds=settings.pending_retry_seconds))
+
+    async def retry_round() -> int:
+        return await retry_pending(runtime.pool, catalogue, rules, clock, retry.cut_off())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            loop = asyncio.create_task(every(settings.pending_retry_seconds, retry_round, "pending needs", retry.wake))
+            try:
+                yield
+            finally:
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+
+    app = FastAPI(title="Routing", lifespan=lifespan)
     app.state.runtime = runtime
     runtime.instrument(app)  # traces, /metrics, /health
     install_problem_handlers(app)
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
-    app.include_router(routes(catalogue, rules, clock, AccessLog.for_service(settings)))
+    app.include_router(routes(catalogue, rules, clock, AccessLog.for_service(settings), on_capacity=retry.poke))
     return app

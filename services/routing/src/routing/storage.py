@@ -1,6 +1,6 @@
 """SQL for routing decisions, the referrals they create, the cases they concern and the places agencies report."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,7 +20,9 @@ async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: dateti
 
 
 async def load_case(conn: asyncpg.Connection, case_id: UUID) -> CaseFacts | None:
-    details = await conn.fetchval("SELECT details FROM cases WHERE case_id = $1", case_id)
+    """The case's facts, its row locked to the end of the transaction: one routing of a case at a time (a re-routing,
+    a retry of its pending needs), so two cannot both choose the same agency."""
+    details = await conn.fetchval("SELECT details FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
     return None if details is None else CaseFacts.model_validate(details)
 
 
@@ -185,6 +187,7 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
 async def forget_case(conn: asyncpg.Connection, case_id: UUID) -> None:
     """Drop the case's facts: its consents (with any override's reason), contact rules and caseworker."""
     await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+    await conn.execute("DELETE FROM pending_needs WHERE case_id = $1", case_id)  # no agency is looked for any more
 
 
 async def decision_of_case(conn: asyncpg.Connection, case_id: UUID) -> list[Any] | None:
@@ -234,3 +237,57 @@ async def withdrawals(conn: asyncpg.Connection, case_id: UUID) -> dict[str, With
         case_id,
     )
     return {r["agency_id"]: WithdrawalScope.all if r["everything"] else WithdrawalScope.sensitive for r in rows}
+
+
+# --- pending needs ----------------------------------------------------------------------------------
+
+
+async def hold_pending(conn: asyncpg.Connection, case_id: UUID, reasons: Mapping[str, str], at: datetime) -> None:
+    """Keep these needs open with why no agency took them; a need held already counts one more attempt."""
+    await conn.executemany(
+        "INSERT INTO pending_needs (case_id, need, reason, since, last_tried_at) VALUES ($1, $2, $3, $4, $4)"
+        " ON CONFLICT (case_id, need) DO UPDATE SET reason = EXCLUDED.reason, last_tried_at = EXCLUDED.last_tried_at,"
+        " attempts = pending_needs.attempts + 1",
+        [(case_id, need, reason, at) for need, reason in reasons.items()],
+    )
+
+
+async def release_pending(conn: asyncpg.Connection, case_id: UUID, needs: Iterable[str]) -> list[str]:
+    """These needs are pending no more (routed, or closed by a caseworker): the ones that were."""
+    rows = await conn.fetch(
+        "DELETE FROM pending_needs WHERE case_id = $1 AND need = ANY($2::text[]) RETURNING need", case_id, list(needs)
+    )
+    return [r["need"] for r in rows]
+
+
+async def pending_due(conn: asyncpg.Connection, tried_before: datetime, limit: int) -> dict[UUID, list[str]]:
+    """Pending needs last tried before `tried_before`, by case, locked for this transaction (another replica skips
+    them)."""
+    rows = await conn.fetch(
+        "SELECT case_id, need FROM pending_needs WHERE last_tried_at < $1 ORDER BY last_tried_at, case_id, need"
+        " LIMIT $2 FOR UPDATE SKIP LOCKED",
+        tried_before,
+        limit,
+    )
+    due: dict[UUID, list[str]] = {}
+    for row in rows:
+        due.setdefault(row["case_id"], []).append(row["need"])
+    return due
+
+
+async def pending_of_case(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT need, reason, since, last_tried_at, attempts FROM pending_needs WHERE case_id = $1"
+        " ORDER BY since, need",
+        case_id,
+    )
+    return [
+        {
+            "need": r["need"],
+            "reason": r["reason"],
+            "since": r["since"].isoformat(),
+            "last_tried_at": r["last_tried_at"].isoformat(),
+            "attempts": r["attempts"],
+        }
+        for r in rows
+    ]
