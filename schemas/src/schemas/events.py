@@ -23,9 +23,11 @@ from .locations import error_locations
 from .validators import listed_once
 from .vocab import (
     CancelReason,
+    CaseClosedReason,
     CompletionOutcome,
     CrimeType,
     DeclineReason,
+    ErasureCause,
     IntakeChannel,
     LegalBasis,
     Need,
@@ -448,12 +450,28 @@ class NeedClosed(Envelope):
 
 
 class CaseErased(Envelope):
-    """The case was erased on request: intake destroyed its data key and its personal data; every service that
-    holds personal data of the case purges it. Published on `case.erased`; carries no personal data."""
+    """The case's personal data was destroyed — on request, or when its retention period after closing ended: intake
+    destroyed its data key and its personal data; every service that holds personal data of the case purges it.
+    Published on `case.erased`; carries no personal data."""
 
     type: ClassVar[str] = "case.erased"
     version: ClassVar[int] = 1
     erased_at: AwareDatetime
+    cause: ErasureCause = ErasureCause.requested
+
+
+class CaseClosed(Envelope):
+    """A caseworker closed the case: notify cancels its open referrals (telling each agency through its channel) and
+    ends its pending needs; routing stops looking for agencies for it. Its personal data is kept until
+    `retention_until`, then destroyed as on an erasure (`case.erased`, cause `retention_ended`). Published by intake on
+    `case.closed`; carries no personal data."""
+
+    type: ClassVar[str] = "case.closed"
+    version: ClassVar[int] = 1
+    reason: CaseClosedReason
+    closed_by: Annotated[str, Field(min_length=1, max_length=128)]  # the staff member's principal id, from the token
+    closed_at: AwareDatetime
+    retention_until: AwareDatetime
 
 
 class ConsentWithdrawn(Envelope):
@@ -488,6 +506,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReroutingRequested,
     NeedClosed,
     CaseErased,
+    CaseClosed,
     ConsentWithdrawn,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}

@@ -115,6 +115,25 @@ class WithdrawalScope(StrEnum):
     sensitive = "sensitive"
 
 
+class CaseClosedReason(StrEnum):
+    """Why a caseworker closed a case: a code, never free text (it travels on Kafka)."""
+
+    back_to_daily_life = "back_to_daily_life"  # the support plan is done
+    victim_withdrew = "victim_withdrew"
+    moved_away = "moved_away"
+    unreachable = "unreachable"
+    transferred = "transferred"  # to another centre
+    other = "other"
+
+
+class ErasureCause(StrEnum):
+    """Why a case's personal data was destroyed: the victim asked (PIPA Art. 36), or the centre's retention period
+    after closing ended (Art. 21)."""
+
+    requested = "requested"
+    retention_ended = "retention_ended"
+
+
 class NeedClosedReason(StrEnum):
     """Why a caseworker ended a pending need no agency could take: a code, never free text (it travels on Kafka)."""
 

@@ -31,6 +31,7 @@ SERVICE_PRINCIPALS = ("intake", "routing", "agency-gateway", "notify")
 CASE_SUBMITTED = "case.submitted"
 CASE_ERASED = "case.erased"
 CONSENT_WITHDRAWN = "consent.withdrawn"
+CASE_CLOSED = "case.closed"
 REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
 
@@ -155,6 +156,12 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
     produces("intake", [CONSENT_WITHDRAWN])
     consumes("notify", [CONSENT_WITHDRAWN])
     consumes("routing", [CONSENT_WITHDRAWN])
+
+    # A caseworker closed the case: notify cancels its open referrals and ends its pending needs; routing stops
+    # looking for agencies for it.
+    produces("intake", [CASE_CLOSED])
+    consumes("notify", [CASE_CLOSED])
+    consumes("routing", [CASE_CLOSED])
 
     for agency in native:
         principal = agency_principal(agency)

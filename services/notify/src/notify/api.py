@@ -218,8 +218,9 @@ def routes(access_log: AccessLog) -> APIRouter:
         if not referrals and not await storage.case_is_known(pool, case_id):
             raise Problem(404, f"no case {case_id}")
         waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
+        closing = await pending.closing_of(pool, case_id)
         await access_log.record_now(pool, who, Access("case.status.read", case_id))
-        return _status(str(case_id), referrals, waiting)
+        return {**_status(str(case_id), referrals, waiting), **closed_status(closing)}
 
     @router.get("/cases/{case_id}/referrals", tags=["referrals"])
     async def case_referrals(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
@@ -250,6 +251,11 @@ def routes(access_log: AccessLog) -> APIRouter:
 
     router.include_router(access_log_routes(access_log))
     return router
+
+
+def closed_status(closing: dict[str, Any] | None) -> dict[str, Any]:
+    """A closed case is `closed` whatever its referrals say (notify cancels the open ones), with when and why."""
+    return {"closing": None} if closing is None else {"status": "closed", "closing": closing}
 
 
 def _status(case_id: str, referrals: list[dict[str, Any]], pending_needs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from kit.inbox import first_time
 from kit.outbox import add_to_outbox
 from schemas.catalogue import Agency, OpeningHours
 from schemas.events import (
+    CaseClosed,
     CaseRouted,
     CaseSubmitted,
     CaseSubmittedV1,
@@ -272,8 +273,9 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     await schedule_deadlines(conn, ctx, event.case_id)
     for referral_id in new:
         await apply_parked_acks(conn, ctx, referral_id)
-    for routed in event.referrals:  # routed just before the victim withdrew their consent to the agency
+    for routed in event.referrals:  # routed just before the victim withdrew their consent, or the case was closed
         await cancel_if_consent_withdrawn(conn, ctx, routed.referral_id)
+        await cancel_if_case_closed(conn, ctx, routed.referral_id)
 
 
 SUPERSEDED_NOTE = "Re-routed to another agency after the acknowledgement deadline passed unanswered."
@@ -540,6 +542,8 @@ async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id:
 
 CONSENTS_CONSUMER = "notify.consent-withdrawn"
 CONSENT_WITHDRAWN_NOTE = "The victim withdrew their consent to share their data with this agency."
+CLOSED_CONSUMER = "notify.case-closed"
+CASE_CLOSED_NOTE = "The centre closed the case."
 
 
 async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentWithdrawn) -> None:
@@ -555,6 +559,27 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentW
         await withdrawals.record(conn, event.case_id, event.agency_id, event.withdrawn_at)
         for referral_id in await withdrawals.referrals_to(conn, event.case_id, event.agency_id):
             await cancel_if_consent_withdrawn(conn, ctx, referral_id)
+
+
+async def on_case_closed(pool: asyncpg.Pool, ctx: Context, event: CaseClosed) -> None:
+    """A caseworker closed the case: each open referral is cancelled and its agency told, as a staff cancel is; its
+    pending needs end; the timeline says who closed it, why, and until when its data is kept."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_time(conn, CLOSED_CONSUMER, event.event_id):
+            return
+        detail = event.model_dump(mode="json", include={"reason", "closed_by", "retention_until"})
+        await storage.add_to_timeline(conn, event, detail)
+        await pending.close(conn, event)
+        for referral_id in await pending.referrals_of(conn, event.case_id):
+            await cancel_if_case_closed(conn, ctx, referral_id)
+
+
+async def cancel_if_case_closed(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:
+    """Cancel the referral if it is still open and its case was closed (also one routed after the closing)."""
+    row = await storage.lock_referral(conn, referral_id)
+    if row is None or ReferralState(row["state"]) in FINAL or not await pending.closed(conn, row["case_id"]):
+        return
+    await _cancel(conn, ctx, referral_id, CancelReason.case_closed, CASE_CLOSED_NOTE)
 
 
 async def cancel_if_consent_withdrawn(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:

@@ -19,8 +19,9 @@ from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.calendar import HOLIDAYS_FILE, read_public_holidays
 from schemas.catalogue import load_catalogue
-from schemas.events import CaseErased, CaseSubmitted, CaseSubmittedV1, ConsentWithdrawn, Envelope
+from schemas.events import CaseClosed, CaseErased, CaseSubmitted, CaseSubmittedV1, ConsentWithdrawn, Envelope
 from schemas.topics import (
+    CASE_CLOSED,
     CASE_ERASED,
     CASE_SUBMITTED,
     CONSENT_WITHDRAWN,
@@ -39,6 +40,7 @@ from .handlers import (
     ACKS_CONSUMER,
     AGENCY_ANSWERS,
     CASES_CONSUMER,
+    CLOSED_CONSUMER,
     CONSENTS_CONSUMER,
     EVENTS_CONSUMER,
     REFERRAL_EVENT_TYPES,
@@ -47,6 +49,7 @@ from .handlers import (
     apply_agency_ack,
     apply_case_submitted,
     apply_referral_event,
+    on_case_closed,
     on_consent_withdrawn,
 )
 from .settings import NotifySettings
@@ -107,6 +110,11 @@ def create_app(settings: NotifySettings) -> FastAPI:
         REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event, inbox=EVENTS_CONSUMER
     )
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
+
+    async def handle_case_closed(event: CaseClosed) -> None:
+        await on_case_closed(runtime.pool, ctx, event)
+
+    runtime.consume(CASE_CLOSED, CLOSED_CONSUMER, (CaseClosed,), handle_case_closed)
     # Every agency's acknowledgement topic in one consumer and one group: a refused answer goes to its own topic's
     # DLQ and the rest go on, so one consumer per agency (slow to start, idle CPU) bought nothing.
     ack_topics = sorted(agency_of_topic)

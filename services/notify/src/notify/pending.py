@@ -1,28 +1,61 @@
-"""Pending needs as notify shows them: needs routing could not give to any agency yet (`case.routed`'s uncovered
-needs), until an agency takes them (a later `case.routed`) or a caseworker closes them (`need.closed`). Routing keeps
-why and retries them; notify keeps them on the case's status and its needing-attention list."""
+"""Pending needs and closed cases as notify shows them.
+
+Pending needs: needs routing could not give to any agency yet (`case.routed`'s uncovered needs), until an agency
+takes them (a later `case.routed`) or a caseworker closes them (`need.closed`). Routing keeps why and retries them;
+notify keeps them on the case's status and its needing-attention list. A closed case (`case.closed`) has none."""
 
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from schemas.events import CaseRouted, NeedClosed
+from schemas.events import CaseClosed, CaseRouted, NeedClosed
 
 from . import storage
 
 
 async def note_routing(conn: asyncpg.Connection, event: CaseRouted) -> None:
-    """Needs this routing gave to an agency are pending no more; those it could not give are, from now."""
+    """Needs this routing gave to an agency are pending no more; those it could not give are, from now (unless the
+    case was closed meanwhile: its needs ended with it)."""
     routed = sorted({str(need) for referral in event.referrals for need in referral.needs})
     if routed:
         await conn.execute(
             "DELETE FROM pending_needs WHERE case_id = $1 AND need = ANY($2::text[])", event.case_id, routed
         )
+    if await closed(conn, event.case_id):
+        return
     await conn.executemany(
         "INSERT INTO pending_needs (case_id, need, since) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         [(event.case_id, str(need), event.occurred_at) for need in event.uncovered_needs],
     )
+
+
+# --- closed cases (intake's case.closed) ---------------------------------------------------------------------
+
+
+async def close(conn: asyncpg.Connection, event: CaseClosed) -> None:
+    """Record the closing and end the case's pending needs."""
+    await conn.execute(
+        "INSERT INTO closed_cases (case_id, closed_at, reason) VALUES ($1, $2, $3) ON CONFLICT (case_id) DO NOTHING",
+        event.case_id,
+        event.closed_at,
+        event.reason.value,
+    )
+    await conn.execute("DELETE FROM pending_needs WHERE case_id = $1", event.case_id)
+
+
+async def closed(conn: asyncpg.Connection, case_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM closed_cases WHERE case_id = $1", case_id))
+
+
+async def closing_of(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT closed_at, reason FROM closed_cases WHERE case_id = $1", case_id)
+    return None if row is None else {"closed_at": row["closed_at"].isoformat(), "reason": row["reason"]}
+
+
+async def referrals_of(conn: asyncpg.Connection, case_id: UUID) -> list[UUID]:
+    rows = await conn.fetch("SELECT referral_id FROM referrals WHERE case_id = $1 ORDER BY referral_id", case_id)
+    return [r["referral_id"] for r in rows]
 
 
 async def on_need_closed(conn: asyncpg.Connection, event: NeedClosed) -> None:

@@ -12,6 +12,7 @@ from kit.inbox import first_time
 from kit.outbox import add_to_outbox
 from schemas.catalogue import Catalogue
 from schemas.events import (
+    CaseClosed,
     CaseFacts,
     CaseRouted,
     CaseSubmitted,
@@ -97,6 +98,9 @@ async def on_rerouting_requested(
             return
         if await is_erased(conn, request.case_id):
             log.info("re-routing of an erased case ignored")
+            return
+        if await storage.is_closed(conn, request.case_id):
+            log.info("re-routing of a closed case ignored")
             return
         case = await storage.load_case(conn, request.case_id)
         if case is None:
@@ -204,3 +208,15 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, event: ConsentWithdrawn) -> N
         if not await first_time(conn, CONSENTS_CONSUMER, event.event_id):
             return
         await storage.save_withdrawal(conn, event.case_id, event.agency_id, event.scope, event.withdrawn_at)
+
+
+CLOSED_CONSUMER = "routing.case-closed"
+
+
+async def on_case_closed(pool: asyncpg.Pool, event: CaseClosed) -> None:
+    """A caseworker closed the case: no agency is looked for it any more (its pending needs end with it)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_time(conn, CLOSED_CONSUMER, event.event_id):
+            return
+        await storage.load_case(conn, event.case_id)  # its row's lock: no retry of its needs runs meanwhile
+        await storage.close_case(conn, event.case_id, event.closed_at)

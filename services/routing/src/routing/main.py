@@ -18,6 +18,7 @@ from kit.loops import every
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import (
+    CaseClosed,
     CaseErased,
     CaseSubmitted,
     CaseSubmittedV1,
@@ -27,6 +28,7 @@ from schemas.events import (
     utc_now,
 )
 from schemas.topics import (
+    CASE_CLOSED,
     CASE_ERASED,
     CASE_SUBMITTED,
     CONSENT_WITHDRAWN,
@@ -38,10 +40,12 @@ from schemas.topics import (
 from .api import routes
 from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import (
+    CLOSED_CONSUMER,
     CONSENTS_CONSUMER,
     CONSUMER,
     REROUTING_CONSUMER,
     Clock,
+    on_case_closed,
     on_consent_withdrawn,
     on_rerouting_requested,
     retry_pending,
@@ -109,6 +113,11 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
         await on_case_erased(runtime.pool, event)
 
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
+
+    async def handle_case_closed(event: CaseClosed) -> None:
+        await on_case_closed(runtime.pool, event)
+
+    runtime.consume(CASE_CLOSED, CLOSED_CONSUMER, (CaseClosed,), handle_case_closed)
     runtime.produces(REFERRAL_EVENTS, *(agency_topic(a.id) for a in catalogue))
 
     # Pending needs: tried again every PENDING_RETRY_SECONDS, at start (the catalogue may have changed) and as soon

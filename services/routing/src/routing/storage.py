@@ -291,3 +291,16 @@ async def pending_of_case(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID
         }
         for r in rows
     ]
+
+
+async def close_case(conn: asyncpg.Connection, case_id: UUID, closed_at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO closed_cases (case_id, closed_at) VALUES ($1, $2) ON CONFLICT (case_id) DO NOTHING",
+        case_id,
+        closed_at,
+    )
+    await conn.execute("DELETE FROM pending_needs WHERE case_id = $1", case_id)
+
+
+async def is_closed(conn: asyncpg.Connection, case_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM closed_cases WHERE case_id = $1", case_id))
