@@ -83,7 +83,7 @@ def stack(otlp: OtlpReceiver, mailbox: Mailbox) -> Iterator[Stack]:
     # each test's client has a credential of its own (helpers.StackAuth).
     env |= {"RATE_LIMIT_BURST": "100", "RATE_LIMIT_PER_SECOND": "10"}
     # A closed case's personal data is kept 20 s, not years (tests/e2e/test_closing.py); no other test closes one.
-    env |= {"CASE_RETENTION": "20", "RETENTION_POLL_SECONDS": "1"}
+    env |= {"CASE_RETENTION": "PT20S", "RETENTION_POLL_SECONDS": "1"}
     # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
     state = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
     state.chmod(0o755)

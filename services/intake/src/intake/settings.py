@@ -17,8 +17,8 @@ class IntakeSettings(ServiceSettings):
     # Key-encryption keys for the cases' data keys (intake.crypto): `id=<base64url 32 bytes>,...`, the first current.
     # Never in the repository: `./dev up` makes one per state folder. Without it intake stores no case (503).
     case_keys: SecretStr | None = None
-    # How long a closed case's personal data is kept before it is destroyed (PIPA Art. 21): ISO 8601 (`P1095D`) or
-    # seconds; per crime type where the law asks for another period (`{"child_abuse": "P3650D"}`).
+    # How long a closed case's personal data is kept before it is destroyed (PIPA Art. 21), in ISO 8601 (`P1095D`),
+    # and per crime type where the law asks for another period (`{"child_abuse": "P3650D"}`).
     case_retention: timedelta = timedelta(days=3 * 365)
     case_retention_by_crime_type: dict[CrimeType, timedelta] = Field(default_factory=dict)
     retention_poll_seconds: float = Field(default=60.0, gt=0)
