@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.topics import (
+    CASE_CLOSED,
     CASE_ERASED,
     CASE_SUBMITTED,
     CONSENT_WITHDRAWN,
@@ -53,6 +54,7 @@ def consumer_groups(service: str) -> list[ConsumerGroup]:
             ConsumerGroup("routing.referral-rerouting", REFERRAL_REROUTING),
             ConsumerGroup("routing.consent-withdrawn", CONSENT_WITHDRAWN),
             ConsumerGroup("routing.case-erased", CASE_ERASED),
+            ConsumerGroup("routing.case-closed", CASE_CLOSED),
         ],
         "agency-gateway": [
             ConsumerGroup("agency-gateway.deliveries", None),  # every referrals.<agency> and its .retry
@@ -64,6 +66,7 @@ def consumer_groups(service: str) -> list[ConsumerGroup]:
             ConsumerGroup("notify.case-erased", CASE_ERASED),
             ConsumerGroup("notify.referral-events", REFERRAL_EVENTS),
             ConsumerGroup("notify.consent-withdrawn", CONSENT_WITHDRAWN),
+            ConsumerGroup("notify.case-closed", CASE_CLOSED),
             ConsumerGroup("notify.acks", None),  # every acks.<agency>
         ],
     }
