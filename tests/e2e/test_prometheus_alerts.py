@@ -6,6 +6,7 @@ real files (the rules are otherwise the very ones `./dev up` loads); the gateway
 failures and probes after 1 s.
 """
 
+import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from devstack import grafana
+from devstack.paths import repo_root
 from devstack.ports import free_ports
 from devstack.prometheus import PrometheusServer, prometheus_dir
 from devstack.stack import Stack
@@ -90,6 +93,20 @@ async def test_prometheus_scrapes_every_service_of_the_stack(
     groups = (await api(client, prometheus, "rules"))["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"AgencyCircuitOpen", "ServiceDown", "AccessLogChainBroken"} <= loaded
+
+
+async def test_the_grafana_dashboards_queries_run_on_the_stacks_prometheus(
+    prometheus: PrometheusServer, client: httpx.AsyncClient
+) -> None:
+    """deploy/grafana/onestop.json's queries, as Grafana would send them (its variables substituted)."""
+    dashboard = json.loads((repo_root() / grafana.DASHBOARD_PATH).read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
+    for expr in exprs:
+        query = expr.replace("$__rate_interval", "1m").replace("$agency", ".*")
+        answer = await client.get(f"{prometheus.url}/api/v1/query", params={"query": query})
+        assert answer.status_code == 200 and answer.json()["status"] == "success", (expr, answer.text)
+    up = await client.get(f"{prometheus.url}/api/v1/query", params={"query": 'up{job="onestop"}'})
+    assert up.json()["data"]["result"], "the dashboard's Up panel would be empty"
 
 
 async def test_an_agency_failing_fires_its_circuit_alert_which_resolves_when_it_answers_again(

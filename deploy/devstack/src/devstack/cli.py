@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from devstack import grafana
 from devstack import kubernetes as k8s
 from devstack.errors import DevstackError
 from devstack.kafka import ensure_kafka_jars
@@ -53,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kubernetes", help="write deploy/kubernetes's generated manifests (topics, users, services, scaling)"
     )
     kubernetes.add_argument("--check", action="store_true", help="only say which generated file differs")
+    grafana = commands.add_parser("grafana", help="write deploy/grafana/onestop.json from devstack.grafana")
+    grafana.add_argument("--check", action="store_true", help="only say whether the committed file differs")
     args = parser.parse_args(argv)
+    if args.command == "grafana":
+        return _grafana(args.check)
     if args.command == "kafka-setup-script":
         print(kafka_setup_script(args.catalogue), end="")
         return 0
@@ -83,6 +88,16 @@ def _kubernetes(check: bool) -> int:
     for path in changed:
         print(f"{'differs' if check else 'wrote'}: {path}")
     return 1 if check and changed else 0
+
+
+def _grafana(check: bool) -> int:
+    repo = repo_root()
+    if check:
+        differs = (repo / grafana.DASHBOARD_PATH).read_text(encoding="utf-8") != grafana.render()
+        print(f"{'differs' if differs else 'up to date'}: {grafana.DASHBOARD_PATH}")
+        return 1 if differs else 0
+    print(f"{'wrote' if grafana.write(repo) else 'unchanged'}: {grafana.DASHBOARD_PATH}")
+    return 0
 
 
 def _install_prometheus() -> int:
