@@ -1,8 +1,8 @@
 """End to end on the real stack: an agency that stays silent is reminded through its own channel (the simulator
 records the signed reminder), then breaches its (shortened) deadline; the caseworker gets an e-mail, routing gets the
 needs to re-route, and once another agency has them the silent referral is cancelled and its agency told. A timer
-due while notify is down fires once when it is back. The stack runs with ACK_DEADLINE_HOUR_SECONDS=10: the police's
-4 hours for a high case are 40 s."""
+due while notify is down fires once when it is back. The first test runs two replicas of notify and routing. The stack
+runs with ACK_DEADLINE_HOUR_SECONDS=10: the police's 4 hours for a high case are 40 s."""
 
 import asyncio
 import time
@@ -38,6 +38,22 @@ async def silent_police(stack: Stack, client: httpx.AsyncClient) -> Any:
         yield
     finally:
         await client.delete(f"{simulator}/behaviour/police")
+
+
+@pytest.fixture
+async def two_of_each(stack: Stack) -> AsyncIterator[None]:
+    """A second notify and a second routing in their consumer groups, for the length of a test: Kafka shares the
+    partitions out, and both notify replicas poll the same timers and notices (`FOR UPDATE SKIP LOCKED`)."""
+    replicas = [stack.replica(service) for service in ("notify", "routing")]
+    try:
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            await asyncio.to_thread(replica.wait_ready, 120)
+        yield
+    finally:
+        for replica in replicas:
+            await asyncio.to_thread(replica.stop)
 
 
 def investigation_case(caseworker_email: str) -> dict[str, Any]:
@@ -99,8 +115,9 @@ async def rerouting_requests(stack: Stack, case_id: str) -> list[Any]:
 
 
 async def test_a_silent_agency_is_reminded_then_overdue_and_its_needs_go_to_the_next_agency(
-    stack: Stack, client: httpx.AsyncClient, mailbox: Mailbox, silent_police: None
+    stack: Stack, client: httpx.AsyncClient, mailbox: Mailbox, silent_police: None, two_of_each: None
 ) -> None:
+    # With two replicas of notify and routing, each reminder, breach, e-mail and cancellation still happens once.
     notify = stack.url("notify")
     caseworker = f"cw-{uuid4().hex[:8]}@centre.example"
     case_id = await submit(client, stack, investigation_case(caseworker))

@@ -190,6 +190,20 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def replica(self, service: str, number: int = 2) -> ManagedProcess:
+        """Another copy of a running service, not started: the same command and environment, an HTTP port of its own,
+        the same consumer groups (Kafka shares the partitions out between the copies) and database."""
+        base = self.processes[service]
+        port = free_ports(1)[0]
+        return ManagedProcess(
+            f"{service}#{number}",
+            base.argv,
+            {**base.env, "HTTP_PORT": str(port)},
+            self.logs_dir / f"{service}-{number}.log",
+            f"http://127.0.0.1:{port}/health",
+            cwd=self.repo,
+        )
+
     def metrics_targets(self) -> dict[str, str]:
         """`{service: "127.0.0.1:port"}` for every service that serves /metrics: what Prometheus scrapes."""
         return {spec.name: f"127.0.0.1:{self.ports[spec.name]}" for spec in self.specs if spec.metrics}

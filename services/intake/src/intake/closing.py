@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from kit.access_log import Access, AccessLog
+from kit.access_log import Access, AccessLog, Instant
 from kit.auth import STAFF, Principal, Role, require
 from kit.http import Problem
 from kit.outbox import add_to_outbox
@@ -131,7 +131,7 @@ def closing_routes(access_log: AccessLog, default: timedelta, by_crime_type: dic
     @router.get("/retention/destroyed")
     async def destroyed(
         request: Request,
-        since: datetime | None = None,
+        since: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
         who: Principal = supervisor,
     ) -> dict[str, Any]:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from devstack import DevstackError, ManagedProcess, Stack, StackPorts
+from devstack import DevstackError, Stack, StackPorts
 from devstack.paths import repo_root
-from devstack.ports import free_ports
 from kit.auth import Role, issue_token
 from rich.console import Console
 
@@ -109,17 +108,7 @@ def replica_starter(stack: Stack) -> Callable[[str], Awaitable[tuple[str, int, C
 
     async def add(service: str) -> tuple[str, int, Callable[[], Awaitable[None]]]:
         counts[service] = counts.get(service, 1) + 1
-        name = f"{service}#{counts[service]}"
-        base = stack.processes[service]
-        port = free_ports(1)[0]
-        process = ManagedProcess(
-            name,
-            base.argv,
-            {**base.env, "HTTP_PORT": str(port)},
-            stack.logs_dir / f"{service}-{counts[service]}.log",
-            f"http://127.0.0.1:{port}/health",
-            cwd=stack.repo,
-        )
+        process = stack.replica(service, counts[service])
         process.start()
         await asyncio.to_thread(process.wait_ready, stack.ready_timeout)
         assert process.pid is not None
@@ -127,7 +116,7 @@ def replica_starter(stack: Stack) -> Callable[[str], Awaitable[tuple[str, int, C
         async def stop() -> None:
             await asyncio.to_thread(process.stop)
 
-        return name, process.pid, stop
+        return process.name, process.pid, stop
 
     return add
 

@@ -88,6 +88,9 @@ class Results:
     notes: list[str] = field(default_factory=list)
 
 
+SCALED_OUT = ("routing", "agency-gateway", "notify")
+
+
 class Bench:
     def __init__(self, plan: Plan, target: Target, sampler: ProcessSampler, console: Console) -> None:
         self.plan = plan
@@ -144,8 +147,9 @@ class Bench:
             return
         replicas = []
         try:
-            with self.console.status("starting a second routing and a second agency-gateway ..."):
-                for service in ("routing", "agency-gateway"):
+            # Every consuming service twice (intake is one HTTP endpoint the load generator drives; it keeps one).
+            with self.console.status("starting a second routing, agency-gateway and notify ..."):
+                for service in SCALED_OUT:
                     replicas.append(await self.target.add_replica(service))
             for name, pid, _ in replicas:
                 self.sampler.add(name, pid)
