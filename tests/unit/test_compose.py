@@ -63,6 +63,7 @@ APPS = (
     ),
     App("notify", "notify", 8004, "onestop-notify", migrates=True, published=True),
     App("agency-simulator", "agency_simulator", 8090, "onestop-agency-simulator", migrates=False, published=True),
+    App("console", "console", 8005, "onestop-console", migrates=False, published=True),
 )
 SERVICES = tuple(app for app in APPS if app.migrates)  # the four services proper: Kafka, PostgreSQL, migrations
 # The Jaeger UI, and Prometheus (the UI and its API) where `./dev up` has it.

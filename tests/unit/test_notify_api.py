@@ -64,3 +64,10 @@ def test_a_nul_in_a_note_is_refused_at_the_edge_not_in_the_transaction(
 ) -> None:
     answer = client.post(f"/referrals/{uuid4()}/{action}", json=body, headers=POLICE)
     assert answer.status_code == 422 and "NUL" in answer.text and "before" not in answer.text
+
+
+def test_the_inbox_of_open_referrals_is_for_an_agency_token_only(client: TestClient) -> None:
+    """`GET /referrals` lists the calling agency's own referrals; staff (and anyone else) have the case routes."""
+    assert "get" in client.get("/openapi.json").json()["paths"]["/referrals"]
+    assert client.get("/referrals").status_code == 403  # the client's default token is a caseworker's
+    assert client.get("/referrals", headers={"authorization": ""}).status_code == 401

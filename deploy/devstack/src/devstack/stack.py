@@ -91,7 +91,7 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("intake", "intake", 8001, url_env="INTAKE_URL"),
     ServiceSpec("routing", "routing", 8002, url_env="ROUTING_URL"),
-    ServiceSpec("agency-gateway", "agency_gateway", 8003),
+    ServiceSpec("agency-gateway", "agency_gateway", 8003, url_env="AGENCY_GATEWAY_URL"),
     ServiceSpec("notify", "notify", 8004, url_env="NOTIFY_URL"),
     ServiceSpec(
         "agency-simulator",
@@ -102,6 +102,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         url_env="AGENCY_SIMULATOR_URL",
         metrics=False,
     ),
+    # The web console: pages over the services' APIs; no database, so no migrations.
+    ServiceSpec("console", "console", 8005, serve_args=(), migrate_args=None, metrics=False),
 )
 
 
@@ -274,6 +276,8 @@ class Stack:
         if self.kafka_security is not None:
             lines += [f"  kafka SASL/SCRAM-SHA-512 + ACLs; passwords in {self._shown(self.kafka_security.path)}"]
         lines += [f"  dev tokens (valid {DEV_TOKEN_HOURS:.0f} h) in {self._shown(self.state_dir / 'tokens')}/"]
+        if "console" in self.ports:
+            lines += [f"  the console: open {self.url('console')} in a browser and sign in as a dev identity"]
         return "\n".join(lines)
 
     @staticmethod
@@ -324,6 +328,8 @@ class Stack:
     def _env_of(self, spec: ServiceSpec) -> dict[str, str]:
         """The stack's environment, the service's port and, on a secured broker, its own Kafka principal."""
         env = {**self.env, "HTTP_PORT": str(self.ports[spec.name])}
+        if spec.name == "console":  # the development stack: its sign-in page lists the dev identities
+            env.setdefault("CONSOLE_DEV_SIGN_IN", "true")
         if spec.name == "intake" and not env.get("CASE_KEYS"):  # only intake holds the key-encryption key
             env["CASE_KEYS"] = dev_case_keys(self.state_dir)
         if self.kafka_security is not None and spec.name in self.kafka_security.principals:

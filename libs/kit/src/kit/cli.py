@@ -86,11 +86,9 @@ def service_main(
         print(f"{settings.service_name}: {len(applied)} migration(s) applied {applied}")
         return
     configure_tracing(settings.service_name)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve_http(create_app(settings), settings.http_host, settings.http_port)
+
+
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    """Serve until stopped: no access log (paths name cases; the app logs what matters), logging as configured."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10)

@@ -175,6 +175,19 @@ def routes(access_log: AccessLog) -> APIRouter:
             lambda row: ReferralCancelled(**envelope(row), reason=body.reason, note=body.note),
         )
 
+    @router.get("/referrals", tags=["referrals"])
+    async def agency_referrals(
+        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200, who: Principal = agency
+    ) -> list[dict[str, Any]]:
+        """The calling agency's own open referrals (awaiting its answer, accepted or in progress), nearest deadline
+        first: its inbox. Never another agency's."""
+        assert who.agency is not None  # an agency token always names its agency
+        pool = request.app.state.runtime.pool
+        referrals = await storage.open_referrals_of_agency(pool, who.agency, limit)
+        reads = [Access("referral.read", UUID(r["case_id"]), UUID(r["referral_id"])) for r in referrals]
+        await access_log.record_now(pool, who, *reads)
+        return referrals
+
     @router.get("/referrals/{referral_id}", tags=["referrals"])
     async def referral(referral_id: UUID, request: Request, who: Principal = staff_or_agency) -> dict[str, Any]:
         """One referral's state and history; an agency sees only its own (another's is 404: existence does not leak)."""

@@ -180,6 +180,19 @@ async def case_is_known(pool: asyncpg.Pool, case_id: UUID) -> bool:
     )
 
 
+async def open_referrals_of_agency(pool: asyncpg.Pool, agency_id: str, limit: int) -> list[dict[str, Any]]:
+    """The agency's referrals it has not finished with (awaiting its answer, accepted, in progress), the nearest
+    deadline first."""
+    rows = await pool.fetch(
+        "SELECT * FROM referrals WHERE agency_id = $1"
+        " AND state IN ('requested', 'delivered', 'accepted', 'in_progress')"
+        " ORDER BY ack_due_at NULLS LAST, created_at LIMIT $2",
+        agency_id,
+        limit,
+    )
+    return [_referral(r) for r in rows]
+
+
 async def referrals_of_cases_needing_attention(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
     """Every referral of the cases where some referral may need the staff (the domain decides which do)."""
     rows = await pool.fetch(

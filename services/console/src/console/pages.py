@@ -1,0 +1,95 @@
+"""What every page shares: the signed-in user, the language, the CSRF token, and rendering a template with them."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from .apis import Apis
+from .i18n import Translator, language_of
+from .labels import ROLES
+from .session import CSRF_FIELD, LANGUAGE_COOKIE, User, csrf_token, signed_in
+from .settings import ConsoleSettings
+
+HTMX = "htmx-2.0.11.min.js"
+templates = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        extensions=["jinja2.ext.i18n"],
+        autoescape=True,
+    )
+)
+
+
+class SignInNeeded(Exception):
+    """No valid session: the user is sent to the sign-in page."""
+
+
+class NotForThisRole(Exception):
+    """A page of another role's: refused as the API would refuse it."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request's page context: who, in which language, with which services."""
+
+    request: Request
+    settings: ConsoleSettings
+    apis: Apis
+    user: User | None
+    t: Translator
+
+    def render(self, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+        shown = {
+            "user": self.user,
+            "lang": self.t.language,
+            "csrf_field": CSRF_FIELD,
+            "csrf": csrf_token(self.request),
+            "htmx": HTMX,
+            "path": self.request.url.path,
+            "role_names": ROLES,
+            **self.t.functions(),
+            **context,
+        }
+        return templates.TemplateResponse(self.request, template, shown, status_code=http_status)
+
+    async def api(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        token = self.user.token if self.user is not None else None
+        return await self.apis.call(service, method, path, token, **kwargs)
+
+
+def page(request: Request) -> Page:
+    settings: ConsoleSettings = request.app.state.settings
+    return Page(
+        request,
+        settings,
+        request.app.state.apis,
+        signed_in(request, settings),
+        Translator(language_of(request.cookies.get(LANGUAGE_COOKIE))),
+    )
+
+
+AnyPage = Annotated[Page, Depends(page)]
+
+
+def requiring(allowed: Callable[[User], bool]) -> Any:
+    """A dependency: the page of a signed-in user that `allowed` admits."""
+
+    def check(p: AnyPage) -> Page:
+        if p.user is None:
+            raise SignInNeeded
+        if not allowed(p.user):
+            raise NotForThisRole
+        return p
+
+    return Depends(check)
+
+
+StaffPage = Annotated[Page, requiring(lambda u: u.is_staff)]
+AgencyPage = Annotated[Page, requiring(lambda u: u.agency is not None)]
+OperatorPage = Annotated[Page, requiring(lambda u: u.is_operator)]

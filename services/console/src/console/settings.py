@@ -1,0 +1,48 @@
+"""The console's settings, one typed object read from the environment (never printing a value)."""
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("intake", "routing", "agency-gateway", "notify")
+
+
+class ConsoleSettings(BaseSettings):
+    # Strict and frozen like every service's settings: a typo'd value fails start-up, an error never shows a secret.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    service_name: str = "console"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8005
+    log_level: str = "INFO"
+    # The services' APIs, called with the signed-in user's own bearer token (not named *_url on purpose: kit's
+    # runtime would not read them here, but the names match the variables devstack and compose already give).
+    intake_url: str = "http://127.0.0.1:8001"
+    routing_url: str = "http://127.0.0.1:8002"
+    agency_gateway_url: str = "http://127.0.0.1:8003"
+    notify_url: str = "http://127.0.0.1:8004"
+    api_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # The tokens' signing secret: the console checks a token's signature, role and expiry before keeping it (and,
+    # on the development stack only, signs the dev identities' tokens with it).
+    auth_secret: SecretStr | None = None
+    # The development sign-in page, listing the dev identities: only on the development stack (`./dev up`).
+    console_dev_sign_in: bool = False
+    # Cookies are `Secure` (sent over HTTPS only; browsers treat http://127.0.0.1 and localhost as secure too).
+    console_secure_cookies: bool = True
+    # How long a sign-in lasts at most (the token's own expiry may end it sooner).
+    console_session_hours: Annotated[float, Field(gt=0, le=24)] = 8.0
+    # Where operators follow a trace (Jaeger's UI), e.g. http://127.0.0.1:16686; none: trace ids are shown as text.
+    console_trace_url: str | None = None
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("AUTH_SECRET must be at least 32 bytes (e.g. `openssl rand -hex 32`)")
+        return value
+
+    def service_urls(self) -> dict[str, str]:
+        """Each service's base URL, by its name."""
+        urls = (self.intake_url, self.routing_url, self.agency_gateway_url, self.notify_url)
+        return {name: url.rstrip("/") for name, url in zip(SERVICES, urls, strict=True)}

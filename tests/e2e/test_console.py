@@ -1,0 +1,324 @@
+"""The web console in a real browser (Debian's Chromium driven by Playwright) on the real stack: a caseworker submits
+a case through the form with consents and sees it delivered and accepted; each role against each page; every page in
+Korean and English with no untranslated label. Screenshots of the main screens go to docs/img/."""
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from console.i18n import catalogue
+from devstack.stack import DATABASE, Stack
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"  # `./dev test` installs it when missing (with fonts-noto-cjk for Korean)
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"no {CHROMIUM}: `./dev install` installs it", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "img"
+LEGAL_AGENCIES = ["legal-aid", "legal-home-doctor", "victim-public-lawyer"]
+WAIT_MS = 60_000  # a busy machine: the case's referrals are delivered and accepted within seconds, usually one
+expect.set_options(timeout=WAIT_MS)
+VICTIM = {"name": "Kim Example", "phone": "+82 10-0000-0000", "summary": "Assaulted near home (synthetic)."}
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's Chromium: the bundled browser cannot be downloaded on these machines (../shared/BROWSER.md)."""
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True, "args": flags}
+
+
+@pytest.fixture
+def console(stack: Stack) -> str:
+    return stack.url("console")
+
+
+def new_context(browser: Browser, lang: str = "ko", phone: bool = False) -> BrowserContext:
+    viewport = {"width": 390, "height": 844} if phone else {"width": 1100, "height": 900}
+    context = browser.new_context(viewport=viewport, locale="ko-KR" if lang == "ko" else "en-US")
+    context.set_default_timeout(WAIT_MS)
+    return context
+
+
+def sign_in(page: Page, console: str, identity: str, lang: str = "ko") -> None:
+    page.goto(f"{console}/language/{lang}?back=/signin")
+    page.get_by_role("button", name=identity, exact=True).click()
+    page.wait_for_load_state()
+
+
+@pytest.fixture
+def caseworker(browser: Browser, console: str) -> Iterator[Page]:
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "caseworker")
+    yield page
+    context.close()
+
+
+def count_cases(stack: Stack) -> int:
+    async def count() -> int:
+        conn = await asyncpg.connect(stack.postgres.dsn(DATABASE))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM intake.cases"))
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API keeps an event loop running in this one
+        return thread.submit(asyncio.run, count()).result()
+
+
+def fill_case(page: Page, console: str, needs: list[str]) -> None:
+    page.goto(f"{console}/cases/new")
+    page.get_by_label("범죄 유형").select_option("violent_crime")
+    for need in needs:
+        page.locator(f"input[name=needs][value={need}]").check()
+    page.get_by_label("긴급도").select_option("high")
+    page.get_by_label("지역").select_option("seoul")
+    page.get_by_label("피해자 사용 언어").select_option("ko")
+    page.get_by_label("접수 경로").select_option("visit")
+    page.get_by_label("이름").fill(VICTIM["name"])
+    page.get_by_label("전화", exact=True).fill(VICTIM["phone"])
+    page.get_by_label("사건 요약").fill(VICTIM["summary"])
+    page.get_by_role("button", name="연계 기관 미리 보기").click()
+
+
+def test_a_caseworker_submits_a_case_with_consents_and_sees_it_accepted(
+    caseworker: Page, console: str, stack: Stack
+) -> None:
+    page = caseworker
+    fill_case(page, console, ["safety", "legal", "employment"])
+    expect(page.get_by_role("heading", name="연계 기관 미리 보기")).to_be_visible()
+    agencies = page.locator("article.agency")
+    expect(agencies).to_have_count(3)
+    expect(page.get_by_text("거부할 권리").first).to_be_visible()  # each notice says the victim may refuse
+    for box in page.locator("input[type=checkbox][name^='consent.'], input[type=checkbox][name^='sensitive.']").all():
+        box.check()
+    page.screenshot(path=str(SHOTS / "console-preview.png"), full_page=True)
+
+    before = count_cases(stack)
+    page.get_by_role("button", name="사건 접수").dblclick()  # a double click is still one case
+    page.wait_for_url(re.compile(r"/cases/[0-9a-f-]{36}$"))
+    rows = page.locator("tr.referral")
+    expect(rows).to_have_count(3)
+    for row in rows.all():
+        expect(row).to_have_attribute("data-state", "accepted", timeout=WAIT_MS)
+    expect(page.locator("li[data-event='referral.delivered']")).to_have_count(3)
+    expect(page.locator("tr.consent")).to_have_count(3)
+    assert count_cases(stack) == before + 1
+    page.screenshot(path=str(SHOTS / "console-case.png"), full_page=True)
+
+
+def test_a_form_error_shows_next_to_its_field_and_keeps_what_was_typed(caseworker: Page, console: str) -> None:
+    page = caseworker
+    page.goto(f"{console}/cases/new")
+    page.get_by_label("이름").fill(VICTIM["name"])
+    page.get_by_label("전화", exact=True).fill("not a phone")
+    page.get_by_role("button", name="연계 기관 미리 보기").click()
+    expect(page.locator("#victim-phone-error")).to_be_visible()
+    expect(page.locator("#needs-error")).to_be_visible()
+    expect(page.get_by_label("이름")).to_have_value(VICTIM["name"])
+    assert "Traceback" not in page.content()
+
+
+def test_phone_guidance_shows_agencies_and_records_nothing(caseworker: Page, console: str, stack: Stack) -> None:
+    page = caseworker
+    before = count_cases(stack)
+    page.goto(f"{console}/guidance")
+    page.get_by_label("범죄 유형").select_option("stalking")
+    page.locator("input[name=needs][value=safety]").check()
+    page.get_by_label("긴급도").select_option("urgent")
+    page.get_by_label("지역").select_option("seoul")
+    page.get_by_label("피해자 사용 언어").select_option("ko")
+    page.get_by_role("button", name="기관 보기").click()
+    expect(page.locator("article.agency").first).to_be_visible()
+    assert count_cases(stack) == before
+    page.screenshot(path=str(SHOTS / "console-guidance.png"), full_page=True)
+
+
+def test_a_form_without_the_csrf_token_changes_nothing(caseworker: Page, console: str, stack: Stack) -> None:
+    before = count_cases(stack)
+    answer = caseworker.request.post(
+        f"{console}/cases", form={"crime_type": "fraud", "needs": "legal", "victim.name": "X"}, max_redirects=0
+    )
+    assert answer.status == 403
+    assert count_cases(stack) == before
+
+
+def submit_case_by_api(stack: Stack, needs: list[str], consents: list[str]) -> str:
+    """A case as intake's API takes it (the form's own test is above), consented for `consents`."""
+    body = {
+        "crime_type": "violent_crime",
+        "needs": needs,
+        "urgency": "high",
+        "region": "seoul",
+        "language": "ko",
+        "intake_channel": "visit",
+        "victim": {"name": VICTIM["name"], "phone": VICTIM["phone"]},
+        "summary": VICTIM["summary"],
+        "consents": [{"agency_id": a, "granted": True, "sensitive_granted": True} for a in consents],
+    }
+    token = stack.token("caseworker")
+    answer = httpx.post(f"{stack.url('intake')}/cases", json=body, headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["case_id"])
+
+
+def referrals_of(stack: Stack, case_id: str) -> list[dict[str, Any]]:
+    token = stack.token("caseworker")
+    answer = httpx.get(f"{stack.url('notify')}/cases/{case_id}/referrals", headers={"authorization": f"Bearer {token}"})
+    return list(answer.json()) if answer.status_code == 200 else []
+
+
+def wait_for(what: str, check: Any, timeout: float = WAIT_MS / 1000) -> Any:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = check()
+        if seen:
+            return seen
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {seen!r}")
+
+
+@pytest.fixture
+def silent_legal_aid(stack: Stack) -> Iterator[None]:
+    """legal-aid's simulator answers nothing, so its referral waits for a person to answer it in the console."""
+    simulator = stack.url("agency-simulator")
+    assert httpx.put(f"{simulator}/behaviour/legal-aid", json={"action": "silent"}).status_code == 200
+    try:
+        yield
+    finally:
+        httpx.delete(f"{simulator}/behaviour/legal-aid")
+
+
+def test_an_agency_sees_only_its_own_referrals_declines_one_and_the_caseworker_sees_the_rerouting(
+    browser: Browser, caseworker: Page, console: str, stack: Stack, silent_legal_aid: None
+) -> None:
+    # Consent for every agency giving legal aid, so that routing has another one to turn to after the decline.
+    case_id = submit_case_by_api(stack, ["safety", "legal"], ["police", *LEGAL_AGENCIES])
+    referrals = wait_for(
+        "the case's two referrals delivered",
+        lambda: (found := referrals_of(stack, case_id)) and all(r["state"] != "requested" for r in found) and found,
+    )
+    ours = next(r["referral_id"] for r in referrals if r["agency_id"] == "legal-aid")
+    police = next(r["referral_id"] for r in referrals if r["agency_id"] == "police")
+
+    context = new_context(browser)
+    agency = context.new_page()
+    sign_in(agency, console, "agency-legal-aid")
+    expect(agency.get_by_role("heading", name="응답을 기다리는 의뢰")).to_be_visible()
+    expect(agency.locator(f"[data-referral='{ours}']")).to_be_visible()
+    assert agency.locator(f"[data-referral='{police}']").count() == 0  # the police's referral of the same case
+    agency.screenshot(path=str(SHOTS / "console-inbox.png"), full_page=True)
+    agency.goto(f"{console}/inbox/{police}")  # another agency's referral: as if it did not exist
+    assert VICTIM["name"] not in agency.content()
+    expect(agency.locator(".problem .status")).to_have_text("404")
+
+    agency.goto(f"{console}/inbox/{ours}")
+    expect(agency.get_by_text(VICTIM["name"])).to_be_visible()  # the items legal-aid may see, fetched now
+    agency.screenshot(path=str(SHOTS / "console-referral.png"), full_page=True)
+    agency.get_by_label("사유").select_option("no_capacity")
+    agency.get_by_role("button", name="거절").click()
+    expect(agency.locator("dd.state")).to_have_attribute("data-state", "declined")
+    context.close()
+
+    caseworker.goto(f"{console}/cases/{case_id}")
+    expect(caseworker.locator("tr.referral[data-agency='legal-aid']")).to_have_attribute("data-state", "declined")
+    expect(caseworker.locator("li[data-event='referral.rerouting']").first).to_be_visible()
+    new = caseworker.locator("tr.referral:not([data-agency='legal-aid']):not([data-agency='police'])")
+    expect(new).to_have_count(1)  # another agency for the legal need
+
+
+@pytest.fixture(scope="module")
+def delivered_case(stack: Stack) -> tuple[str, str]:
+    """A case delivered to the police (accepted by its simulator): its id and the police's referral id."""
+    case_id = submit_case_by_api(stack, ["safety"], ["police"])
+    referrals = wait_for(
+        "the police's referral delivered",
+        lambda: [r for r in referrals_of(stack, case_id) if r["agency_id"] == "police" and r["state"] != "requested"],
+    )
+    return case_id, str(referrals[0]["referral_id"])
+
+
+STAFF_PAGES = ("/cases", "/cases/new", "/guidance", "/cases/{case}")
+OPERATOR_PAGES = ("/operations", "/operations/cases/{case}")
+AGENCY_PAGES = ("/inbox", "/inbox/{referral}")
+# Who may open which page: everyone else gets 403 (another role's page) or, for another agency's referral, 404.
+ALLOWED = {
+    "caseworker": STAFF_PAGES,
+    "supervisor": STAFF_PAGES + OPERATOR_PAGES,
+    "agency-police": AGENCY_PAGES,
+    "agency-legal-aid": AGENCY_PAGES[:1],
+}
+
+
+def main_of(html: str) -> str:
+    return html.split('<main id="main">', 1)[-1].split("</main>", 1)[0]
+
+
+def test_each_role_against_each_page(browser: Browser, console: str, delivered_case: tuple[str, str]) -> None:
+    case_id, referral_id = delivered_case
+    pages = [p.format(case=case_id, referral=referral_id) for p in STAFF_PAGES + OPERATOR_PAGES + AGENCY_PAGES]
+    context = new_context(browser)
+    page = context.new_page()
+    for path in pages:  # signed out: every page sends to the sign-in page
+        answer = page.request.get(console + path, max_redirects=0)
+        assert (answer.status, answer.headers["location"]) == (303, "/signin"), path
+    context.close()
+    for identity, allowed in ALLOWED.items():
+        context = new_context(browser)
+        page = context.new_page()
+        sign_in(page, console, identity)
+        shown = {p.format(case=case_id, referral=referral_id) for p in allowed}
+        for path in pages:
+            answer = page.request.get(console + path, max_redirects=0)
+            body = main_of(answer.text())  # the page's own content (its links back carry the path asked for)
+            if path in shown:
+                assert answer.status == 200, f"{identity} {path}: {answer.status}"
+            else:
+                another_agencys = path.startswith("/inbox/") and identity.startswith("agency-")
+                expected = 404 if another_agencys else 403
+                assert answer.status == expected, f"{identity} {path}: {answer.status}"
+                for other in {case_id, referral_id} - set(path.split("/")):  # only the id asked for may be named
+                    assert other not in body, f"{identity} {path} names another id of the case"
+            if (identity, path) != ("agency-police", f"/inbox/{referral_id}"):  # the one page with the items
+                assert VICTIM["name"] not in body, f"{identity} {path} shows the victim's name"
+        context.close()
+
+
+def visible_labels(page: Page) -> list[str]:
+    selector = "h1, h2, h3, label, legend, th, button, summary, dt, nav a, option, .hint, p.problem"
+    return [t.strip() for t in page.locator(selector).all_inner_texts() if t.strip()]
+
+
+@pytest.mark.parametrize("lang", ["ko", "en"])
+def test_every_page_renders_in_both_languages_with_no_untranslated_label(
+    browser: Browser, console: str, delivered_case: tuple[str, str], lang: str
+) -> None:
+    case_id, referral_id = delivered_case
+    korean = dict(catalogue("ko"))
+    # In Korean no label may be left in English; in English none may be in Korean.
+    wrong = {m for m, k in korean.items() if m != k} if lang == "ko" else {k for m, k in korean.items() if m != k}
+    for identity, allowed in (("supervisor", ALLOWED["supervisor"]), ("agency-police", AGENCY_PAGES)):
+        context = new_context(browser, lang, phone=identity == "agency-police")
+        page = context.new_page()
+        sign_in(page, console, identity, lang)
+        for path in ("/signin", *allowed):
+            page.goto(console + path.format(case=case_id, referral=referral_id))
+            assert page.locator("html").get_attribute("lang") == lang
+            left = [text for text in visible_labels(page) if text in wrong]
+            assert not left, f"{path} in {lang}: untranslated {left}"
+        if lang == "ko" and identity == "supervisor":
+            page.goto(f"{console}/operations")
+            page.screenshot(path=str(SHOTS / "console-operations.png"), full_page=True)
+        context.close()

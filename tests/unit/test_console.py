@@ -1,0 +1,237 @@
+"""The console's pure parts (forms, flow, labels, dates, the Korean catalogue) and its guards (sign-in, CSRF, roles),
+without the services: the APIs are replaced by a fake that answers what the page asks."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from console import flow
+from console.apis import ApiError
+from console.forms import Form, case_payload, check_case, consents_given, field_errors
+from console.i18n import Translator, catalogue, language_of
+from console.main import create_app
+from console.session import CSRF_COOKIE, SESSION_COOKIE
+from console.settings import ConsoleSettings
+from fastapi.testclient import TestClient
+from kit.auth import Role, issue_token
+
+SECRET = "unit-test-signing-secret-of-32-bytes!"
+CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
+CASE_FORM = [
+    ("crime_type", "stalking"),
+    ("needs", "safety"),
+    ("needs", "legal"),
+    ("urgency", "high"),
+    ("region", "seoul"),
+    ("language", "ko"),
+    ("intake_channel", "visit"),
+    ("victim.name", "Example Person"),
+    ("victim.phone", "+82 10-0000-0000"),
+    ("victim.contact_rules.safe_channel", "sms"),
+    ("victim.contact_rules.do_not_contact", "on"),
+]
+
+
+def test_the_form_becomes_the_contracts_body_and_passes_its_validation() -> None:
+    body = case_payload(Form(CASE_FORM))
+    assert body["needs"] == ["safety", "legal"]
+    assert body["victim"] == {
+        "name": "Example Person",
+        "phone": "+82 10-0000-0000",
+        "contact_rules": {"safe_channel": "sms", "do_not_contact": True},
+    }
+    assert "summary" not in body and "email" not in body["victim"]  # what was left empty is not sent
+    assert check_case(body) == {}
+
+
+def test_contract_errors_land_next_to_their_fields_without_the_input() -> None:
+    form = Form([*CASE_FORM[:7], ("victim.name", "Example Person"), ("victim.phone", "SECRET-not-a-phone")])
+    errors = check_case(case_payload(form))
+    assert set(errors) == {"victim.phone"}
+    assert "SECRET" not in str(errors)
+    errors = check_case(case_payload(Form([("victim.name", "x")])))
+    assert {"crime_type", "needs", "urgency", "region", "language", "intake_channel"} <= set(errors)
+    # The API's problem+json names fields as body.<path>; a rule across the victim's fields goes to the safe channel.
+    api = [{"loc": "body.victim.phone", "msg": "bad"}, {"loc": "body.victim", "msg": "sms needs a phone"}]
+    assert field_errors(api) == {"victim.phone": ["bad"], "victim.contact_rules.safe_channel": ["sms needs a phone"]}
+
+
+def test_consents_are_given_per_agency_and_sensitive_items_only_where_asked_and_consented() -> None:
+    form = Form([("consent.police", "on"), ("sensitive.police", "on"), ("sensitive.legal-aid", "on")])
+    given = consents_given(form, ["police", "legal-aid", "employment-center"], ["police", "legal-aid"])
+    assert given == [
+        {"agency_id": "police", "granted": True, "sensitive_granted": True},
+        {"agency_id": "legal-aid", "granted": False, "sensitive_granted": False},  # no consent: no sensitive either
+        {"agency_id": "employment-center", "granted": False, "sensitive_granted": False},
+    ]
+
+
+def test_the_timeline_reads_as_steps_without_any_detail() -> None:
+    events = [
+        {"type": "case.submitted", "occurred_at": "2026-01-01T00:00:00+00:00", "step_ms": None, "detail": {}},
+        {
+            "type": "referral.declined",
+            "agency_id": "police",
+            "occurred_at": "2026-01-01T00:02:00+00:00",
+            "step_ms": 120_000,
+            "step_after": "referral.delivered",
+            "detail": {"note": "free text"},
+        },
+    ]
+    steps = flow.steps(events)
+    assert [(s.event, s.agency_id, s.took) for s in steps] == [
+        ("case.submitted", None, ""),
+        ("referral.declined", "police", "2 min"),
+    ]
+    assert "free text" not in repr(steps)
+    assert [flow.duration(ms) for ms in (850, 4200, 7_500_000)] == ["850 ms", "4.2 s", "2 h 5 min"]
+
+
+def test_the_inbox_puts_overdue_referrals_first_then_the_nearest_deadline() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(minutes: int) -> str:
+        return (now + timedelta(minutes=minutes)).isoformat()
+
+    referrals = [
+        {"referral_id": "later", "state": "delivered", "ack_deadline": at(90), "overdue_at": None},
+        {"referral_id": "taken", "state": "accepted", "ack_deadline": at(1), "overdue_at": None},
+        {"referral_id": "soon", "state": "requested", "ack_deadline": at(5), "overdue_at": None},
+        {"referral_id": "late", "state": "delivered", "ack_deadline": at(-30), "overdue_at": at(-30)},
+        {"referral_id": "none", "state": "delivered", "ack_deadline": None, "overdue_at": None},
+    ]
+    assert [r["referral_id"] for r in flow.inbox_order(referrals, now)] == ["late", "soon", "later", "none"]
+    countdown = flow.countdown(at(-30), now)
+    assert countdown is not None and countdown.overdue and countdown.words() == "30 min"
+
+
+def test_korean_by_default_dates_in_seoul_and_names_from_the_catalogue() -> None:
+    assert language_of(None) == language_of("fr") == "ko" and language_of("en") == "en"
+    ko, en = Translator("ko"), Translator("en")
+    assert ko.gettext("New case") == "새 사건" and en.gettext("New case") == "New case"
+    assert "오후 6:30" in ko.when("2026-01-01T09:30:00+00:00")  # 09:30 UTC is 18:30 in Seoul
+    assert "6:30" in en.when("2026-01-01T09:30:00+00:00")
+    police = {"name_ko": "서울경찰청", "name_en": "Seoul Metropolitan Police Agency"}
+    assert (ko.name(police), en.name(police)) == (police["name_ko"], police["name_en"])
+    assert ko.name(None, "police") == "police"
+
+
+def test_every_label_of_the_console_has_a_korean_translation() -> None:
+    """What `pybabel extract -F babel.cfg` finds in the templates and the code is all in the Korean catalogue."""
+    method_map = [("src/console/**.py", "python"), ("src/console/templates/**.html", "jinja2")]
+    keywords = {"_": None, "N_": None, "gettext": None}
+    found = {str(m[2]) for m in extract_from_dir(str(CONSOLE), method_map, keywords=keywords)}
+    assert len(found) > 100
+    missing = sorted(found - set(catalogue("ko")))
+    assert not missing, f"labels without a Korean translation (pybabel update, then translate): {missing}"
+
+
+class FakeApis:
+    """The services as the console sees them: each call recorded; answers by path, or the API's refusal."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, str | None]] = []
+        self.answers: dict[str, Any] = {
+            "/agencies": [{"id": "police", "name_ko": "서울경찰청", "name_en": "Seoul Police"}],
+            "/cases/needing-attention": [],
+        }
+
+    async def call(self, service: str, method: str, path: str, token: str | None, **_: Any) -> Any:
+        self.calls.append((service, method, path, token))
+        if path not in self.answers:
+            raise ApiError(404, "not here")
+        return self.answers[path]
+
+    async def health(self, service: str) -> tuple[int | None, dict[str, Any]]:
+        return 200, {"status": "ok"}
+
+    async def close(self) -> None:
+        return None
+
+
+def console(**settings: Any) -> tuple[TestClient, FakeApis]:
+    app = create_app(ConsoleSettings(auth_secret=SECRET, **settings))
+    fake = FakeApis()
+    app.state.apis = fake
+    return TestClient(app, base_url="https://console.test", follow_redirects=False), fake
+
+
+@pytest.fixture
+def dev_console() -> Iterator[tuple[TestClient, FakeApis]]:
+    yield console(console_dev_sign_in=True)
+
+
+def csrf_of(client: TestClient) -> str:
+    client.get("/signin")
+    token = client.cookies.get(CSRF_COOKIE)
+    assert token
+    return token
+
+
+def test_the_development_sign_in_is_off_unless_set() -> None:
+    assert ConsoleSettings().console_dev_sign_in is False
+    client, _ = console()
+    assert "caseworker" not in client.get("/signin").text
+    answer = client.post("/signin/dev", data={"identity": "caseworker", "csrf_token": csrf_of(client)})
+    assert answer.status_code == 403 and SESSION_COOKIE not in answer.cookies
+
+
+def test_signing_in_keeps_the_token_in_a_secure_http_only_strict_cookie(dev_console: tuple[TestClient, Any]) -> None:
+    client, fake = dev_console
+    assert "agency-police" in client.get("/signin").text
+    answer = client.post("/signin/dev", data={"identity": "agency-police", "csrf_token": csrf_of(client)})
+    assert answer.status_code == 303
+    cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "="))
+    assert {"HttpOnly", "Secure", "SameSite=strict"} <= {part.strip() for part in cookie.split(";")}
+    # The agency's own token goes to the API; its inbox is its home.
+    fake.answers["/referrals"] = []
+    assert client.get("/", follow_redirects=True).status_code == 200
+    token = fake.calls[-1][3]
+    assert fake.calls[-1][:3] == ("notify", "GET", "/referrals") and token is not None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/signin/dev", "/signin/token", "/signout", "/cases", "/cases/preview", "/guidance", "/inbox/0/accept"],
+)
+def test_every_form_without_its_csrf_token_is_refused_and_calls_nothing(
+    dev_console: tuple[TestClient, FakeApis], path: str
+) -> None:
+    client, fake = dev_console
+    staff = issue_token(SECRET, Role.supervisor, "sv-1")
+    client.cookies.set(SESSION_COOKIE, staff)
+    csrf_of(client)
+    path = path.replace("/0/", "/00000000-0000-0000-0000-000000000000/")
+    calls = len(fake.calls)
+    answer = client.post(path, data={"identity": "caseworker", "csrf_token": "forged"})
+    assert answer.status_code == 403, path
+    assert len(fake.calls) == calls, "a forged form reached a service"
+    assert "Traceback" not in answer.text
+
+
+def test_each_role_sees_only_its_pages(dev_console: tuple[TestClient, FakeApis]) -> None:
+    client, fake = dev_console
+    assert client.get("/cases").headers["location"] == "/signin"  # nobody signed in
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.agency, "agency-police", agency="police"))
+    for path in ("/cases", "/cases/new", "/guidance", "/operations"):
+        assert client.get(path).status_code == 403, path
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    assert client.get("/cases").status_code == 200
+    assert client.get("/operations").status_code == 403
+    assert client.get("/inbox").status_code == 403
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.auditor, "au-1"))
+    assert client.get("/cases").status_code == 403
+    client.cookies.set(SESSION_COOKIE, "not-a-token")
+    assert client.get("/cases").headers["location"] == "/signin"
+    assert all(call[0] != "notify" or call[2] != "/referrals" for call in fake.calls)
+
+
+def test_the_language_switch_goes_back_only_to_a_page_of_this_site(dev_console: tuple[TestClient, Any]) -> None:
+    client, _ = dev_console
+    assert client.get("/language/en?back=/cases/new").headers["location"] == "/cases/new"
+    assert client.get("/language/en?back=//evil.example/").headers["location"] == "/"
+    assert client.get("/language/en?back=https://evil.example/").headers["location"] == "/"
+    assert 'lang="en"' in client.get("/signin").text
