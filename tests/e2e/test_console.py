@@ -154,7 +154,7 @@ def test_a_form_without_the_csrf_token_changes_nothing(caseworker: Page, console
     assert count_cases(stack) == before
 
 
-def submit_case_by_api(stack: Stack, needs: list[str], consents: list[str]) -> str:
+def submit_case_by_api(stack: Stack, needs: list[str], consents: list[str], refused: tuple[str, ...] = ()) -> str:
     """A case as intake's API takes it (the form's own test is above), consented for `consents`."""
     body = {
         "crime_type": "violent_crime",
@@ -165,7 +165,8 @@ def submit_case_by_api(stack: Stack, needs: list[str], consents: list[str]) -> s
         "intake_channel": "visit",
         "victim": {"name": VICTIM["name"], "phone": VICTIM["phone"]},
         "summary": VICTIM["summary"],
-        "consents": [{"agency_id": a, "granted": True, "sensitive_granted": True} for a in consents],
+        "consents": [{"agency_id": a, "granted": True, "sensitive_granted": True} for a in consents]
+        + [{"agency_id": a, "granted": False} for a in refused],
     }
     token = stack.token("caseworker")
     answer = httpx.post(f"{stack.url('intake')}/cases", json=body, headers={"authorization": f"Bearer {token}"})
@@ -252,13 +253,13 @@ def delivered_case(stack: Stack) -> tuple[str, str]:
 
 STAFF_PAGES = ("/cases", "/cases/new", "/guidance", "/cases/{case}")
 OPERATOR_PAGES = ("/operations", "/operations/cases/{case}")
-AGENCY_PAGES = ("/inbox", "/inbox/{referral}")
+AGENCY_PAGES = ("/inbox", "/capacity", "/inbox/{referral}")
 # Who may open which page: everyone else gets 403 (another role's page) or, for another agency's referral, 404.
 ALLOWED = {
     "caseworker": STAFF_PAGES,
     "supervisor": STAFF_PAGES + OPERATOR_PAGES,
     "agency-police": AGENCY_PAGES,
-    "agency-legal-aid": AGENCY_PAGES[:1],
+    "agency-legal-aid": AGENCY_PAGES[:2],
 }
 
 
@@ -321,4 +322,54 @@ def test_every_page_renders_in_both_languages_with_no_untranslated_label(
         if lang == "ko" and identity == "supervisor":
             page.goto(f"{console}/operations")
             page.screenshot(path=str(SHOTS / "console-operations.png"), full_page=True)
+        context.close()
+
+
+def test_a_supervisor_overrides_a_refusal_closes_and_erases_a_case(
+    browser: Browser, console: str, stack: Stack
+) -> None:
+    case_id = submit_case_by_api(stack, ["safety"], ["police"], refused=("legal-aid",))
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "supervisor")
+    page.goto(f"{console}/cases/{case_id}")
+    refused = page.locator("tr.consent[data-agency='legal-aid']")
+    expect(refused).to_have_attribute("data-may-provide", "no")
+    refused.get_by_text("동의 없이 제공").click()
+    refused.get_by_label("법적 근거").select_option("imminent_danger")
+    refused.get_by_label("사유").fill("Synthetic: the offender is nearby")
+    refused.get_by_role("button", name="동의 없는 제공 기록").click()
+    expect(page.locator("tr.consent[data-agency='legal-aid']")).to_have_attribute("data-may-provide", "yes")
+
+    page.locator("#close-reason").select_option("back_to_daily_life")
+    page.locator("form[action$='/close']").get_by_role("button").click()
+    expect(page.locator("#progress p.status")).to_have_class(re.compile("status-closed"))
+
+    page.get_by_label("사건 번호").fill("not the id")
+    page.get_by_role("button", name="영구 삭제").click()
+    expect(page.locator(".problem .status")).to_have_text("422")  # nothing erased without the id typed
+    page.goto(f"{console}/cases/{case_id}")
+    page.get_by_label("사건 번호").fill(case_id)
+    page.get_by_role("button", name="영구 삭제").click()
+    expect(page.get_by_role("heading", name="사건 삭제됨")).to_be_visible()
+    token = stack.token("supervisor")
+    erased = httpx.get(f"{stack.url('intake')}/cases/{case_id}", headers={"authorization": f"Bearer {token}"})
+    assert erased.status_code == 410
+    context.close()
+
+
+def test_an_agency_reports_its_capacity(browser: Browser, console: str, stack: Stack) -> None:
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "agency-smile-center")
+    try:
+        page.goto(f"{console}/capacity")
+        page.get_by_label("현재 남은 자리").fill("7")
+        page.get_by_role("button", name="보고").click()
+        expect(page.locator("dd.remaining")).to_have_text("7")
+    finally:
+        token = stack.token("supervisor")
+        httpx.delete(
+            f"{stack.url('routing')}/agencies/smile-center/capacity", headers={"authorization": f"Bearer {token}"}
+        )
         context.close()

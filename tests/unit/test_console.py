@@ -235,3 +235,18 @@ def test_the_language_switch_goes_back_only_to_a_page_of_this_site(dev_console: 
     assert client.get("/language/en?back=//evil.example/").headers["location"] == "/"
     assert client.get("/language/en?back=https://evil.example/").headers["location"] == "/"
     assert 'lang="en"' in client.get("/signin").text
+
+
+def test_an_erasure_needs_the_cases_id_typed_and_is_a_supervisors(dev_console: tuple[TestClient, FakeApis]) -> None:
+    client, fake = dev_console
+    case_id = "00000000-0000-0000-0000-00000000abcd"
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    csrf = csrf_of(client)
+    assert client.post(f"/cases/{case_id}/erase", data={"csrf_token": csrf, "confirm": case_id}).status_code == 403
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.supervisor, "sv-1"))
+    answer = client.post(f"/cases/{case_id}/erase", data={"csrf_token": csrf, "confirm": case_id[:-1]})
+    assert answer.status_code == 422
+    assert not any(method == "DELETE" for _, method, _, _ in fake.calls)
+    fake.answers[f"/cases/{case_id}"] = {"status": "erased"}
+    assert client.post(f"/cases/{case_id}/erase", data={"csrf_token": csrf, "confirm": case_id}).status_code == 200
+    assert fake.calls[-1][:3] == ("intake", "DELETE", f"/cases/{case_id}")

@@ -54,6 +54,24 @@ async def referral_page(referral_id: UUID, p: AgencyPage) -> Response:
     )
 
 
+@router.get("/capacity", response_class=HTMLResponse)
+async def capacity(p: AgencyPage) -> Response:
+    """The places the agency has free now, as routing counts them (its report, or the catalogue's capacity)."""
+    shown = await p.api("routing", "GET", f"/agencies/{p.user_agency}/capacity")
+    return p.render("capacity.html", capacity=shown)
+
+
+@router.post("/capacity")
+async def report_capacity(request: Request, p: AgencyPage) -> Response:
+    form = await posted_form(request)
+    try:
+        available = int(form.get("available"))
+    except ValueError:
+        raise ApiError(422, "the places free must be a whole number") from None
+    await p.api("routing", "PUT", f"/agencies/{p.user_agency}/capacity", body={"available": available})
+    return RedirectResponse("/capacity", status_code=303)
+
+
 def answer_body(action: str, form: Form) -> dict[str, Any]:
     """The acknowledgement API's body for an answer from the referral page's form."""
     body: dict[str, Any] = {}

@@ -134,3 +134,17 @@ ITEMS = {
     "victim.email": N_("Victim's e-mail"),
     "summary": N_("Case summary"),
 }
+CLOSE_REASONS = {
+    "back_to_daily_life": N_("Back to daily life (support done)"),
+    "victim_withdrew": N_("The victim withdrew"),
+    "moved_away": N_("Moved away"),
+    "unreachable": N_("Unreachable"),
+    "transferred": N_("Transferred to another centre"),
+    "other": N_("Other reason"),
+}
+LEGAL_BASES = {
+    "other_law": N_("Another law requires it"),
+    "imminent_danger": N_("Imminent danger to life, body or property"),
+    "criminal_investigation": N_("Criminal investigation and prosecution"),
+    "court_proceedings": N_("Court proceedings"),
+}

@@ -15,7 +15,7 @@ from kit.cli import serve_http
 from kit.health import Dependency, install_health_route
 from kit.logs import configure_logging
 
-from . import agency, caseworker, operator, signin
+from . import agency, case_actions, caseworker, operator, signin
 from .apis import ApiError, Apis
 from .pages import NotForThisRole, SignInNeeded, page
 from .session import CsrfRefused, csrf_cookie, end_session
@@ -59,7 +59,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.state.settings = settings
     app.state.apis = apis
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    for router in (signin.router, caseworker.router, agency.router, operator.router):
+    for router in (signin.router, caseworker.router, case_actions.router, agency.router, operator.router):
         app.include_router(router)
     install_health_route(app, ServicesHealth(settings, apis))
     install_error_pages(app)
@@ -123,4 +123,5 @@ def install_error_pages(app: FastAPI) -> None:
 def run() -> None:
     settings = ConsoleSettings()
     configure_logging(settings.service_name, settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per call to the services says nothing new
     serve_http(create_app(settings), settings.http_host, settings.http_port)

@@ -58,6 +58,12 @@ class Page:
         }
         return templates.TemplateResponse(self.request, template, shown, status_code=http_status)
 
+    @property
+    def user_agency(self) -> str:
+        """The signed-in agency's id (an agency page only)."""
+        assert self.user is not None and self.user.agency is not None
+        return self.user.agency
+
     async def api(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
         token = self.user.token if self.user is not None else None
         return await self.apis.call(service, method, path, token, **kwargs)

@@ -1,0 +1,57 @@
+"""What staff do to a case beyond following it: close it with a reason (staff), provide data to an agency without
+consent on a legal basis, and erase the case on request after typing its id (supervisors). Each is the API's own
+operation under the user's token; the API decides, and records who did it."""
+
+from typing import TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from schemas.events import AgencyId
+from schemas.vocab import CaseClosedReason, LegalBasis
+
+from .apis import ApiError
+from .pages import OperatorPage, StaffPage
+from .session import posted_form
+
+router = APIRouter()
+
+
+Choice = TypeVar("Choice", CaseClosedReason, LegalBasis)
+
+
+def _chosen(kind: type[Choice], value: str) -> Choice:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ApiError(422, "choose a value from the list") from None
+
+
+@router.post("/cases/{case_id}/close")
+async def close(case_id: UUID, request: Request, p: StaffPage) -> Response:
+    form = await posted_form(request)
+    reason = _chosen(CaseClosedReason, form.get("reason"))
+    await p.api("intake", "POST", f"/cases/{case_id}/close", body={"reason": reason.value})
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+@router.post("/cases/{case_id}/consents/{agency_id}/override")
+async def override(case_id: UUID, agency_id: AgencyId, request: Request, p: OperatorPage) -> Response:
+    form = await posted_form(request)
+    basis = _chosen(LegalBasis, form.get("legal_basis"))
+    if not form.get("reason"):
+        raise ApiError(422, "an override needs its reason")
+    body = {"legal_basis": basis.value, "reason": form.get("reason")}
+    await p.api("intake", "POST", f"/cases/{case_id}/consents/{agency_id}/override", body=body)
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+
+@router.post("/cases/{case_id}/erase")
+async def erase(case_id: UUID, request: Request, p: OperatorPage) -> Response:
+    """Erasure on request cannot be undone: refused unless the case's id was typed to confirm it."""
+    form = await posted_form(request)
+    if form.get("confirm").lower() != str(case_id):
+        detail = p.t.gettext("Type the case's id exactly to confirm the erasure; nothing was erased.")
+        return p.render("error.html", http_status=422, status_code=422, detail=detail)
+    await p.api("intake", "DELETE", f"/cases/{case_id}")
+    return p.render("erased.html", case_id=str(case_id))
