@@ -182,6 +182,8 @@ async def apply_case_submitted(
         "urgency": case.urgency,
         "needs": case.needs,
         "intake_channel": case.intake_channel,
+        "region": case.region,  # coarse routing facts, for the reports' unmet needs by region and language
+        "language": case.language,
     }
     if not await first_time(conn, CASES_CONSUMER, event.event_id):
         return

@@ -52,6 +52,7 @@ from .handlers import (
     on_case_closed,
     on_consent_withdrawn,
 )
+from .report_pages import report_routes
 from .settings import NotifySettings
 from .timers import finished_timers, fire_due_timers
 
@@ -158,4 +159,5 @@ def create_app(settings: NotifySettings) -> FastAPI:
     install_request_limits(app, settings)  # 413 body size, 429 per credential
     install_health_route(app, runtime)
     app.include_router(routes(AccessLog.for_service(settings)))
+    app.include_router(report_routes(AccessLog.for_service(settings)))
     return app

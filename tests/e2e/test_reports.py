@@ -1,0 +1,130 @@
+"""End to end on the real stack: the supervisors' monitoring report counts what happened. Cases of one crime type
+(no other test uses it) go through the stack — accepted, declined and re-routed, completed both ways, closed, one
+need nobody offers — and every figure of the report for the period is checked against what the test itself saw."""
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from devstack.stack import Stack
+
+from tests.e2e.helpers import StackAuth, eventually
+from tests.samples import sample_case_json
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+CRIME = "elder_abuse"
+CASE = sample_case_json(
+    crime_type=CRIME,
+    needs=["safety", "legal"],
+    urgency="high",  # nothing time-critical: the test does not depend on the time of day
+    consents=[{"agency_id": a, "granted": True} for a in ("police", "legal-aid", "legal-home-doctor")],
+)
+NOBODY = sample_case_json(crime_type=CRIME, needs=["statement_support"], urgency="high", consents=[])
+
+
+@pytest.fixture
+async def client(stack: Stack) -> httpx.AsyncClient:
+    async with httpx.AsyncClient(timeout=15.0, auth=StackAuth(stack)) as c:
+        yield c  # type: ignore[misc]
+
+
+async def referrals(client: httpx.AsyncClient, stack: Stack, case_id: str) -> dict[str, dict[str, Any]]:
+    answer = await client.get(f"{stack.url('notify')}/cases/{case_id}/referrals")
+    return {r["agency_id"]: r for r in answer.json()} if answer.status_code == 200 else {}
+
+
+async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client: httpx.AsyncClient) -> None:
+    intake, notify, simulator = stack.url("intake"), stack.url("notify"), stack.url("agency-simulator")
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    declining = await client.put(
+        f"{simulator}/behaviour/legal-aid", json={"action": "decline", "reason": "no_capacity"}
+    )
+    assert declining.status_code == 200, declining.text
+    try:
+        case_ids = []
+        for _ in range(3):
+            answer = await client.post(f"{intake}/cases", json=CASE)
+            assert answer.status_code == 201, answer.text
+            case_ids.append(answer.json()["case_id"])
+
+        async def settled() -> list[dict[str, dict[str, Any]]] | None:
+            found = [await referrals(client, stack, c) for c in case_ids]
+            done = all(
+                r.get("police", {}).get("state") == "accepted"
+                and r.get("legal-aid", {}).get("state") == "declined"
+                and r.get("legal-home-doctor", {}).get("state") == "accepted"
+                for r in found
+            )
+            return found if done else None
+
+        seen = await eventually(settled, 180, "police accepted, legal aid declined, the legal home doctor accepted")
+    finally:
+        await client.delete(f"{simulator}/behaviour/legal-aid")
+    uncovered = await client.post(f"{intake}/cases", json=NOBODY)
+    assert uncovered.status_code == 201, uncovered.text
+
+    # The police complete two referrals, one of them without success; the third case is closed (it cancels the
+    # referrals still open: the police's and the legal home doctor's).
+    first, second, _ = (s["police"]["referral_id"] for s in seen)
+    done = {"agency_id": "police", "outcome": "successful"}
+    assert (await client.post(f"{notify}/referrals/{first}/complete", json=done)).status_code == 200
+    not_done = {"agency_id": "police", "outcome": "not_successful", "reason": "victim_refused_services"}
+    assert (await client.post(f"{notify}/referrals/{second}/complete", json=not_done)).status_code == 200
+    closed = await client.post(f"{intake}/cases/{case_ids[2]}/close", json={"reason": "moved_away"})
+    assert closed.status_code == 200, closed.text
+
+    async def cancelled() -> bool:
+        return (await referrals(client, stack, case_ids[2]))["legal-home-doctor"]["state"] == "cancelled"
+
+    await eventually(cancelled, 60, "the closed case's open referrals cancelled")
+
+    async def pending() -> bool:
+        status = (await client.get(f"{notify}/cases/{uncovered.json()['case_id']}/status")).json()
+        return bool(status.get("pending_needs"))
+
+    await eventually(pending, 60, "the need nobody offers held pending")
+    end = datetime.now(UTC) + timedelta(seconds=1)
+
+    params = {"start": start.isoformat(), "end": end.isoformat(), "crime_type": CRIME}
+    as_caseworker = {"authorization": f"Bearer {stack.token('caseworker')}"}
+    assert (await client.get(f"{notify}/reports/referrals", params=params, headers=as_caseworker)).status_code == 403
+    answer = await client.get(f"{notify}/reports/referrals", params=params)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    agencies = {a["agency_id"]: a for a in report["agencies"]}
+    assert set(agencies) == {"police", "legal-aid", "legal-home-doctor"}
+    police, aid, doctor = agencies["police"], agencies["legal-aid"], agencies["legal-home-doctor"]
+    assert (police["received"], police["accepted"], police["declined"], police["cancelled"]) == (3, 3, 0, 1)
+    assert (police["completed_successful"], police["completed_not_successful"]) == (1, 1)
+    assert police["not_successful_by_reason"] == {"victim_refused_services": 1}
+    assert (aid["received"], aid["accepted"], aid["declined"]) == (3, 0, 3)
+    assert aid["declined_by_reason"] == {"no_capacity": 3} and aid["rerouted_by_cause"] == {"declined": 3}
+    assert (doctor["received"], doctor["accepted"], doctor["cancelled"], doctor["rerouted"]) == (3, 3, 1, 0)
+    assert all(a["failed"] == a["overdue"] == 0 for a in agencies.values())
+    elapsed = (end - start).total_seconds()
+    for agency in agencies.values():  # every referral was answered, within the test's own span
+        assert 0 < agency["ack_seconds"]["median"] <= agency["ack_seconds"]["p90"] <= elapsed
+    [crime] = report["crime_types"]
+    assert crime["crime_type"] == CRIME and crime["cases"] == 4
+    assert 0 < crime["to_first_acceptance_seconds"]["median"] <= elapsed
+    unmet = {"need": "statement_support", "region": "seoul", "language": "ko"}
+    assert report["uncovered_needs"] == [{**unmet, "times": 1}]
+    assert report["pending_needs_now"] == [{**unmet, "cases": 1}]
+    assert report["cases_closed"] == {"moved_away": 1}
+
+    # The same figures as CSV, and a printable page in Korean and in English; none names the victim.
+    sheet = (await client.get(f"{notify}/reports/referrals", params={**params, "format": "csv"})).text
+    rows = {(r["section"], r["key"], r["figure"]): r["value"] for r in csv.DictReader(io.StringIO(sheet))}
+    assert rows[("agency", "legal-aid", "declined_by_reason.no_capacity")] == "3"
+    assert rows[("agency", "police", "received")] == "3"
+    for lang, title in (("ko", "의뢰 모니터링 보고서"), ("en", "Referral monitoring report")):
+        page = await client.get(f"{notify}/reports/referrals", params={**params, "format": "html", "lang": lang})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert title in page.text and "<svg" in page.text and "legal-home-doctor" in page.text
+        assert "Kim" not in page.text
+    bad = await client.get(f"{notify}/reports/referrals", params={"month": "2026-13"})
+    assert bad.status_code == 422
