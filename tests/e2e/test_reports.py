@@ -2,8 +2,13 @@
 (no other test uses it) go through the stack — accepted, declined and re-routed, completed both ways, closed, one
 need nobody offers — and every figure of the report for the period is checked against what the test itself saw."""
 
+import asyncio
 import csv
 import io
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -128,3 +133,11 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
         assert "Kim" not in page.text
     bad = await client.get(f"{notify}/reports/referrals", params={"month": "2026-13"})
     assert bad.status_code == 422
+
+    # The same report from the operators' command line.
+    command = [sys.executable, "-m", "casectl", "report", "--start", start.isoformat(), "--end", end.isoformat()]
+    command += ["--crime-type", CRIME, "--format", "json", "--notify-url", notify]
+    env = {**os.environ, "AUTH_SECRET": stack.env["AUTH_SECRET"]}
+    shown = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["agencies"] == report["agencies"]

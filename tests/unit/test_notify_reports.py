@@ -65,7 +65,7 @@ def test_each_figure_counts_what_happened_in_the_period() -> None:
 def test_a_month_is_read_in_seoul_and_a_bad_period_is_refused() -> None:
     first, last = period_of("2026-12", None, None)
     assert first == datetime(2026, 11, 30, 15, 0, tzinfo=UTC) and last == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
-    for bad in (("2026-11", START, END), (None, END, START), (None, None, END)):
+    for bad in (("2026-11", START, END), (None, END, START), (None, None, END), ("0000-05", None, None)):
         with pytest.raises(Problem):
             period_of(*bad)
 

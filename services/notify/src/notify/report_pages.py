@@ -58,9 +58,12 @@ def period_of(month: str | None, start: datetime | None, end: datetime | None) -
     """A month in Asia/Seoul, or `start`/`end`; a Problem (422) for anything else."""
     if month is not None and start is None and end is None:
         year, number = map(int, month.split("-"))
-        first = datetime.combine(date(year, number, 1), time(0), SEOUL)
-        following = datetime.combine(date(year + number // 12, number % 12 + 1, 1), time(0), SEOUL)
-        return first.astimezone(UTC), following.astimezone(UTC)
+        try:
+            first = datetime.combine(date(year, number, 1), time(0), SEOUL).astimezone(UTC)
+            following = datetime.combine(date(year + number // 12, number % 12 + 1, 1), time(0), SEOUL)
+        except (ValueError, OverflowError):
+            raise Problem(422, f"no such month: {month}", title="Invalid period") from None
+        return first, following.astimezone(UTC)
     if month is None and start is not None and end is not None and start < end:
         return start, end
     raise Problem(422, "give a month (month=2026-11), or a start and an end, the start first", title="Invalid period")

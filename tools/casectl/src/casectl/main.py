@@ -4,8 +4,9 @@
 `casectl audit [--case ID] [--actor agency:police]`: each service's access log, and whether its chain holds.
 `casectl lag`: each consumer group's lag per topic, by service and agency (Kafka's committed vs end offsets).
 `casectl dlq list | show <topic> | replay <agency-id> [--dry-run]`: the dead letters, and the gateway's replay.
+`casectl report --month 2026-11 [--format csv|html|json] [--lang en] [--output FILE]`: the monitoring report.
 
-flow, health and audit read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's
+flow, health, audit and report read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's
 `GET /health`, `/access-log`), with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in
 `.state/tokens/`. lag and dlq read Kafka (casectl/queues.py says with which login).
 """
@@ -69,6 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     again = dlq_commands.add_parser("replay", help="put an agency's dead letters back (as onestop-replay-dlq)")
     again.add_argument("agency_id")
     again.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    report = commands.add_parser("report", help="the monitoring report of a month or a period (supervisors)")
+    period = report.add_mutually_exclusive_group(required=True)
+    period.add_argument("--month", help="a month in Asia/Seoul, like 2026-11")
+    period.add_argument("--start", help="ISO 8601 with its offset (with --end)")
+    report.add_argument("--end", help="ISO 8601 with its offset (with --start)")
+    report.add_argument("--crime-type", help="only cases of this crime type")
+    report.add_argument("--format", choices=["json", "csv", "html"], default="csv")
+    report.add_argument("--lang", choices=["ko", "en"], default="ko", help="the HTML page's language")
+    report.add_argument("--output", type=Path, help="write it here instead of printing it")
+    report.add_argument("--notify-url", default=os.environ.get("NOTIFY_URL", DEFAULT_SERVICES["notify"]))
     for kafka_command in (lag, listing, show, again):
         kafka_command.add_argument(
             "--bootstrap-servers", help="Kafka (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)"
@@ -82,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             print(bearer_token(Role(args.role), args.agency, args.subject, args.hours))
             return 0
+        if args.command == "report":
+            return fetch_report(args)
         if args.command == "audit":
             return show_audit(service_urls(args.url), args.case_id, args.actor)
         return show_health(service_urls(args.url))
@@ -103,6 +116,26 @@ def kafka_command_of(args: argparse.Namespace) -> int:
     if args.dlq_command == "replay":
         return replay(kafka, args.agency_id, args.dry_run)
     return show_dlq(kafka, args.topic if args.dlq_command == "show" else None)
+
+
+def fetch_report(args: argparse.Namespace) -> int:
+    """GET notify's /reports/referrals as a supervisor and print or save it."""
+    params = {"format": args.format, "lang": args.lang}
+    params |= {"month": args.month} if args.month else {"start": args.start, "end": args.end or ""}
+    if args.crime_type:
+        params["crime_type"] = args.crime_type
+    headers = {"authorization": f"Bearer {bearer_token(Role.supervisor)}"}
+    answer = httpx.get(f"{args.notify_url.rstrip('/')}/reports/referrals", params=params, headers=headers, timeout=60)
+    if answer.status_code != 200:
+        print(f"casectl: notify answered {answer.status_code}: {answer.text[:500]}", file=sys.stderr)
+        return 1
+    body = json.dumps(answer.json(), indent=2, ensure_ascii=False) + "\n" if args.format == "json" else answer.text
+    if args.output is None:
+        sys.stdout.write(body)
+    else:
+        args.output.write_text(body, encoding="utf-8")
+        print(f"written: {args.output}")
+    return 0
 
 
 def bearer_token(role: Role, agency: str | None = None, subject: str | None = None, hours: float = 8.0) -> str:
