@@ -355,6 +355,10 @@ def test_a_supervisor_overrides_a_refusal_closes_and_erases_a_case(
     token = stack.token("supervisor")
     erased = httpx.get(f"{stack.url('intake')}/cases/{case_id}", headers={"authorization": f"Bearer {token}"})
     assert erased.status_code == 410
+
+    page.goto(f"{console}/operations")  # the police had this case delivered: counted from the gateway's metrics
+    delivered = page.locator("tr[data-agency='police'] td.delivered .count")
+    assert int(delivered.inner_text()) >= 1
     context.close()
 
 

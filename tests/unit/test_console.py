@@ -13,6 +13,7 @@ from console.apis import ApiError
 from console.forms import Form, case_payload, check_case, consents_given, field_errors
 from console.i18n import Translator, catalogue, language_of
 from console.main import create_app
+from console.monitor import read_figures
 from console.session import CSRF_COOKIE, SESSION_COOKIE
 from console.settings import ConsoleSettings
 from fastapi.testclient import TestClient
@@ -148,6 +149,9 @@ class FakeApis:
     async def health(self, service: str) -> tuple[int | None, dict[str, Any]]:
         return 200, {"status": "ok"}
 
+    async def metrics(self, service: str) -> str | None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -250,3 +254,31 @@ def test_an_erasure_needs_the_cases_id_typed_and_is_a_supervisors(dev_console: t
     fake.answers[f"/cases/{case_id}"] = {"status": "erased"}
     assert client.post(f"/cases/{case_id}/erase", data={"csrf_token": csrf, "confirm": case_id}).status_code == 200
     assert fake.calls[-1][:3] == ("intake", "DELETE", f"/cases/{case_id}")
+
+
+def test_the_operators_figures_come_from_the_services_metrics() -> None:
+    gateway = "\n".join(
+        [
+            "# TYPE onestop_deliveries_total counter",
+            'onestop_deliveries_total{agency_id="police",outcome="delivered"} 3.0',
+            'onestop_deliveries_total{agency_id="police",outcome="failed"} 1.0',
+            'onestop_deliveries_total{agency_id="legal-aid",outcome="delivered"} 6.0',
+            "# TYPE onestop_circuit_open gauge",
+            'onestop_circuit_open{agency_id="police"} 1.0',
+            "# TYPE onestop_dlq_records_total counter",
+            'onestop_dlq_records_total{topic="referrals.police",reason="permanent_failure"} 2.0',
+            "# TYPE onestop_outbox_backlog gauge",
+            "onestop_outbox_backlog 4.0",
+            "# TYPE onestop_consumer_lag gauge",
+            'onestop_consumer_lag{group="agency-gateway.deliveries",topic="referrals.police"} 5.0',
+            'onestop_consumer_lag{group="agency-gateway.deliveries",topic="referrals.legal-aid"} 2.0',
+        ]
+    )
+    notify = '# TYPE onestop_sla_breaches_total counter\nonestop_sla_breaches_total{agency_id="police"} 2.0\n'
+    figures = read_figures({"agency-gateway": gateway + "\n", "notify": notify})
+    police = figures.agencies["police"]
+    assert (police.delivered, police.failed, police.sla_breaches, police.circuit_open) == (3, 1, 2, True)
+    assert list(figures.agencies) == ["legal-aid", "police"] and figures.most_delivered() == 6
+    assert figures.dead_letters == {("referrals.police", "permanent_failure"): 2}
+    assert figures.outbox_backlog == {"agency-gateway": 4} and figures.consumer_lag == {"agency-gateway.deliveries": 7}
+    assert read_figures({}).most_delivered() == 1

@@ -67,6 +67,14 @@ class Apis:
             return None, {}
         return answer.status_code, report if isinstance(report, dict) else {}
 
+    async def metrics(self, service: str) -> str | None:
+        """A service's Prometheus text (no token needed), or None when it does not answer."""
+        try:
+            answer = await self.client.get(self.urls[service] + "/metrics")
+        except httpx.HTTPError:
+            return None
+        return answer.text if answer.status_code == 200 else None
+
 
 def _problem(answer: httpx.Response) -> ApiError:
     try:

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from . import flow, labels
 from .apis import ApiError
 from .caseworker import agency_names
+from .monitor import read_figures
 from .pages import OperatorPage
 from .settings import SERVICES
 
@@ -26,8 +27,10 @@ async def operations(p: OperatorPage, case_id: str | None = None) -> Response:
             pass
     reports = await asyncio.gather(*(p.apis.health(s) for s in SERVICES))
     health = [(service, status, report) for service, (status, report) in zip(SERVICES, reports, strict=True)]
+    texts = await asyncio.gather(*(p.apis.metrics(s) for s in SERVICES))
+    figures = read_figures({s: text for s, text in zip(SERVICES, texts, strict=True) if text is not None})
     agencies = await p.api("agency-gateway", "GET", "/agencies")
-    return p.render("operations.html", health=health, agencies=agencies, names=await agency_names(p))
+    return p.render("operations.html", health=health, agencies=agencies, figures=figures, names=await agency_names(p))
 
 
 @router.get("/operations/cases/{case_id}", response_class=HTMLResponse)
