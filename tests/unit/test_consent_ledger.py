@@ -28,6 +28,7 @@ from routing.rules import load_rules
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.vocab import LegalBasis, WithdrawalScope
 
+from tests.fakes import without_database
 from tests.samples import sample_case
 
 CATALOGUE_DIR = Path(__file__).resolve().parents[2] / "catalogue" / "agencies"
@@ -168,7 +169,7 @@ def test_routing_withholds_the_sensitive_items_once_their_consent_is_withdrawn(c
 def client(role: Role) -> TestClient:
     # Not entered as a context manager: no lifespan, no database; what is refused here is refused before it.
     token = issue_token(SECRET, role, f"{role.value}-1")
-    app = create_app(IntakeSettings(auth_secret=SECRET))
+    app = without_database(create_app(IntakeSettings(auth_secret=SECRET)))
     return TestClient(app, raise_server_exceptions=False, headers={"authorization": f"Bearer {token}"})
 
 

@@ -8,6 +8,7 @@ from intake.main import create_app
 from intake.settings import IntakeSettings
 from kit.auth import Role, issue_token
 
+from tests.fakes import without_database
 from tests.samples import sample_case_json
 
 SECRET = "unit-test-signing-secret-of-32-bytes!"
@@ -17,7 +18,7 @@ SECRET = "unit-test-signing-secret-of-32-bytes!"
 def client() -> TestClient:
     # Not entered as a context manager: no lifespan, so no database is touched and validation is all that runs.
     staff = {"authorization": f"Bearer {issue_token(SECRET, Role.caseworker, 'cw-1')}"}
-    app = create_app(IntakeSettings(auth_secret=SECRET))
+    app = without_database(create_app(IntakeSettings(auth_secret=SECRET)))
     return TestClient(app, raise_server_exceptions=False, headers=staff)
 
 

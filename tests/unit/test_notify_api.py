@@ -9,6 +9,8 @@ from kit.auth import Role, issue_token
 from notify.main import create_app
 from notify.settings import NotifySettings
 
+from tests.fakes import without_database
+
 SECRET = "unit-test-signing-secret-of-32-bytes!"
 POLICE = {"authorization": f"Bearer {issue_token(SECRET, Role.agency, 'police', agency='police')}"}
 
@@ -17,7 +19,7 @@ POLICE = {"authorization": f"Bearer {issue_token(SECRET, Role.agency, 'police', 
 def client() -> Iterator[TestClient]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AGENCY_SIMULATOR_URL", "http://127.0.0.1:9")
-        app = create_app(NotifySettings(auth_secret=SECRET))
+        app = without_database(create_app(NotifySettings(auth_secret=SECRET)))
     # Not entered as a context manager: no lifespan, so no database is touched and validation is all that runs.
     staff = {"authorization": f"Bearer {issue_token(SECRET, Role.caseworker, 'cw-1')}"}
     yield TestClient(app, raise_server_exceptions=False, headers=staff)

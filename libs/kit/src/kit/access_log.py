@@ -48,12 +48,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from schemas.events import utc_now
 
 from . import metrics
-from .auth import Principal, Role, require
+from .auth import Principal
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -549,33 +548,3 @@ def _in_utc(value: datetime) -> datetime:
 
 # A point in time as a query parameter: ISO 8601 with an offset, no Unix seconds, within the representable range.
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
-
-
-def access_log_routes(access_log: AccessLog) -> APIRouter:
-    """`GET /access-log` (filter by case, actor, time) and `GET /access-log/verify`: for auditors only."""
-    router = APIRouter(tags=["access log"])
-    auditor = Depends(require(Role.auditor))
-
-    @router.get("/access-log")
-    async def read_access_log(
-        request: Request,
-        case_id: UUID | None = None,
-        actor: Annotated[str | None, Query(max_length=200)] = None,
-        since: Instant | None = None,
-        until: Instant | None = None,
-        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-        who: Principal = auditor,
-    ) -> list[dict[str, Any]]:
-        """Who read or changed whose data, when, from where, doing what — oldest first."""
-        return await access_log.query(
-            request.app.state.runtime.pool, case_id=case_id, actor=actor, since=since, until=until, limit=limit
-        )
-
-    @router.get("/access-log/verify")
-    async def verify_access_log(request: Request, who: Principal = auditor) -> dict[str, Any]:
-        """Recompute the keyed hash chain and hold it against the newest signed checkpoint: `intact` false, the first
-        broken row and the `reason` (`broken`, `rewritten`, `truncated`, `checkpoint_invalid`) if any row was changed
-        or removed, or the newest rows were cut off."""
-        return await access_log.verify(request.app.state.runtime.pool)
-
-    return router

@@ -6,10 +6,7 @@ from collections.abc import Callable
 import asyncpg
 from fastapi import FastAPI
 from kit import metrics
-from kit.access_log import AccessLog
-from kit.health import install_health_route
-from kit.http import install_problem_handlers
-from kit.limits import install_request_limits
+from kit.app import service_app
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
@@ -25,7 +22,7 @@ from schemas.events import (
 from schemas.topics import CASE_ERASED, REFERRAL_EVENTS
 
 from . import storage
-from .api import routes
+from .api import Deliveries, router
 from .domain import CircuitBreaker, RetryPolicy
 from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import AGENCY_TOPIC_EVENTS, DELIVERIES_CONSUMER, AgencyDeliveries, consumer_name
@@ -102,12 +99,4 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
     # without a transaction.
     runtime.consume_batch(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, record_ending, wants=ends_a_referral)
 
-    app = FastAPI(title="Agency gateway", lifespan=runtime.lifespan)
-    app.state.runtime = runtime
-    runtime.instrument(app)  # traces, /metrics, /health
-    install_problem_handlers(app)
-    install_request_limits(app, settings)  # 413 body size, 429 per credential
-    install_health_route(app, runtime)
-    app.include_router(routes(AccessLog.for_service(settings), deliveries, disclosures, time.time))
-
-    return app
+    return service_app("Agency gateway", runtime, router, provides=[Deliveries(deliveries, disclosures, time.time)])

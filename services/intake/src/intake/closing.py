@@ -10,16 +10,13 @@ crime type, needs, dates, codes — nothing about the victim.
 """
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
-from kit.access_log import Access, AccessLog, Instant
-from kit.auth import STAFF, Principal, Role, require
+from kit.access_log import Access, AccessLog
+from kit.auth import Principal, Role
 from kit.http import Problem
 from kit.outbox import add_to_outbox
-from pydantic import BaseModel, ConfigDict
 from schemas.events import CaseClosed, CaseErased
 from schemas.topics import CASE_CLOSED, CASE_ERASED
 from schemas.vocab import CaseClosedReason, CrimeType, ErasureCause
@@ -28,14 +25,6 @@ from . import storage
 
 # Who destroys a case whose retention ended, as the access log names it.
 RETENTION_TIMER = Principal(subject="retention-timer", role=Role.service, agency=None, client="intake")
-
-
-class Closing(BaseModel):
-    """Why the case is closed: a code; who closed it comes from the credential."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: CaseClosedReason
 
 
 def retention_for(crime_type: str, default: timedelta, by_crime_type: dict[CrimeType, timedelta]) -> timedelta:
@@ -106,56 +95,13 @@ async def destroy_expired(pool: asyncpg.Pool, access_log: AccessLog, limit: int 
     return len(due)
 
 
-def closing_routes(access_log: AccessLog, default: timedelta, by_crime_type: dict[CrimeType, timedelta]) -> APIRouter:
-    router = APIRouter(tags=["cases"])
-    staff = Depends(require(*STAFF))
-    supervisor = Depends(require(Role.supervisor))
-
-    @router.post("/cases/{case_id}/close")
-    async def close(case_id: UUID, closing: Closing, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """Close the case: its open referrals are cancelled and the agencies told, its pending needs end, and its
-        personal data is destroyed when the retention period after closing ends."""
-        pool = request.app.state.runtime.pool
-        async with pool.acquire() as conn, conn.transaction():
-            event = await close_case(conn, case_id, closing.reason, who, default, by_crime_type)
-            await access_log.record(conn, who, Access("case.close", case_id))
-        return {
-            "case_id": str(case_id),
-            "status": "closed",
-            "reason": event.reason,
-            "closed_by": event.closed_by,
-            "closed_at": event.closed_at.isoformat(),
-            "retention_until": event.retention_until.isoformat(),
-        }
-
-    @router.get("/retention/destroyed")
-    async def destroyed(
-        request: Request,
-        since: Instant | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-        who: Principal = supervisor,
-    ) -> dict[str, Any]:
-        """Cases whose personal data was destroyed because their retention period ended: when each was closed,
-        why, when it was due and when it was destroyed. No personal data (there is none left)."""
-        rows = await request.app.state.runtime.pool.fetch(
-            "SELECT case_id, crime_type, closed_at, closed_reason, retention_until, erased_at FROM cases"
-            " WHERE erasure_cause = 'retention_ended' AND erased_at >= coalesce($1, '-infinity'::timestamptz)"
-            " ORDER BY erased_at, case_id LIMIT $2",
-            since,
-            limit,
-        )
-        return {
-            "destroyed": [
-                {
-                    "case_id": str(r["case_id"]),
-                    "crime_type": r["crime_type"],
-                    "closed_at": r["closed_at"].isoformat(),
-                    "reason": r["closed_reason"],
-                    "retention_until": r["retention_until"].isoformat(),
-                    "destroyed_at": r["erased_at"].isoformat(),
-                }
-                for r in rows
-            ]
-        }
-
-    return router
+async def destroyed_cases(pool: asyncpg.Pool, since: datetime | None, limit: int) -> list[asyncpg.Record]:
+    """The cases whose personal data was destroyed because their retention period ended, oldest first."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT case_id, crime_type, closed_at, closed_reason, retention_until, erased_at FROM cases"
+        " WHERE erasure_cause = 'retention_ended' AND erased_at >= coalesce($1, '-infinity'::timestamptz)"
+        " ORDER BY erased_at, case_id LIMIT $2",
+        since,
+        limit,
+    )
+    return rows

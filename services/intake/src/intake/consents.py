@@ -1,5 +1,6 @@
-"""The consent ledger over HTTP for staff: read a case's consents, record one with the notice the victim was shown,
-withdraw one (whole, or only for the sensitive items), override a missing consent on a legal basis (supervisors).
+"""The consent ledger's service functions (its routes are in api.py): read a case's consents, record one with the
+notice the victim was shown, withdraw one (whole, or only for the sensitive items), override a missing consent on a
+legal basis (supervisors), check a disclosure against it.
 
 Every read and change is access-logged in its transaction. A withdrawal queues `consent.withdrawn` in the same
 transaction as its ledger row: notify cancels the open referrals to the agency, routing never chooses it again.
@@ -12,17 +13,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Request, status
-from fastapi import Path as PathParam
 from kit.access_log import Access, AccessLog
-from kit.auth import STAFF, Principal, Role, require
+from kit.auth import Principal
 from kit.http import Problem
 from kit.outbox import add_to_outbox
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import AgencyId, Consent, ConsentWithdrawn, Contract, PersonalItem, ShortText, utc_now
 from schemas.topics import CONSENT_WITHDRAWN
-from schemas.vocab import LegalBasis, WithdrawalScope
+from schemas.vocab import LegalBasis
 
 from . import consent_storage
 from .consent_ledger import (
@@ -32,15 +31,10 @@ from .consent_ledger import (
     Entry,
     Forbidden,
     Refusal,
-    check_override,
-    check_withdrawal,
     current,
     disclosable,
     notice_for,
 )
-from .settings import IntakeSettings
-
-AgencyPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 
 
 class NoticeShown(Contract):
@@ -64,12 +58,6 @@ class ConsentGiven(Contract):
         if self.sensitive_granted and not self.granted:
             raise ValueError("sensitive_granted needs granted: sensitive items go only with the consent itself")
         return self
-
-
-class Withdrawal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    scope: WithdrawalScope = WithdrawalScope.all
 
 
 class Override(Contract):
@@ -144,117 +132,50 @@ async def check_disclosure(
         raise Problem(409, f"{refusal} for {agency_id}", title=title) from None
 
 
-def routes(settings: IntakeSettings) -> APIRouter:
-    router = APIRouter(tags=["consents"])
-    access_log = AccessLog.for_service(settings)
-    staff = Depends(require(*STAFF))
-    supervisor = Depends(require(Role.supervisor))
-    catalogue = catalogue_of(settings.catalogue_dir)
+async def open_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = True) -> None:
+    """The case exists and is not erased (404, 410 otherwise); `lock` holds it to the transaction's end."""
+    exists, erased_at = await consent_storage.case_standing(conn, case_id, lock=lock)
+    if not exists:
+        raise Problem(404, f"no case {case_id}")
+    if erased_at is not None:
+        raise Problem(410, f"case {case_id} was erased on request", title="Erased")
 
-    async def open_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = True) -> None:
-        exists, erased_at = await consent_storage.case_standing(conn, case_id, lock=lock)
-        if not exists:
-            raise Problem(404, f"no case {case_id}")
-        if erased_at is not None:
-            raise Problem(410, f"case {case_id} was erased on request", title="Erased")
 
-    async def state_of(conn: asyncpg.Connection, case_id: UUID, agency_id: str) -> ConsentState:
-        return current(await consent_storage.entries(conn, case_id, agency_id)).get(agency_id, ConsentState(agency_id))
+async def state_of(conn: asyncpg.Connection, case_id: UUID, agency_id: str) -> ConsentState:
+    return current(await consent_storage.entries(conn, case_id, agency_id)).get(agency_id, ConsentState(agency_id))
 
-    async def change(
-        request: Request, who: Principal, case_id: UUID, entry: Entry, check: Callable[[ConsentState], None]
-    ) -> dict[str, Any]:
-        """Append `entry` if the agency's consent allows it (409 otherwise), access-logged, in one transaction."""
-        async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-            await open_case(conn, case_id)
-            before = await state_of(conn, case_id, entry.agency_id)
-            try:
-                check(before)
-            except Forbidden as forbidden:
-                raise Problem(409, str(forbidden)) from None
-            await consent_storage.append(conn, case_id, entry)
-            if entry.action is Action.withdraw:
-                assert entry.scope is not None
-                withdrawn = ConsentWithdrawn(
-                    case_id=case_id,
-                    producer="intake",
-                    agency_id=entry.agency_id,
-                    scope=entry.scope,
-                    withdrawn_at=entry.recorded_at,
-                )
-                await add_to_outbox(conn, CONSENT_WITHDRAWN, withdrawn)
-            await access_log.record(conn, who, Access(f"consent.{entry.action}", case_id))
-            after = await state_of(conn, case_id, entry.agency_id)
-        return {"case_id": str(case_id), "recorded": entry_json(entry), "consent": state_json(after)}
 
-    @router.get("/cases/{case_id}/consents")
-    async def read(case_id: UUID, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """Where each agency's consent stands now, and every entry of the ledger that led there."""
-        async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-            await open_case(conn, case_id, lock=False)
-            history = await consent_storage.entries(conn, case_id)
-            await access_log.record(conn, who, Access("consent.read", case_id))
-        return {
-            "case_id": str(case_id),
-            "agencies": [state_json(s) for s in current(history).values()],
-            "history": [entry_json(e) for e in history],
-        }
-
-    @router.post("/cases/{case_id}/consents", status_code=status.HTTP_201_CREATED)
-    async def record(case_id: UUID, given: ConsentGiven, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """Record the victim's answer to an agency's notice; the ledger keeps the notice as the catalogue has it."""
-        agency = catalogue().agencies.get(given.agency_id)
-        if agency is None:
-            unknown = {"loc": "body.agency_id", "msg": "no such agency in the catalogue", "type": "unknown_agency"}
-            raise Problem(422, f"no agency {given.agency_id} in the catalogue", errors=[unknown])
-        notice = notice_for(agency)
-        if given.notice is not None and given.notice.model_dump() != agency.consent_notice.model_dump():
-            raise Problem(409, f"the notice shown is not the catalogue's current notice for {agency.id}: show it again")
-        entry = Entry(
-            agency.id,
-            Action.grant,
-            who.credential,
-            utc_now(),
-            granted=given.granted,
-            sensitive_granted=given.sensitive_granted,
-            notice=notice,
-        )
-        return await change(request, who, case_id, entry, lambda _: None)
-
-    @router.post("/cases/{case_id}/consents/{agency_id}/withdraw")
-    async def withdraw(
-        case_id: UUID,
-        agency_id: AgencyPath,
-        request: Request,
-        withdrawal: Annotated[Withdrawal | None, Body()] = None,
-        who: Principal = staff,
-    ) -> dict[str, Any]:
-        """The victim withdraws their consent (scope `all`: the agency's open referrals are cancelled and it is told),
-        or only the one for sensitive items (`sensitive`: they are not provided from now on)."""
-        scope = (withdrawal or Withdrawal()).scope
-        entry = Entry(agency_id, Action.withdraw, who.credential, utc_now(), scope=scope)
-        return await change(request, who, case_id, entry, lambda state: check_withdrawal(state, scope))
-
-    @router.post("/cases/{case_id}/consents/{agency_id}/override", status_code=status.HTTP_201_CREATED)
-    async def override(
-        case_id: UUID, agency_id: AgencyPath, basis: Override, request: Request, who: Principal = supervisor
-    ) -> dict[str, Any]:
-        """Provide the data to the agency without consent (PIPA Art. 18(2)): supervisors only, with the legal basis
-        and the reason recorded. Sensitive items still need their own consent."""
-        if agency_id not in catalogue():
-            raise Problem(404, f"no agency {agency_id} in the catalogue")
-        entry = Entry(
-            agency_id,
-            Action.override,
-            who.credential,
-            utc_now(),
-            legal_basis=basis.legal_basis,
-            decided_by=who.credential,
-            reason=basis.reason,
-        )
-        return await change(request, who, case_id, entry, check_override)
-
-    return router
+async def change_consent(
+    pool: asyncpg.Pool,
+    access_log: AccessLog,
+    who: Principal,
+    case_id: UUID,
+    entry: Entry,
+    check: Callable[[ConsentState], None],
+) -> dict[str, Any]:
+    """Append `entry` if the agency's consent allows it (409 otherwise), access-logged, in one transaction; a
+    withdrawal queues `consent.withdrawn` in the same transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await open_case(conn, case_id)
+        before = await state_of(conn, case_id, entry.agency_id)
+        try:
+            check(before)
+        except Forbidden as forbidden:
+            raise Problem(409, str(forbidden)) from None
+        await consent_storage.append(conn, case_id, entry)
+        if entry.action is Action.withdraw:
+            assert entry.scope is not None
+            withdrawn = ConsentWithdrawn(
+                case_id=case_id,
+                producer="intake",
+                agency_id=entry.agency_id,
+                scope=entry.scope,
+                withdrawn_at=entry.recorded_at,
+            )
+            await add_to_outbox(conn, CONSENT_WITHDRAWN, withdrawn)
+        await access_log.record(conn, who, Access(f"consent.{entry.action}", case_id))
+        after = await state_of(conn, case_id, entry.agency_id)
+    return {"case_id": str(case_id), "recorded": entry_json(entry), "consent": state_json(after)}
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:

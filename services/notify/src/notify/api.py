@@ -1,14 +1,16 @@
 """HTTP routes: agencies answer referrals, staff cancel them; staff and ops read states, case status and timelines."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from kit.access_log import Access, AccessLog, access_log_routes
+from kit.access_log import Access, AccessLog
 from kit.auth import STAFF, Principal, Role, refuse, require
+from kit.deps import AccessLogDep, AgencyDep, PoolDep, StaffDep, provided
 from kit.http import Problem
 from kit.telemetry import continue_trace
 from pydantic import Field, model_validator
@@ -69,27 +71,36 @@ class Cancellation(Body):
 
 
 Build = Callable[[asyncpg.Record], Command]
+ContextDep = Annotated[Context, Depends(provided(Context))]
+StaffOrAgency = Annotated[Principal, Depends(require(*STAFF, Role.agency))]
+
+# Agencies answer their own referrals (the agency comes from the token); staff read and cancel the centre's; each
+# read or change of a case's data is written to the access log (auditors read it: kit.access_log_api).
+router = APIRouter()
 
 
-def routes(access_log: AccessLog) -> APIRouter:
-    """Agencies answer their own referrals (the agency comes from the token); staff read and cancel the centre's;
-    each read or change of a case's data is written to the access log."""
-    router = APIRouter()
-    staff = Depends(require(*STAFF))
-    agency = Depends(require(Role.agency))
-    staff_or_agency = Depends(require(*STAFF, Role.agency))
+@dataclass(frozen=True)
+class Commands:
+    """Commands over HTTP — an agency's answer, a staff cancel — by the caller, applied with notify's context and
+    access-logged."""
 
-    def acting_agency(request: Request, who: Principal, named: str | None) -> str:
-        assert who.agency is not None  # an agency token always names its agency
-        if named is not None and named != who.agency:
-            raise refuse(request, 403, "agency_mismatch", "the body names another agency than the token's", who)
-        return who.agency
+    request: Request
+    who: Principal
+    pool: asyncpg.Pool
+    ctx: Context
+    access_log: AccessLog
 
-    async def run(
-        request: Request, who: Principal, referral_id: UUID, by_agency: str | None, build: Build
-    ) -> dict[str, Any]:
-        pool = request.app.state.runtime.pool
-        ctx: Context = request.app.state.context
+    async def answer(self, referral_id: UUID, named: str | None, build: Build) -> dict[str, Any]:
+        """The calling agency's answer (the body may name the agency only if it is the token's)."""
+        assert self.who.agency is not None  # an agency token always names its agency
+        if named is not None and named != self.who.agency:
+            raise refuse(
+                self.request, 403, "agency_mismatch", "the body names another agency than the token's", self.who
+            )
+        return await self.run(referral_id, self.who.agency, build)
+
+    async def run(self, referral_id: UUID, by_agency: str | None, build: Build) -> dict[str, Any]:
+        request, who = self.request, self.who
         built: list[Command] = []
 
         def build_and_keep(row: asyncpg.Record) -> Command:
@@ -97,173 +108,179 @@ def routes(access_log: AccessLog) -> APIRouter:
             return built[-1]
 
         # The agency's call comes without the case's trace context: the answer joins the case's trace all the same.
-        with continue_trace(await storage.trace_of_referral(pool, referral_id), "referral acknowledgement"):
+        with continue_trace(await storage.trace_of_referral(self.pool, referral_id), "referral acknowledgement"):
             try:
                 # Changed, recorded, published and access-logged in one transaction, or refused with nothing changed.
-                async with pool.acquire() as conn, conn.transaction():
-                    outcome, state = await command(conn, ctx, referral_id, by_agency, build_and_keep)
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcome, state = await command(conn, self.ctx, referral_id, by_agency, build_and_keep)
                     action = request.url.path.rsplit("/", 1)[-1]
-                    await access_log.record(conn, who, Access(f"referral.{action}", built[-1].case_id, referral_id))
+                    await self.access_log.record(
+                        conn, who, Access(f"referral.{action}", built[-1].case_id, referral_id)
+                    )
             except Refused as refused:
                 if refused.reason == "wrong_agency":  # logged as a refusal; answered as an unknown referral
                     raise refuse(request, 404, "wrong_agency", refused.detail, who) from None
                 raise Problem(refused.status, refused.detail) from None
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
 
-    def envelope(row: asyncpg.Record) -> dict[str, Any]:
-        return {
-            "case_id": row["case_id"],
-            "producer": "notify",
-            "referral_id": row["referral_id"],
-            "agency_id": row["agency_id"],
-        }
 
-    @router.post("/referrals/{referral_id}/accept", tags=["acknowledgements"])
-    async def accept(referral_id: UUID, body: Acceptance, request: Request, who: Principal = agency) -> dict[str, Any]:
-        """The agency takes the referral. Repeating it changes nothing; after a decline it is refused (409)."""
-        return await run(
-            request,
-            who,
-            referral_id,
-            acting_agency(request, who, body.agency_id),
-            lambda row: ReferralAccepted(**envelope(row), note=body.note),
-        )
+def agency_commands(
+    request: Request, who: AgencyDep, pool: PoolDep, ctx: ContextDep, access_log: AccessLogDep
+) -> Commands:
+    return Commands(request, who, pool, ctx, access_log)
 
-    @router.post("/referrals/{referral_id}/decline", tags=["acknowledgements"])
-    async def decline(referral_id: UUID, body: Refusal, request: Request, who: Principal = agency) -> dict[str, Any]:
-        """The agency cannot help, with a reason from the decline vocabulary; routing looks for another agency."""
-        return await run(
-            request,
-            who,
-            referral_id,
-            acting_agency(request, who, body.agency_id),
-            lambda row: ReferralDeclined(**envelope(row), reason=body.reason, note=body.note),
-        )
 
-    @router.post("/referrals/{referral_id}/start", tags=["acknowledgements"])
-    async def start(referral_id: UUID, body: Start, request: Request, who: Principal = agency) -> dict[str, Any]:
-        """The agency has begun working with the victim (after accepting)."""
-        return await run(
-            request,
-            who,
-            referral_id,
-            acting_agency(request, who, body.agency_id),
-            lambda row: ReferralStarted(**envelope(row), note=body.note),
-        )
+def staff_commands(
+    request: Request, who: StaffDep, pool: PoolDep, ctx: ContextDep, access_log: AccessLogDep
+) -> Commands:
+    return Commands(request, who, pool, ctx, access_log)
 
-    @router.post("/referrals/{referral_id}/complete", tags=["acknowledgements"])
-    async def complete(
-        referral_id: UUID, body: Completion, request: Request, who: Principal = agency
-    ) -> dict[str, Any]:
-        """The agency's work ended: successful, or not_successful with a reason. The caseworker is told."""
-        return await run(
-            request,
-            who,
-            referral_id,
-            acting_agency(request, who, body.agency_id),
-            lambda row: ReferralCompleted(**envelope(row), outcome=body.outcome, reason=body.reason, note=body.note),
-        )
 
-    @router.post("/referrals/{referral_id}/cancel", tags=["staff"])
-    async def cancel(referral_id: UUID, body: Cancellation, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """Staff end an open referral (consent withdrawn, case closed…); an ended one cannot be cancelled (409)."""
-        return await run(
-            request,
-            who,
-            referral_id,
-            None,
-            lambda row: ReferralCancelled(**envelope(row), reason=body.reason, note=body.note),
-        )
+AgencyCommands = Annotated[Commands, Depends(agency_commands)]
+StaffCommands = Annotated[Commands, Depends(staff_commands)]
 
-    @router.get("/referrals", tags=["referrals"])
-    async def agency_referrals(
-        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200, who: Principal = agency
-    ) -> list[dict[str, Any]]:
-        """The calling agency's own open referrals (awaiting its answer, accepted or in progress), nearest deadline
-        first: its inbox. Never another agency's."""
-        assert who.agency is not None  # an agency token always names its agency
-        pool = request.app.state.runtime.pool
-        referrals = await storage.open_referrals_of_agency(pool, who.agency, limit)
-        reads = [Access("referral.read", UUID(r["case_id"]), UUID(r["referral_id"])) for r in referrals]
-        await access_log.record_now(pool, who, *reads)
-        return referrals
 
-    @router.get("/referrals/{referral_id}", tags=["referrals"])
-    async def referral(referral_id: UUID, request: Request, who: Principal = staff_or_agency) -> dict[str, Any]:
-        """One referral's state and history; an agency sees only its own (another's is 404: existence does not leak)."""
-        pool = request.app.state.runtime.pool
-        found = await storage.load_referral(pool, referral_id)
-        if found is not None and who.role is Role.agency and found["agency_id"] != who.agency:
-            refuse(request, 404, "wrong_agency", "", who)  # logged; answered as if unknown
-            found = None
-        if found is None:
-            raise Problem(404, f"no referral {referral_id}")
-        await access_log.record_now(pool, who, Access("referral.read", UUID(str(found["case_id"])), referral_id))
-        return found
+def envelope(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "case_id": row["case_id"],
+        "producer": "notify",
+        "referral_id": row["referral_id"],
+        "agency_id": row["agency_id"],
+    }
 
-    @router.get("/cases/needing-attention", tags=["staff"])
-    async def needing_attention(
-        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200, who: Principal = staff
-    ) -> list[dict[str, Any]]:
-        """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs, or a
-        need no agency could take yet."""
-        pool = request.app.state.runtime.pool
-        rows = await storage.referrals_of_cases_needing_attention(pool, limit)
-        by_case = {case_id: list(referrals) for case_id, referrals in groupby(rows, key=lambda r: r["case_id"])}
-        for case_id in await pending.cases_with_pending_needs(pool, limit):
-            if str(case_id) not in by_case:
-                by_case[str(case_id)] = await storage.referrals_of_case(pool, case_id)
-        waiting = await pending.pending_of_cases(pool, [UUID(c) for c in by_case])
-        cases = []
-        for case_id, referrals in sorted(by_case.items())[:limit]:
-            status = _status(case_id, referrals, waiting.get(case_id, []))
-            if status["status"] == "needs_attention":
-                cases.append(status)
-        reads = [Access("case.status.read", UUID(str(c["case_id"]))) for c in cases]
-        await access_log.record_now(request.app.state.runtime.pool, who, *reads)
-        return cases
 
-    @router.get("/cases/{case_id}/status", tags=["staff"])
-    async def status(case_id: UUID, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """The case's overall state from its referrals: open, all_accepted, needs_attention or closed."""
-        pool = request.app.state.runtime.pool
-        referrals = await storage.referrals_of_case(pool, case_id)
-        if not referrals and not await storage.case_is_known(pool, case_id):
-            raise Problem(404, f"no case {case_id}")
-        waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
-        closing = await pending.closing_of(pool, case_id)
-        await access_log.record_now(pool, who, Access("case.status.read", case_id))
-        return {**_status(str(case_id), referrals, waiting), **closed_status(closing)}
+@router.post("/referrals/{referral_id}/accept", tags=["acknowledgements"])
+async def accept(referral_id: UUID, body: Acceptance, agency: AgencyCommands) -> dict[str, Any]:
+    """The agency takes the referral. Repeating it changes nothing; after a decline it is refused (409)."""
+    return await agency.answer(
+        referral_id, body.agency_id, lambda row: ReferralAccepted(**envelope(row), note=body.note)
+    )
 
-    @router.get("/cases/{case_id}/referrals", tags=["referrals"])
-    async def case_referrals(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
-        pool = request.app.state.runtime.pool
-        referrals = await storage.referrals_of_case(pool, case_id)
-        if referrals:
-            await access_log.record_now(pool, who, Access("case.referrals.read", case_id))
-        return referrals
 
-    @router.get("/cases/{case_id}/notifications", tags=["staff"])
-    async def notifications(case_id: UUID, request: Request, who: Principal = staff) -> list[dict[str, Any]]:
-        """Who was told what, when, by which channel, and which messages were withheld and why (never addresses)."""
-        pool = request.app.state.runtime.pool
-        notices = await storage.notices_of_case(pool, case_id)
-        if notices:
-            await access_log.record_now(pool, who, Access("case.notifications.read", case_id))
-        return notices
+@router.post("/referrals/{referral_id}/decline", tags=["acknowledgements"])
+async def decline(referral_id: UUID, body: Refusal, agency: AgencyCommands) -> dict[str, Any]:
+    """The agency cannot help, with a reason from the decline vocabulary; routing looks for another agency."""
+    return await agency.answer(
+        referral_id, body.agency_id, lambda row: ReferralDeclined(**envelope(row), reason=body.reason, note=body.note)
+    )
 
-    @router.get("/cases/{case_id}/timeline", tags=["timeline"])
-    async def timeline(case_id: UUID, request: Request, who: Principal = staff) -> dict[str, Any]:
-        """Every event of the case in the order it happened, with times."""
-        pool = request.app.state.runtime.pool
-        events = await storage.timeline_of_case(pool, case_id)
-        if not events:
-            raise Problem(404, f"no events for case {case_id} (yet)")
-        await access_log.record_now(pool, who, Access("case.timeline.read", case_id))
-        return {"case_id": str(case_id), "events": events}
 
-    router.include_router(access_log_routes(access_log))
-    return router
+@router.post("/referrals/{referral_id}/start", tags=["acknowledgements"])
+async def start(referral_id: UUID, body: Start, agency: AgencyCommands) -> dict[str, Any]:
+    """The agency has begun working with the victim (after accepting)."""
+    return await agency.answer(
+        referral_id, body.agency_id, lambda row: ReferralStarted(**envelope(row), note=body.note)
+    )
+
+
+@router.post("/referrals/{referral_id}/complete", tags=["acknowledgements"])
+async def complete(referral_id: UUID, body: Completion, agency: AgencyCommands) -> dict[str, Any]:
+    """The agency's work ended: successful, or not_successful with a reason. The caseworker is told."""
+
+    def completed(row: asyncpg.Record) -> Command:
+        return ReferralCompleted(**envelope(row), outcome=body.outcome, reason=body.reason, note=body.note)
+
+    return await agency.answer(referral_id, body.agency_id, completed)
+
+
+@router.post("/referrals/{referral_id}/cancel", tags=["staff"])
+async def cancel(referral_id: UUID, body: Cancellation, staff: StaffCommands) -> dict[str, Any]:
+    """Staff end an open referral (consent withdrawn, case closed…); an ended one cannot be cancelled (409)."""
+    return await staff.run(
+        referral_id, None, lambda row: ReferralCancelled(**envelope(row), reason=body.reason, note=body.note)
+    )
+
+
+@router.get("/referrals", tags=["referrals"])
+async def agency_referrals(
+    who: AgencyDep, pool: PoolDep, access_log: AccessLogDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[dict[str, Any]]:
+    """The calling agency's own open referrals (awaiting its answer, accepted or in progress), nearest deadline
+    first: its inbox. Never another agency's."""
+    assert who.agency is not None  # an agency token always names its agency
+    referrals = await storage.open_referrals_of_agency(pool, who.agency, limit)
+    reads = [Access("referral.read", UUID(r["case_id"]), UUID(r["referral_id"])) for r in referrals]
+    await access_log.record_now(pool, who, *reads)
+    return referrals
+
+
+@router.get("/referrals/{referral_id}", tags=["referrals"])
+async def referral(
+    referral_id: UUID, request: Request, who: StaffOrAgency, pool: PoolDep, access_log: AccessLogDep
+) -> dict[str, Any]:
+    """One referral's state and history; an agency sees only its own (another's is 404: existence does not leak)."""
+    found = await storage.load_referral(pool, referral_id)
+    if found is not None and who.role is Role.agency and found["agency_id"] != who.agency:
+        refuse(request, 404, "wrong_agency", "", who)  # logged; answered as if unknown
+        found = None
+    if found is None:
+        raise Problem(404, f"no referral {referral_id}")
+    await access_log.record_now(pool, who, Access("referral.read", UUID(str(found["case_id"])), referral_id))
+    return found
+
+
+@router.get("/cases/needing-attention", tags=["staff"])
+async def needing_attention(
+    who: StaffDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs, or a
+    need no agency could take yet."""
+    rows = await storage.referrals_of_cases_needing_attention(pool, limit)
+    by_case = {case_id: list(referrals) for case_id, referrals in groupby(rows, key=lambda r: r["case_id"])}
+    for case_id in await pending.cases_with_pending_needs(pool, limit):
+        if str(case_id) not in by_case:
+            by_case[str(case_id)] = await storage.referrals_of_case(pool, case_id)
+    waiting = await pending.pending_of_cases(pool, [UUID(c) for c in by_case])
+    cases = []
+    for case_id, referrals in sorted(by_case.items())[:limit]:
+        status = _status(case_id, referrals, waiting.get(case_id, []))
+        if status["status"] == "needs_attention":
+            cases.append(status)
+    reads = [Access("case.status.read", UUID(str(c["case_id"]))) for c in cases]
+    await access_log.record_now(pool, who, *reads)
+    return cases
+
+
+@router.get("/cases/{case_id}/status", tags=["staff"])
+async def status(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: AccessLogDep) -> dict[str, Any]:
+    """The case's overall state from its referrals: open, all_accepted, needs_attention or closed."""
+    referrals = await storage.referrals_of_case(pool, case_id)
+    if not referrals and not await storage.case_is_known(pool, case_id):
+        raise Problem(404, f"no case {case_id}")
+    waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
+    closing = await pending.closing_of(pool, case_id)
+    await access_log.record_now(pool, who, Access("case.status.read", case_id))
+    return {**_status(str(case_id), referrals, waiting), **closed_status(closing)}
+
+
+@router.get("/cases/{case_id}/referrals", tags=["referrals"])
+async def case_referrals(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: AccessLogDep) -> list[dict[str, Any]]:
+    referrals = await storage.referrals_of_case(pool, case_id)
+    if referrals:
+        await access_log.record_now(pool, who, Access("case.referrals.read", case_id))
+    return referrals
+
+
+@router.get("/cases/{case_id}/notifications", tags=["staff"])
+async def notifications(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: AccessLogDep) -> list[dict[str, Any]]:
+    """Who was told what, when, by which channel, and which messages were withheld and why (never addresses)."""
+    notices = await storage.notices_of_case(pool, case_id)
+    if notices:
+        await access_log.record_now(pool, who, Access("case.notifications.read", case_id))
+    return notices
+
+
+@router.get("/cases/{case_id}/timeline", tags=["timeline"])
+async def timeline(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: AccessLogDep) -> dict[str, Any]:
+    """Every event of the case in the order it happened, with times."""
+    events = await storage.timeline_of_case(pool, case_id)
+    if not events:
+        raise Problem(404, f"no events for case {case_id} (yet)")
+    await access_log.record_now(pool, who, Access("case.timeline.read", case_id))
+    return {"case_id": str(case_id), "events": events}
 
 
 def closed_status(closing: dict[str, Any] | None) -> dict[str, Any]:

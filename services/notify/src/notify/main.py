@@ -2,18 +2,12 @@
 topic; serves acknowledgements, case states and timelines; fires deadline timers and sends notices in the
 background (a victim's address asked of intake at each send)."""
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 from fastapi import FastAPI
-from kit.access_log import AccessLog
-from kit.health import install_health_route
-from kit.http import install_problem_handlers
-from kit.limits import install_request_limits
+from kit.app import service_app
 from kit.loops import every
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
@@ -31,7 +25,7 @@ from schemas.topics import (
     agency_topic,
 )
 
-from .api import routes
+from .api import router
 from .channels import Channel, EmailChannel, LogOnlySms, SmsChannel
 from .contacts import IntakeContacts
 from .dispatch import send_due_notices
@@ -52,7 +46,7 @@ from .handlers import (
     on_case_closed,
     on_consent_withdrawn,
 )
-from .report_pages import report_routes
+from .report_pages import report_router
 from .settings import NotifySettings
 from .timers import finished_timers, fire_due_timers
 
@@ -137,27 +131,14 @@ def create_app(settings: NotifySettings) -> FastAPI:
             retry_base_seconds=settings.notification_retry_seconds,
         )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            loops = [
-                asyncio.create_task(every(settings.timer_poll_seconds, fire_timers, "deadline timers")),
-                asyncio.create_task(every(settings.notification_poll_seconds, send_notices, "notices")),
-            ]
-            try:
-                yield
-            finally:
-                for loop in loops:
-                    loop.cancel()
-                await asyncio.gather(*loops, return_exceptions=True)
-
-    app = FastAPI(title="Notify", lifespan=lifespan)
-    app.state.runtime = runtime
-    app.state.context = ctx
-    runtime.instrument(app)  # traces, /metrics, /health
-    install_problem_handlers(app)
-    install_request_limits(app, settings)  # 413 body size, 429 per credential
-    install_health_route(app, runtime)
-    app.include_router(routes(AccessLog.for_service(settings)))
-    app.include_router(report_routes(AccessLog.for_service(settings)))
-    return app
+    return service_app(
+        "Notify",
+        runtime,
+        router,
+        report_router,
+        provides=[ctx],
+        loops=[
+            lambda: every(settings.timer_poll_seconds, fire_timers, "deadline timers"),
+            lambda: every(settings.notification_poll_seconds, send_notices, "notices"),
+        ],
+    )

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request, Response
-from kit.access_log import Access, AccessLog, Instant
-from kit.auth import Principal, Role, require
+from fastapi import APIRouter, Query, Response
+from kit.access_log import Access, Instant
+from kit.deps import AccessLogDep, PoolDep, SupervisorDep
 from kit.http import Problem
 
 from .reports import Event, as_csv_rows, build_report
@@ -186,33 +186,30 @@ def _local(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone(SEOUL).strftime("%Y-%m-%d %H:%M")
 
 
-def report_routes(access_log: AccessLog) -> APIRouter:
-    router = APIRouter(tags=["reports"])
-    supervisor = Depends(require(Role.supervisor))
+report_router = APIRouter(tags=["reports"])
 
-    @router.get("/reports/referrals")
-    async def referrals_report(
-        request: Request,
-        month: Month | None = None,
-        start: Instant | None = None,
-        end: Instant | None = None,
-        crime_type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
-        format: Literal["json", "csv", "html"] = "json",
-        lang: Literal["ko", "en"] = "ko",
-        who: Principal = supervisor,
-    ) -> Any:
-        """Per agency: referrals received, accepted, declined (by reason), failed, overdue, re-routed, completed (by
-        outcome), time to answer; per crime type: cases and time to first acceptance; unmet needs by need, region
-        and language; closings by reason. For a month (Asia/Seoul) or from start to end. No personal data."""
-        first, last = period_of(month, start, end)
-        pool = request.app.state.runtime.pool
-        events, pending = await report_events(pool, first, last, crime_type)
-        report = build_report(events, first, last, pending=pending)
-        await access_log.record_now(pool, who, Access("report.read"))
-        if format == "csv":
-            return Response(as_csv(report), media_type="text/csv; charset=utf-8")
-        if format == "html":
-            return Response(as_html(report, lang), media_type="text/html; charset=utf-8")
-        return report
 
-    return router
+@report_router.get("/reports/referrals")
+async def referrals_report(
+    who: SupervisorDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    month: Month | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
+    crime_type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
+    format: Literal["json", "csv", "html"] = "json",
+    lang: Literal["ko", "en"] = "ko",
+) -> Any:
+    """Per agency: referrals received, accepted, declined (by reason), failed, overdue, re-routed, completed (by
+    outcome), time to answer; per crime type: cases and time to first acceptance; unmet needs by need, region
+    and language; closings by reason. For a month (Asia/Seoul) or from start to end. No personal data."""
+    first, last = period_of(month, start, end)
+    events, pending = await report_events(pool, first, last, crime_type)
+    report = build_report(events, first, last, pending=pending)
+    await access_log.record_now(pool, who, Access("report.read"))
+    if format == "csv":
+        return Response(as_csv(report), media_type="text/csv; charset=utf-8")
+    if format == "html":
+        return Response(as_html(report, lang), media_type="text/html; charset=utf-8")
+    return report

@@ -2,12 +2,14 @@
 places agencies report."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from kit.access_log import Access, AccessLog, access_log_routes
+from kit.access_log import Access
 from kit.auth import STAFF, Principal, Role, refuse, require
+from kit.deps import AccessLogDep, PoolDep, StaffDep, provided
 from kit.http import Problem
 from kit.outbox import add_to_outbox
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,146 +43,162 @@ class ClosingNeed(BaseModel):
     reason: NeedClosedReason
 
 
-def routes(
-    catalogue: Catalogue,
-    rules: Rules,
-    clock: Clock,
-    access_log: AccessLog,
-    on_capacity: Callable[[], None] = lambda: None,
-) -> APIRouter:
-    """Staff and services (intake's preview) read decisions and previews; agencies read the catalogue and report
-    their own capacity (supervisors may set any agency's). A decision's read is access-logged: it says which agencies
-    hold the victim's data and why (an override's reason is staff's free text); auditors read the log."""
-    router = APIRouter()
-    staff = Depends(require(*STAFF))
-    staff_or_service = Depends(require(*STAFF, Role.service))
-    anyone_but_auditor = Depends(require(*STAFF, Role.service, Role.agency))
-    capacity_setter = Depends(require(Role.supervisor, Role.agency))
+@dataclass(frozen=True)
+class Routing:
+    """What routing's routes read besides the database: the catalogue, the rules, the clock, and whom to tell when an
+    agency reports places (pending needs are tried again at once), from main.py."""
 
-    def may_set_capacity(request: Request, who: Principal, agency_id: str) -> None:
-        if who.role is Role.agency and who.agency != agency_id:
-            raise refuse(request, 403, "wrong_agency", "an agency may report only its own capacity", who)
+    catalogue: Catalogue
+    rules: Rules
+    clock: Clock
+    on_capacity: Callable[[], None] = lambda: None
 
-    def known(agency_id: AgencyId) -> Agency:
-        if agency_id not in catalogue:
-            raise Problem(404, f"no agency {agency_id} in the catalogue")
-        return catalogue[agency_id]
 
-    @router.post("/preview", tags=["routing"])
-    async def preview(case: CaseDetails, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
-        """Which agencies this case would reach now, why each candidate was chosen or skipped, and what each
-        would be told: its consent notice, and the fields it would receive given the consents recorded so far."""
-        now = clock()
-        remaining = await storage.remaining_places(request.app.state.runtime.pool)
-        plan = route_case(case.facts(), catalogue, rules, now, remaining=remaining, assume_consent=True)
-        consents = {c.agency_id: c for c in case.consents}
-        return {
-            "decided_at": now.isoformat(),
-            "agencies": [
-                {
-                    "agency_id": r.agency.id,
-                    "name_ko": r.agency.name_ko,
-                    "name_en": r.agency.name_en,
-                    "needs": r.needs,
-                    "consent": r.consent.value,
-                    "consent_recorded": r.consent is ConsentBasis.recorded,
-                    "override": None if r.override is None else r.override.model_dump(mode="json"),
-                    "fields_shared": shared_fields(r.agency, consents.get(r.agency.id)),
-                    "sensitive_fields_need_separate_consent": sorted(SENSITIVE_FIELDS & set(r.agency.allowed_fields)),
-                    "consent_notice": r.agency.consent_notice.model_dump(mode="json"),
-                    "open_now": is_open(r.agency.hours, now, rules.public_holidays),
-                    "opens_at": next_opening(r.agency.hours, now, rules.public_holidays).isoformat(),
-                }
-                for r in plan.referrals
-            ],
-            "consent_to_ask": [r.agency.id for r in plan.referrals if r.consent is ConsentBasis.to_ask],
-            "decisions": [d.model_dump(mode="json") for d in plan.decisions],
-            "uncovered_needs": plan.uncovered_needs,
-        }
+RoutingDep = Annotated[Routing, Depends(provided(Routing))]
+StaffOrService = Annotated[Principal, Depends(require(*STAFF, Role.service))]
+AnyoneButAuditor = Annotated[Principal, Depends(require(*STAFF, Role.service, Role.agency))]
+CapacitySetter = Annotated[Principal, Depends(require(Role.supervisor, Role.agency))]
 
-    @router.get("/cases/{case_id}/decision", tags=["routing"])
-    async def decision(case_id: UUID, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
-        """Why each agency was chosen or skipped for the case, and every re-routing since."""
-        pool = request.app.state.runtime.pool
-        found = await storage.load_decision(pool, case_id)
-        if found is None:
-            raise Problem(404, f"no routing decision for case {case_id} (yet)")
-        await access_log.record_now(pool, who, Access("case.decision.read", case_id))
-        return found
+# Staff and services (intake's preview) read decisions and previews; agencies read the catalogue and report their own
+# capacity (supervisors may set any agency's). A decision's read is access-logged: it says which agencies hold the
+# victim's data and why (an override's reason is staff's free text); auditors read the log (kit.access_log_api).
+router = APIRouter()
 
-    @router.get("/cases/{case_id}/pending-needs", tags=["routing"])
-    async def pending_needs(case_id: UUID, request: Request, who: Principal = staff_or_service) -> dict[str, Any]:
-        """The case's needs no agency could take yet, with why, since when and how often routing tried again."""
-        pool = request.app.state.runtime.pool
-        pending = await storage.pending_of_case(pool, case_id)
-        await access_log.record_now(pool, who, Access("case.pending_needs.read", case_id))
-        return {"case_id": str(case_id), "pending_needs": pending}
 
-    @router.post("/cases/{case_id}/pending-needs/{need}/close", tags=["routing"])
-    async def close_pending_need(
-        case_id: UUID, need: Need, closing: ClosingNeed, request: Request, who: Principal = staff
-    ) -> dict[str, Any]:
-        """End a pending need (the victim no longer needs it, help was arranged elsewhere...): routing stops looking
-        for an agency for it and the case's status no longer lists it (need.closed on referral.events)."""
-        pool = request.app.state.runtime.pool
-        async with pool.acquire() as conn, conn.transaction():
-            if not await storage.release_pending(conn, case_id, [need]):
-                raise Problem(404, f"no pending need {need} for case {case_id}")
-            closed = NeedClosed(
-                case_id=case_id, producer="routing", need=need, reason=closing.reason, closed_by=who.credential
-            )
-            await add_to_outbox(conn, REFERRAL_EVENTS, closed)
-            await access_log.record(conn, who, Access("case.pending_need.close", case_id))
-        return {"case_id": str(case_id), "need": need, "closed": closing.reason, "closed_by": who.credential}
+def may_set_capacity(request: Request, who: Principal, agency_id: str) -> None:
+    if who.role is Role.agency and who.agency != agency_id:
+        raise refuse(request, 403, "wrong_agency", "an agency may report only its own capacity", who)
 
-    @router.get("/agencies", tags=["catalogue"])
-    async def agencies(request: Request, who: Principal = anyone_but_auditor) -> list[dict[str, Any]]:
-        now = clock()
-        reports = await storage.capacity_reports(request.app.state.runtime.pool)
-        return [
+
+def known(catalogue: Catalogue, agency_id: AgencyId) -> Agency:
+    if agency_id not in catalogue:
+        raise Problem(404, f"no agency {agency_id} in the catalogue")
+    return catalogue[agency_id]
+
+
+@router.post("/preview", tags=["routing"])
+async def preview(case: CaseDetails, who: StaffOrService, pool: PoolDep, routing: RoutingDep) -> dict[str, Any]:
+    """Which agencies this case would reach now, why each candidate was chosen or skipped, and what each
+    would be told: its consent notice, and the fields it would receive given the consents recorded so far."""
+    now = routing.clock()
+    remaining = await storage.remaining_places(pool)
+    plan = route_case(case.facts(), routing.catalogue, routing.rules, now, remaining=remaining, assume_consent=True)
+    consents = {c.agency_id: c for c in case.consents}
+    return {
+        "decided_at": now.isoformat(),
+        "agencies": [
             {
-                "id": a.id,
-                "name_ko": a.name_ko,
-                "name_en": a.name_en,
-                "services": a.services,
-                "specialties": a.specialties,
-                "only_specialties": a.only_specialties,
-                "regions": a.regions,
-                "languages": a.languages,
-                "channel": a.channel.type,
-                "capacity": a.capacity,
-                "capacity_report": reports.get(a.id),
-                "always_open": a.hours.always_open,
-                "open_now": is_open(a.hours, now, rules.public_holidays),
-                "opens_at": next_opening(a.hours, now, rules.public_holidays).isoformat(),
+                "agency_id": r.agency.id,
+                "name_ko": r.agency.name_ko,
+                "name_en": r.agency.name_en,
+                "needs": r.needs,
+                "consent": r.consent.value,
+                "consent_recorded": r.consent is ConsentBasis.recorded,
+                "override": None if r.override is None else r.override.model_dump(mode="json"),
+                "fields_shared": shared_fields(r.agency, consents.get(r.agency.id)),
+                "sensitive_fields_need_separate_consent": sorted(SENSITIVE_FIELDS & set(r.agency.allowed_fields)),
+                "consent_notice": r.agency.consent_notice.model_dump(mode="json"),
+                "open_now": is_open(r.agency.hours, now, routing.rules.public_holidays),
+                "opens_at": next_opening(r.agency.hours, now, routing.rules.public_holidays).isoformat(),
             }
-            for a in catalogue
-        ]
+            for r in plan.referrals
+        ],
+        "consent_to_ask": [r.agency.id for r in plan.referrals if r.consent is ConsentBasis.to_ask],
+        "decisions": [d.model_dump(mode="json") for d in plan.decisions],
+        "uncovered_needs": plan.uncovered_needs,
+    }
 
-    @router.get("/agencies/{agency_id}/capacity", tags=["capacity"])
-    async def capacity(agency_id: AgencyPath, request: Request, who: Principal = anyone_but_auditor) -> dict[str, Any]:
-        agency = known(agency_id)
-        report = (await storage.capacity_reports(request.app.state.runtime.pool)).get(agency.id)
-        return {"agency_id": agency.id, "catalogue_capacity": agency.capacity, "report": report}
 
-    @router.put("/agencies/{agency_id}/capacity", tags=["capacity"])
-    async def report_capacity(
-        agency_id: AgencyPath, report: CapacityReport, request: Request, who: Principal = capacity_setter
-    ) -> dict[str, Any]:
-        """An agency reports how many places it has free; at 0 routing skips it for the next candidate."""
-        may_set_capacity(request, who, agency_id)
-        agency = known(agency_id)
-        reported = await storage.report_capacity(request.app.state.runtime.pool, agency.id, report.available, clock())
-        on_capacity()  # pending needs are tried again at once: the places may be what they were waiting for
-        return reported
+@router.get("/cases/{case_id}/decision", tags=["routing"])
+async def decision(case_id: UUID, who: StaffOrService, pool: PoolDep, access_log: AccessLogDep) -> dict[str, Any]:
+    """Why each agency was chosen or skipped for the case, and every re-routing since."""
+    found = await storage.load_decision(pool, case_id)
+    if found is None:
+        raise Problem(404, f"no routing decision for case {case_id} (yet)")
+    await access_log.record_now(pool, who, Access("case.decision.read", case_id))
+    return found
 
-    @router.delete("/agencies/{agency_id}/capacity", tags=["capacity"], status_code=status.HTTP_204_NO_CONTENT)
-    async def clear_capacity(agency_id: AgencyPath, request: Request, who: Principal = capacity_setter) -> Response:
-        """Forget the agency's report: its catalogue capacity applies again."""
-        may_set_capacity(request, who, agency_id)
-        agency = known(agency_id)
-        await storage.clear_capacity(request.app.state.runtime.pool, agency.id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    router.include_router(access_log_routes(access_log))
-    return router
+@router.get("/cases/{case_id}/pending-needs", tags=["routing"])
+async def pending_needs(case_id: UUID, who: StaffOrService, pool: PoolDep, access_log: AccessLogDep) -> dict[str, Any]:
+    """The case's needs no agency could take yet, with why, since when and how often routing tried again."""
+    pending = await storage.pending_of_case(pool, case_id)
+    await access_log.record_now(pool, who, Access("case.pending_needs.read", case_id))
+    return {"case_id": str(case_id), "pending_needs": pending}
+
+
+@router.post("/cases/{case_id}/pending-needs/{need}/close", tags=["routing"])
+async def close_pending_need(
+    case_id: UUID, need: Need, closing: ClosingNeed, who: StaffDep, pool: PoolDep, access_log: AccessLogDep
+) -> dict[str, Any]:
+    """End a pending need (the victim no longer needs it, help was arranged elsewhere...): routing stops looking
+    for an agency for it and the case's status no longer lists it (need.closed on referral.events)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await storage.release_pending(conn, case_id, [need]):
+            raise Problem(404, f"no pending need {need} for case {case_id}")
+        closed = NeedClosed(
+            case_id=case_id, producer="routing", need=need, reason=closing.reason, closed_by=who.credential
+        )
+        await add_to_outbox(conn, REFERRAL_EVENTS, closed)
+        await access_log.record(conn, who, Access("case.pending_need.close", case_id))
+    return {"case_id": str(case_id), "need": need, "closed": closing.reason, "closed_by": who.credential}
+
+
+@router.get("/agencies", tags=["catalogue"])
+async def agencies(who: AnyoneButAuditor, pool: PoolDep, routing: RoutingDep) -> list[dict[str, Any]]:
+    now = routing.clock()
+    reports = await storage.capacity_reports(pool)
+    return [
+        {
+            "id": a.id,
+            "name_ko": a.name_ko,
+            "name_en": a.name_en,
+            "services": a.services,
+            "specialties": a.specialties,
+            "only_specialties": a.only_specialties,
+            "regions": a.regions,
+            "languages": a.languages,
+            "channel": a.channel.type,
+            "capacity": a.capacity,
+            "capacity_report": reports.get(a.id),
+            "always_open": a.hours.always_open,
+            "open_now": is_open(a.hours, now, routing.rules.public_holidays),
+            "opens_at": next_opening(a.hours, now, routing.rules.public_holidays).isoformat(),
+        }
+        for a in routing.catalogue
+    ]
+
+
+@router.get("/agencies/{agency_id}/capacity", tags=["capacity"])
+async def capacity(agency_id: AgencyPath, who: AnyoneButAuditor, pool: PoolDep, routing: RoutingDep) -> dict[str, Any]:
+    agency = known(routing.catalogue, agency_id)
+    report = (await storage.capacity_reports(pool)).get(agency.id)
+    return {"agency_id": agency.id, "catalogue_capacity": agency.capacity, "report": report}
+
+
+@router.put("/agencies/{agency_id}/capacity", tags=["capacity"])
+async def report_capacity(
+    agency_id: AgencyPath,
+    report: CapacityReport,
+    request: Request,
+    who: CapacitySetter,
+    pool: PoolDep,
+    routing: RoutingDep,
+) -> dict[str, Any]:
+    """An agency reports how many places it has free; at 0 routing skips it for the next candidate."""
+    may_set_capacity(request, who, agency_id)
+    agency = known(routing.catalogue, agency_id)
+    reported = await storage.report_capacity(pool, agency.id, report.available, routing.clock())
+    routing.on_capacity()  # pending needs are tried again at once: the places may be what they were waiting for
+    return reported
+
+
+@router.delete("/agencies/{agency_id}/capacity", tags=["capacity"], status_code=status.HTTP_204_NO_CONTENT)
+async def clear_capacity(
+    agency_id: AgencyPath, request: Request, who: CapacitySetter, pool: PoolDep, routing: RoutingDep
+) -> Response:
+    """Forget the agency's report: its catalogue capacity applies again."""
+    may_set_capacity(request, who, agency_id)
+    agency = known(routing.catalogue, agency_id)
+    await storage.clear_capacity(pool, agency.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

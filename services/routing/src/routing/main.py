@@ -2,18 +2,13 @@
 referrals.<agency-id> and case.routed."""
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
 from fastapi import FastAPI
-from kit.access_log import AccessLog
-from kit.health import install_health_route
-from kit.http import install_problem_handlers
-from kit.limits import install_request_limits
+from kit.app import service_app
 from kit.loops import every
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
@@ -37,7 +32,7 @@ from schemas.topics import (
     agency_topic,
 )
 
-from .api import routes
+from .api import Routing, router
 from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import (
     CLOSED_CONSUMER,
@@ -127,21 +122,10 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     async def retry_round() -> int:
         return await retry_pending(runtime.pool, catalogue, rules, clock, retry.cut_off())
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            loop = asyncio.create_task(every(settings.pending_retry_seconds, retry_round, "pending needs", retry.wake))
-            try:
-                yield
-            finally:
-                loop.cancel()
-                await asyncio.gather(loop, return_exceptions=True)
-
-    app = FastAPI(title="Routing", lifespan=lifespan)
-    app.state.runtime = runtime
-    runtime.instrument(app)  # traces, /metrics, /health
-    install_problem_handlers(app)
-    install_request_limits(app, settings)  # 413 body size, 429 per credential
-    install_health_route(app, runtime)
-    app.include_router(routes(catalogue, rules, clock, AccessLog.for_service(settings), on_capacity=retry.poke))
-    return app
+    return service_app(
+        "Routing",
+        runtime,
+        router,
+        provides=[Routing(catalogue, rules, clock, on_capacity=retry.poke)],
+        loops=[lambda: every(settings.pending_retry_seconds, retry_round, "pending needs", retry.wake)],
+    )
