@@ -34,6 +34,7 @@ from opentelemetry.trace import SpanKind
 from schemas.events import Envelope, EventRejected, decode_event
 
 from . import metrics
+from .errors import DomainError
 from .inbox import seen_before
 from .logs import log_context
 from .messaging import (
@@ -128,7 +129,7 @@ async def handle_items(
                         try:
                             async with conn.transaction():  # a savepoint inside the batch's transaction
                                 await apply(conn, item.event)
-                        except EventRejected as rejected:
+                        except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
                             item.rejected = (rejected.reason, rejected.detail)
                         except Exception as error:
                             if is_outage(error):

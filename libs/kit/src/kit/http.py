@@ -14,11 +14,14 @@ from schemas.locations import error_location
 from starlette.exceptions import HTTPException
 
 from .db import UNAVAILABLE_ERRORS
-from .errors import DependencyUnavailable
+from .errors import Conflict, DependencyUnavailable, DomainError, Gone, Invalid, NotFound, Refused
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+# The HTTP edge of the domain's refusals (kit/errors.py): the service layer raises them, knowing nothing of HTTP.
+STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Gone: 410, Refused: 403, Conflict: 409, Invalid: 422}
 
 
 class Problem(Exception):
@@ -62,6 +65,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def domain_problem(_: Request, error: Problem) -> JSONResponse:
         return problem_response(error.status, error.title, error.detail, headers=error.headers, **error.extra)
+
+    @app.exception_handler(DomainError)
+    async def refused_by_the_domain(_: Request, error: DomainError) -> JSONResponse:
+        status = next(code for kind, code in STATUS_OF.items() if isinstance(error, kind))
+        return problem_response(status, error.title or HTTPStatus(status).phrase, error.detail)
 
     @app.exception_handler(HTTPException)
     async def http_problem(_: Request, error: HTTPException) -> JSONResponse:

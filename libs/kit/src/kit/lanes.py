@@ -36,6 +36,7 @@ from schemas.events import EventRejected
 
 from . import metrics
 from .batches import Item, decode, record_scope
+from .errors import DomainError
 from .messaging import (
     FLUSH_TIMEOUT_SECONDS,
     E,
@@ -153,7 +154,7 @@ def subscribe_lanes(
         with reading(record), record_scope(item):
             try:
                 await handle(event)  # type: ignore[arg-type]
-            except EventRejected as rejected:
+            except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
                 parked = await _dead_letter(broker, item, group_id, retries, rejected.reason, rejected.detail)
                 if parked is None:
                     metrics.event_handled(group_id, event, "dead_lettered")

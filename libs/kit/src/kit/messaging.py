@@ -24,6 +24,7 @@ from schemas.events import Envelope, EventRejected, decode_event
 from schemas.topics import dlq_topic
 
 from . import metrics
+from .errors import DomainError
 from .logs import log_context
 from .outages import is_outage
 from .telemetry import annotate_span
@@ -185,7 +186,7 @@ def subscribe(
         with log_context(**ids):
             try:
                 await handle(event)  # type: ignore[arg-type]
-            except EventRejected as rejected:
+            except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
                 await dead_letter(broker, message, topic, group_id, rejected.reason, rejected.detail)
                 return True
             except Exception as error:

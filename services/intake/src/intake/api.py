@@ -2,8 +2,10 @@
 notify are disclosed the personal items their purpose needs. Every read and write is access-logged; auditors read
 the log (kit.access_log_api)."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +18,7 @@ from kit.auth import Principal, Role, issue_token, refuse
 from kit.deps import AccessLogDep, PoolDep, ServiceDep, StaffDep, SupervisorDep, provided
 from kit.http import Problem
 from pydantic import BaseModel, ConfigDict
-from schemas.catalogue import Catalogue
+from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import CaseDetails, utc_now
 from schemas.vocab import CaseClosedReason, WithdrawalScope
 
@@ -38,6 +40,22 @@ from .disclosure import GATEWAY, NOTIFY, DisclosureRequest, contact_of, disclose
 from .settings import IntakeSettings
 
 AgencyPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+
+
+_load_catalogue = functools.cache(load_catalogue)
+
+
+def catalogue_of(directory: Path) -> Callable[[], Catalogue]:
+    """The agency catalogue, read once when first needed: intake needs it only for the consent notices, and a
+    service that cannot read it refuses to record consents (503) rather than record them without their notice."""
+
+    def catalogue() -> Catalogue:
+        try:
+            return _load_catalogue(directory)
+        except CatalogueError:
+            raise Problem(503, "intake cannot read the agency catalogue, so it records no consent now") from None
+
+    return catalogue
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import asyncpg
-from kit.http import Problem
+from kit.errors import Invalid
 from kit.outbox import add_to_outbox
 from schemas.events import CaseDetails, CaseErased, CaseSubmitted
 from schemas.topics import CASE_ERASED, CASE_SUBMITTED
@@ -59,7 +59,7 @@ async def submit_case(
 
 def _replay(earlier: asyncpg.Record, digest: str) -> Submission:
     if earlier["request_hash"] != digest:
-        raise Problem(422, "this Idempotency-Key was already used for a different case", title="Idempotency-Key reused")
+        raise Invalid("this Idempotency-Key was already used for a different case", title="Idempotency-Key reused")
     return Submission(earlier["case_id"], None, replayed=True)
 
 

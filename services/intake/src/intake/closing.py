@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 from kit.access_log import Access, AccessLog
 from kit.auth import Principal, Role
-from kit.http import Problem
+from kit.errors import Conflict, Gone, NotFound
 from kit.outbox import add_to_outbox
 from schemas.events import CaseClosed, CaseErased
 from schemas.topics import CASE_CLOSED, CASE_ERASED
@@ -41,16 +41,17 @@ async def close_case(
     default: timedelta,
     by_crime_type: dict[CrimeType, timedelta],
 ) -> CaseClosed:
-    """Close the case and queue `case.closed`, in the caller's transaction; a Problem when it cannot be closed."""
+    """Close the case and queue `case.closed`, in the caller's transaction; refused (NotFound, Gone, Conflict) when it
+    cannot be closed."""
     row = await conn.fetchrow(
         "SELECT crime_type, erased_at, closed_at FROM cases WHERE case_id = $1 FOR UPDATE", case_id
     )
     if row is None:
-        raise Problem(404, f"no case {case_id}")
+        raise NotFound(f"no case {case_id}")
     if row["erased_at"] is not None:
-        raise Problem(410, f"case {case_id} was erased", title="Erased")
+        raise Gone(f"case {case_id} was erased", title="Erased")
     if row["closed_at"] is not None:
-        raise Problem(409, f"case {case_id} was closed already, at {row['closed_at'].isoformat()}", title="Closed")
+        raise Conflict(f"case {case_id} was closed already, at {row['closed_at'].isoformat()}", title="Closed")
     keep = retention_for(row["crime_type"], default, by_crime_type)
     closed_at: datetime = await conn.fetchval(
         "UPDATE cases SET closed_at = now(), closed_reason = $2, closed_by = $3, retention_until = now() + $4"

@@ -6,19 +6,17 @@ Every read and change is access-logged in its transaction. A withdrawal queues `
 transaction as its ledger row: notify cancels the open referrals to the agency, routing never chooses it again.
 """
 
-import functools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 from kit.access_log import Access, AccessLog
 from kit.auth import Principal
-from kit.http import Problem
+from kit.errors import Conflict, Gone, NotFound
 from kit.outbox import add_to_outbox
 from pydantic import Field, model_validator
-from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
+from schemas.catalogue import Catalogue
 from schemas.events import AgencyId, Consent, ConsentWithdrawn, Contract, PersonalItem, ShortText, utc_now
 from schemas.topics import CONSENT_WITHDRAWN
 from schemas.vocab import LegalBasis
@@ -67,22 +65,6 @@ class Override(Contract):
     reason: ShortText
 
 
-_load_catalogue = functools.cache(load_catalogue)
-
-
-def catalogue_of(directory: Path) -> Callable[[], Catalogue]:
-    """The agency catalogue, read once when first needed: intake needs it only for the consent notices, and a
-    service that cannot read it refuses to record consents (503) rather than record them without their notice."""
-
-    def catalogue() -> Catalogue:
-        try:
-            return _load_catalogue(directory)
-        except CatalogueError:
-            raise Problem(503, "intake cannot read the agency catalogue, so it records no consent now") from None
-
-    return catalogue
-
-
 async def record_given_with_case(
     conn: asyncpg.Connection, case_id: UUID, consents: Sequence[Consent], who: Principal, catalogue: Catalogue
 ) -> None:
@@ -129,16 +111,16 @@ async def check_disclosure(
         return disclosable(state, items)
     except Refusal as refusal:
         title = "Consent withdrawn" if refusal.answer is Answer.withdrawn else "No consent"
-        raise Problem(409, f"{refusal} for {agency_id}", title=title) from None
+        raise Conflict(f"{refusal} for {agency_id}", title=title) from None
 
 
 async def open_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = True) -> None:
     """The case exists and is not erased (404, 410 otherwise); `lock` holds it to the transaction's end."""
     exists, erased_at = await consent_storage.case_standing(conn, case_id, lock=lock)
     if not exists:
-        raise Problem(404, f"no case {case_id}")
+        raise NotFound(f"no case {case_id}")
     if erased_at is not None:
-        raise Problem(410, f"case {case_id} was erased on request", title="Erased")
+        raise Gone(f"case {case_id} was erased on request", title="Erased")
 
 
 async def state_of(conn: asyncpg.Connection, case_id: UUID, agency_id: str) -> ConsentState:
@@ -161,7 +143,7 @@ async def change_consent(
         try:
             check(before)
         except Forbidden as forbidden:
-            raise Problem(409, str(forbidden)) from None
+            raise Conflict(str(forbidden)) from None
         await consent_storage.append(conn, case_id, entry)
         if entry.action is Action.withdraw:
             assert entry.scope is not None

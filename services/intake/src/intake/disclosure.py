@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 from kit.access_log import Access, AccessLog
 from kit.auth import Principal
-from kit.http import Problem
+from kit.errors import Gone, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 from schemas.events import PERSONAL_ITEMS, AgencyId, CaseDetails, ContactRules, PersonalItem
 
@@ -81,9 +81,9 @@ async def contact_of(
 async def open_case(pool: asyncpg.Pool, case_id: UUID, keyring: Keyring) -> CaseDetails:
     case = await storage.load_case(pool, case_id, keyring)
     if case is None:
-        raise Problem(404, f"no case {case_id}")
+        raise NotFound(f"no case {case_id}")
     if isinstance(case, storage.ErasedCase):
-        raise Problem(410, f"case {case_id} was erased on request", title="Erased")
+        raise Gone(f"case {case_id} was erased on request", title="Erased")
     details: CaseDetails = case["case"]
     return details
 

@@ -7,9 +7,8 @@ from kit.loops import every
 from kit.runtime import ServiceRuntime
 from schemas.topics import CASE_CLOSED, CASE_ERASED, CASE_SUBMITTED, CONSENT_WITHDRAWN
 
-from .api import Intake, router
+from .api import Intake, catalogue_of, router
 from .closing import destroy_expired
-from .consents import catalogue_of
 from .settings import IntakeSettings
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from kit.access_log import Access, AccessLog
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.deps import AccessLogDep, AgencyDep, PoolDep, StaffDep, provided
+from kit.errors import NotFound
 from kit.http import Problem
 from kit.telemetry import continue_trace
 from pydantic import Field, model_validator
@@ -27,7 +28,7 @@ from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuc
 
 from . import pending, storage
 from .domain import ReferralSummary, case_status
-from .handlers import Command, Context, Refused, command
+from .handlers import Command, Context, act
 
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -101,26 +102,21 @@ class Commands:
 
     async def run(self, referral_id: UUID, by_agency: str | None, build: Build) -> dict[str, Any]:
         request, who = self.request, self.who
-        built: list[Command] = []
+        action = request.url.path.rsplit("/", 1)[-1]
 
-        def build_and_keep(row: asyncpg.Record) -> Command:
-            built.append(build(row))  # its case_id, for the access log, without reading the referral again
-            return built[-1]
+        async def access_logged(conn: asyncpg.Connection, event: Command) -> None:
+            await self.access_log.record(conn, who, Access(f"referral.{action}", event.case_id, referral_id))
 
         # The agency's call comes without the case's trace context: the answer joins the case's trace all the same.
         with continue_trace(await storage.trace_of_referral(self.pool, referral_id), "referral acknowledgement"):
             try:
-                # Changed, recorded, published and access-logged in one transaction, or refused with nothing changed.
-                async with self.pool.acquire() as conn, conn.transaction():
-                    outcome, state = await command(conn, self.ctx, referral_id, by_agency, build_and_keep)
-                    action = request.url.path.rsplit("/", 1)[-1]
-                    await self.access_log.record(
-                        conn, who, Access(f"referral.{action}", built[-1].case_id, referral_id)
-                    )
-            except Refused as refused:
-                if refused.reason == "wrong_agency":  # logged as a refusal; answered as an unknown referral
-                    raise refuse(request, 404, "wrong_agency", refused.detail, who) from None
-                raise Problem(refused.status, refused.detail) from None
+                # Changed, recorded, published and access-logged in one transaction, or refused with nothing changed
+                # (a refusal is answered by its problem: kit/http.py).
+                outcome, state = await act(self.pool, self.ctx, referral_id, by_agency, build, also=access_logged)
+            except NotFound as unknown:
+                if unknown.reason == "wrong_agency":  # logged as a refusal; answered as an unknown referral
+                    raise refuse(request, 404, "wrong_agency", unknown.detail, who) from None
+                raise
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
 
 

@@ -6,7 +6,7 @@ changing nothing, or applied and published on `referral.events` through the outb
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 import asyncpg
 from kit.erasure import is_erased
+from kit.errors import Conflict, DomainError, Invalid, NotFound
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
 from schemas.catalogue import Agency, OpeningHours
@@ -132,16 +133,6 @@ class Context:
 
     def status_url(self, case_id: UUID) -> str:
         return f"{self.staff_link_base.rstrip('/')}/cases/{case_id}/status"
-
-
-class Refused(Exception):
-    """A command the referral cannot take: HTTP answers with `status`; the acknowledgement topic dead-letters it."""
-
-    def __init__(self, status: int, detail: str, reason: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.reason = reason  # for the service's own log and the DLQ, never shown to the caller
 
 
 def fact_of(event: StateEvent) -> Fact:
@@ -447,7 +438,7 @@ async def command(
     build: Callable[[asyncpg.Record], Command],
     erased: bool | None = None,
 ) -> tuple[Change, ReferralState]:
-    """Apply a command if the state machine allows it, or raise Refused before changing anything.
+    """Apply a command if the state machine allows it, or refuse it before changing anything (NotFound, Conflict).
 
     `by_agency` is the agency acting (None for staff); `build` makes the event from the locked referral's row;
     `erased` as for `record_fact`.
@@ -456,9 +447,9 @@ async def command(
     # Another agency's referral is answered exactly as one that does not exist: an agency learns nothing of where
     # else the victim was referred.
     if row is None:
-        raise Refused(404, f"no referral {referral_id}")
+        raise NotFound(f"no referral {referral_id}", reason="unknown_referral")
     if by_agency is not None and row["agency_id"] != by_agency:
-        raise Refused(404, f"no referral {referral_id}", reason="wrong_agency")
+        raise NotFound(f"no referral {referral_id}", reason="wrong_agency")
     event = build(row)
     if erased is None:
         erased = await is_erased(conn, event.case_id)
@@ -471,7 +462,7 @@ async def command(
     if outcome is Change.duplicate:
         return outcome, current
     if outcome is not Change.applied:
-        raise Refused(409, f"the referral is {current}; it cannot become {target}")
+        raise Conflict(f"the referral is {current}; it cannot become {target}", reason="transition_refused")
     await record_fact(conn, ctx, event, locked=row, erased=erased)
     await publish(conn, event)
     if isinstance(event, ReferralCancelled):
@@ -485,13 +476,22 @@ async def act(
     referral_id: UUID,
     by_agency: str | None,
     build: Callable[[asyncpg.Record], Command],
+    also: Callable[[asyncpg.Connection, Command], Awaitable[None]] | None = None,
 ) -> tuple[Change, ReferralState]:
-    """A command over HTTP: changed, recorded and published in one transaction, or refused with nothing changed."""
+    """A command over HTTP: changed, recorded and published in one transaction with `also` (the access log's row,
+    given the command's event), or refused with nothing changed. The acknowledgement topics apply the same
+    `command` in their batch's transaction."""
+    built: list[Command] = []
+
+    def build_and_keep(row: asyncpg.Record) -> Command:
+        built.append(build(row))  # for `also`, without reading the referral again
+        return built[-1]
+
     async with pool.acquire() as conn, conn.transaction():
-        return await command(conn, ctx, referral_id, by_agency, build)
-
-
-_TOPIC_REFUSALS = {404: "unknown_referral", 409: "transition_refused", 422: "wrong_case"}
+        done = await command(conn, ctx, referral_id, by_agency, build_and_keep)
+        if also is not None:
+            await also(conn, built[-1])
+    return done
 
 
 def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
@@ -499,7 +499,7 @@ def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
 
     def build(row: asyncpg.Record) -> Command:
         if row["case_id"] != event.case_id:
-            raise Refused(422, "the acknowledgement names another case than its referral's")
+            raise Invalid("the acknowledgement names another case than its referral's", reason="wrong_case")
         return event
 
     return build
@@ -511,22 +511,19 @@ async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, eve
 
 
 async def apply_agency_ack(conn: asyncpg.Connection, ctx: Context, topic_agency: str, event: AgencyAnswer) -> None:
-    """An answer on `acks.<agency-id>`, in the caller's transaction: the API's rules; what the API refuses is
-    rejected (`EventRejected`: the caller rolls back and the record goes to the topic's DLQ)."""
+    """An answer on `acks.<agency-id>`, in the caller's transaction: the API's rules (`command`); what they refuse
+    is rejected — the caller rolls back, and the consumer sends the record to the topic's DLQ with the refusal's
+    reason (kit/batches.py)."""
     if event.agency_id != topic_agency:
         raise EventRejected("wrong_agency", f"answers on {ack_topic(topic_agency)} must come from {topic_agency}")
-    try:
-        if not await first_time(conn, ACKS_CONSUMER, event.event_id):
-            return
-        event, erased = await _as_kept(conn, event)
-        if await storage.lock_referral(conn, event.referral_id) is None:
-            # Its case.routed has not reached notify yet: kept until it does.
-            await storage.park_ack(conn, event, event.referral_id, topic_agency)
-            return
-        await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
-    except Refused as refused:
-        reason = refused.reason or _TOPIC_REFUSALS.get(refused.status, "refused")
-        raise EventRejected(reason, refused.detail) from None
+    if not await first_time(conn, ACKS_CONSUMER, event.event_id):
+        return
+    event, erased = await _as_kept(conn, event)
+    if await storage.lock_referral(conn, event.referral_id) is None:
+        # Its case.routed has not reached notify yet: kept until it does.
+        await storage.park_ack(conn, event, event.referral_id, topic_agency)
+        return
+    await command(conn, ctx, event.referral_id, topic_agency, _as_sent(event), erased)
 
 
 async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:
@@ -536,7 +533,7 @@ async def apply_parked_acks(conn: asyncpg.Connection, ctx: Context, referral_id:
         assert isinstance(event, AgencyAnswer)
         try:
             await command(conn, ctx, referral_id, parked["agency_id"], _as_sent(event))
-        except Refused as refused:
+        except DomainError as refused:
             log.warning("a kept acknowledgement %s was refused: %s", event.event_id, refused.detail)
 
 
