@@ -403,6 +403,10 @@ class FakeConnection:
     async def transaction(self) -> AsyncIterator[None]:
         yield
 
+    async def fetchval(self, query: str, *args: Any) -> bool:
+        assert query.startswith("INSERT INTO inbox")  # kit.unit_of_work's inbox check: every event is new here
+        return True
+
 
 class FakePool:
     @asynccontextmanager

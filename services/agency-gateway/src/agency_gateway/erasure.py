@@ -4,7 +4,7 @@ intake refuses the values of an erased case (410), so nothing personal can be se
 
 import asyncpg
 from kit.erasure import mark_erased
-from kit.inbox import first_time
+from kit.unit_of_work import once
 from schemas.events import CaseErased
 
 from . import storage
@@ -14,8 +14,9 @@ ERASURE_CONSUMER = "agency-gateway.case-erased"
 
 async def on_case_erased(pool: asyncpg.Pool, event: CaseErased) -> None:
     """Purge the case in one transaction, once per event."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, ERASURE_CONSUMER, event.event_id):
-            return
-        await mark_erased(conn, event.case_id, event.erased_at)
-        await storage.forget_texts(conn, event.case_id)
+    await once(pool, ERASURE_CONSUMER, event, purge_case)
+
+
+async def purge_case(conn: asyncpg.Connection, event: CaseErased) -> None:
+    await mark_erased(conn, event.case_id, event.erased_at)
+    await storage.forget_texts(conn, event.case_id)

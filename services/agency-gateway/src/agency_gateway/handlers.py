@@ -17,12 +17,14 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 from kit import metrics
 from kit.erasure import erased_already, is_erased
 from kit.inbox import already_processed, first_time
 from kit.lanes import current_record, record_headers
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
+from kit.unit_of_work import once
 from schemas.catalogue import Agency
 from schemas.events import (
     Envelope,
@@ -191,10 +193,13 @@ class AgencyDeliveries:
             await self._dead_letter(notice, step, outcome.agency_status)
         # As for referrals, a failure is recorded under another inbox name: a replay from the DLQ is delivered again.
         inbox = self.inbox if isinstance(step, Done) else self.failed_consumer
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            if not await first_time(conn, inbox, notice.event_id):
-                return
-            await storage.record_notice(conn, notice, self.agency.channel.type, attempts, outcome)
+        channel = self.agency.channel.type
+
+        async def record(conn: asyncpg.Connection, notice: Notice) -> None:
+            await storage.record_notice(conn, notice, channel, attempts, outcome)
+
+        if not await once(self.runtime.pool, inbox, notice, record):
+            return
         log.info("%s for %s: %s after %d attempt(s)", notice.type, self.agency.id, outcome.detail, attempts)
 
     async def _guarded(self, delivery: Awaitable[Outcome]) -> Outcome:
@@ -248,12 +253,14 @@ class AgencyDeliveries:
     async def _give_up(self, referral: ReferralRequested, step: GiveUp, agency_status: int | None) -> None:
         await self._dead_letter(referral, step, agency_status)
         event = ReferralFailed(**self._event_fields(referral, step.attempts), reason=step.reason[:500])
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            if not await first_time(conn, self.failed_consumer, referral.event_id):
-                return
+
+        async def record_failure(conn: asyncpg.Connection, referral: ReferralRequested) -> None:
             erased = await is_erased(conn, referral.case_id)
             await storage.record_delivery(conn, event, agency_status, event.reason, erased=erased)
             await add_to_outbox(conn, REFERRAL_EVENTS, event)
+
+        if not await once(self.runtime.pool, self.failed_consumer, referral, record_failure):
+            return
         log.warning("delivery to %s failed (%s); sent to %s", self.agency.id, step.dlq_reason, dlq_topic(self.topic))
 
     async def _dead_letter(self, event: OnAgencyTopic, step: GiveUp, agency_status: int | None) -> None:

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 from kit.erasure import mark_erased
-from kit.inbox import first_time
 from kit.outbox import rewrite_case_events
+from kit.unit_of_work import once
 from schemas.events import CaseErased, CaseRouted, Envelope, RoutingDecision, decode_event, encode_event
 
 from . import storage
@@ -60,20 +60,21 @@ def detail_without_free_text(detail: dict[str, Any]) -> dict[str, Any]:
 
 async def on_case_erased(pool: asyncpg.Pool, event: CaseErased) -> None:
     """Purge the case in one transaction, once per event."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, ERASURE_CONSUMER, event.event_id):
-            return
-        await mark_erased(conn, event.case_id, event.erased_at)
-        await storage.forget_contact_rules(conn, event.case_id)
-        await storage.forget_notices(conn, event.case_id)
-        for entry in await storage.timeline_details(conn, event.case_id):
-            detail = detail_without_free_text(entry["detail"])
-            if detail != entry["detail"]:
-                await storage.set_timeline_detail(conn, entry["id"], detail)
-        await rewrite_case_events(conn, event.case_id, without_free_text)
-        for row in await storage.parked_acks_of_case(conn, event.case_id):
-            if (kept := _kept(bytes(row["payload"]))) is not None:
-                await storage.set_parked_payload(conn, row["event_id"], kept)
+    await once(pool, ERASURE_CONSUMER, event, purge_case)
+
+
+async def purge_case(conn: asyncpg.Connection, event: CaseErased) -> None:
+    await mark_erased(conn, event.case_id, event.erased_at)
+    await storage.forget_contact_rules(conn, event.case_id)
+    await storage.forget_notices(conn, event.case_id)
+    for entry in await storage.timeline_details(conn, event.case_id):
+        detail = detail_without_free_text(entry["detail"])
+        if detail != entry["detail"]:
+            await storage.set_timeline_detail(conn, entry["id"], detail)
+    await rewrite_case_events(conn, event.case_id, without_free_text)
+    for row in await storage.parked_acks_of_case(conn, event.case_id):
+        if (kept := _kept(bytes(row["payload"]))) is not None:
+            await storage.set_parked_payload(conn, row["event_id"], kept)
 
 
 def _kept(payload: bytes) -> bytes | None:

@@ -17,6 +17,7 @@ from kit.erasure import is_erased
 from kit.errors import Conflict, DomainError, Invalid, NotFound
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
+from kit.unit_of_work import once, transaction
 from schemas.catalogue import Agency, OpeningHours
 from schemas.events import (
     CaseClosed,
@@ -157,7 +158,7 @@ def _detail(event: Envelope) -> dict[str, Any]:
 
 
 async def on_case_submitted(pool: asyncpg.Pool, ctx: Context, submitted: CaseSubmitted | CaseSubmittedV1) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await apply_case_submitted(conn, ctx, submitted)
 
 
@@ -209,7 +210,7 @@ async def schedule_deadlines(conn: asyncpg.Connection, ctx: Context, case_id: UU
 
 
 async def on_referral_event(pool: asyncpg.Pool, ctx: Context, event: Envelope) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await apply_referral_event(conn, ctx, event)
 
 
@@ -487,7 +488,7 @@ async def act(
         built.append(build(row))  # for `also`, without reading the referral again
         return built[-1]
 
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         done = await command(conn, ctx, referral_id, by_agency, build_and_keep)
         if also is not None:
             await also(conn, built[-1])
@@ -506,7 +507,7 @@ def _as_sent(event: AgencyAnswer) -> Callable[[asyncpg.Record], Command]:
 
 
 async def on_agency_ack(pool: asyncpg.Pool, ctx: Context, topic_agency: str, event: AgencyAnswer) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await apply_agency_ack(conn, ctx, topic_agency, event)
 
 
@@ -549,9 +550,8 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentW
     """The victim withdrew their consent to an agency: each open referral of the case to it is cancelled and the
     agency told, as a staff cancel is. A withdrawal of the sensitive items' consent only leaves the referrals standing
     (intake gives the agency no sensitive item any more); both go in the case's timeline."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CONSENTS_CONSUMER, event.event_id):
-            return
+
+    async def withdraw(conn: asyncpg.Connection, event: ConsentWithdrawn) -> None:
         await storage.add_to_timeline(conn, event, {"scope": event.scope.value}, None, event.agency_id)
         if event.scope is not WithdrawalScope.all:
             return
@@ -559,18 +559,21 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentW
         for referral_id in await withdrawals.referrals_to(conn, event.case_id, event.agency_id):
             await cancel_if_consent_withdrawn(conn, ctx, referral_id)
 
+    await once(pool, CONSENTS_CONSUMER, event, withdraw)
+
 
 async def on_case_closed(pool: asyncpg.Pool, ctx: Context, event: CaseClosed) -> None:
     """A caseworker closed the case: each open referral is cancelled and its agency told, as a staff cancel is; its
     pending needs end; the timeline says who closed it, why, and until when its data is kept."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CLOSED_CONSUMER, event.event_id):
-            return
+
+    async def close(conn: asyncpg.Connection, event: CaseClosed) -> None:
         detail = event.model_dump(mode="json", include={"reason", "closed_by", "retention_until"})
         await storage.add_to_timeline(conn, event, detail)
         await pending.close(conn, event)
         for referral_id in await pending.referrals_of(conn, event.case_id):
             await cancel_if_case_closed(conn, ctx, referral_id)
+
+    await once(pool, CLOSED_CONSUMER, event, close)
 
 
 async def cancel_if_case_closed(conn: asyncpg.Connection, ctx: Context, referral_id: UUID) -> None:

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 from kit.erasure import mark_erased
-from kit.inbox import first_time
 from kit.outbox import rewrite_case_events
+from kit.unit_of_work import once
 from schemas.events import CaseErased, CaseRouted, Envelope, ReferralRequested
 
 from . import storage
@@ -47,16 +47,17 @@ def without_personal_data(event: E) -> E:
 
 async def on_case_erased(pool: asyncpg.Pool, event: CaseErased) -> None:
     """Purge the case in one transaction, once per event."""
+    await once(pool, ERASURE_CONSUMER, event, purge_case)
+
+
+async def purge_case(conn: asyncpg.Connection, event: CaseErased) -> None:
     case_id = event.case_id
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, ERASURE_CONSUMER, event.event_id):
-            return
-        await mark_erased(conn, case_id, event.erased_at)
-        await storage.forget_case(conn, case_id)
-        decisions = await storage.decision_of_case(conn, case_id)
-        if decisions is not None:
-            await storage.set_decision(conn, case_id, decisions_without_free_text(decisions))
-        for rerouting in await storage.reroutings_of_case(conn, case_id):
-            kept = decisions_without_free_text(rerouting["decisions"])
-            await storage.set_rerouting(conn, rerouting["rerouted_from"], kept)
-        await rewrite_case_events(conn, case_id, without_personal_data)
+    await mark_erased(conn, case_id, event.erased_at)
+    await storage.forget_case(conn, case_id)
+    decisions = await storage.decision_of_case(conn, case_id)
+    if decisions is not None:
+        await storage.set_decision(conn, case_id, decisions_without_free_text(decisions))
+    for rerouting in await storage.reroutings_of_case(conn, case_id):
+        kept = decisions_without_free_text(rerouting["decisions"])
+        await storage.set_rerouting(conn, rerouting["rerouted_from"], kept)
+    await rewrite_case_events(conn, case_id, without_personal_data)
