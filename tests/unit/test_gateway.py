@@ -1,7 +1,6 @@
 """The agency gateway's rules and plugins without a broker: backoff, the circuit breaker, what an agency may see,
-finding plugins, signed webhooks as the agency checks them, and the scaffolding."""
+finding plugins, signed webhooks as the agency checks them (the scaffolding: test_scaffold.py)."""
 
-import argparse
 import json
 import re
 import time
@@ -30,14 +29,14 @@ from agency_gateway.domain import CircuitBreaker, Done, GiveUp, Retry, RetryPoli
 from agency_gateway.handlers import AgencyDeliveries
 from agency_gateway.personal import IntakeDisclosures, NotFetched
 from agency_gateway.registry import ChannelRegistry
-from agency_gateway.scaffold import ScaffoldError, new_agency, new_channel
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
 from aiokafka import ConsumerRecord
 from kit.lanes import reading
 from kit.outages import DependencyUnavailable
-from schemas.catalogue import Agency, KafkaChannel, WebhookChannel, load_agency
+from scaffold.main import new_channel
+from schemas.catalogue import Agency, KafkaChannel, WebhookChannel
 from schemas.events import ReferralCase, ReferralRequested, encode_event
 from schemas.vocab import CrimeType, Need, Urgency
 
@@ -248,72 +247,6 @@ def test_the_email_holds_the_referral_and_nothing_about_the_victim_in_its_subjec
     [attachment] = list(message.iter_attachments())
     assert attachment.get_filename() == "referral.json"
     assert json.loads(attachment.get_content())["referral_id"] == str(event.referral_id)
-
-
-# --- scaffolding --------------------------------------------------------------------------------------------
-
-
-def scaffold_args(tmp_path: Path, **changes: Any) -> argparse.Namespace:
-    values: dict[str, Any] = {
-        "agency_id": "seoul-shelter",
-        "name_ko": "서울 쉼터",
-        "name_en": "Seoul Shelter",
-        "services": ["housing"],
-        "channel": "webhook",
-        "url": "https://shelter.example/referrals",
-        "to": None,
-        "from_address": None,
-        "smtp_host": None,
-        "setting": [],
-        "allowed_fields": ["victim.name", "victim.phone", "summary"],
-        "purpose": "Temporary housing",
-        "retention": "3 years",
-        "regions": ["seoul"],
-        "languages": ["ko", "en"],
-        "priority": 50,
-        "always_open": True,
-        "catalogue_dir": str(tmp_path),
-    }
-    return argparse.Namespace(**(values | changes))
-
-
-def test_the_scaffolded_agency_entry_is_a_valid_catalogue_file(tmp_path: Path) -> None:
-    path = new_agency(scaffold_args(tmp_path))
-    made = load_agency(path)
-
-    assert made.id == "seoul-shelter" and made.services == [Need.housing] and made.hours.always_open
-    assert isinstance(made.channel, WebhookChannel) and made.channel.secret_env == "WEBHOOK_SECRET_SEOUL_SHELTER"
-    assert "case summary (sensitive)" in made.consent_notice.items
-    with pytest.raises(ScaffoldError, match="exists already"):
-        new_agency(scaffold_args(tmp_path))
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"services": ["teleport"]}, "unknown needs"),
-        ({"allowed_fields": ["victim.address"]}, "unknown fields"),
-        ({"url": None}, "needs --url"),
-        ({"channel": "pigeon"}, "no gateway plugin for channel type 'pigeon'"),
-    ],
-)
-def test_a_scaffolded_agency_that_cannot_work_is_refused_and_not_written(
-    tmp_path: Path, changes: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(ScaffoldError, match=message):
-        new_agency(scaffold_args(tmp_path, **changes))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_the_channel_skeleton_is_a_package_with_an_entry_point_and_a_test(tmp_path: Path) -> None:
-    root = new_channel("fax", tmp_path)
-
-    pyproject = (root / "pyproject.toml").read_text()
-    assert '[project.entry-points."onestop.channels"]\nfax = "onestop_channel_fax:FaxDelivery"' in pyproject
-    for source in (root / "src" / "onestop_channel_fax" / "__init__.py", root / "tests" / "test_fax.py"):
-        compile(source.read_text(), str(source), "exec")
-    with pytest.raises(ScaffoldError, match="installed already"):
-        new_channel("webhook", tmp_path)
 
 
 # --- notices: reminders and cancellations through the agency's channel ----------------------------------------

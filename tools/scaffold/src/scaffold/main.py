@@ -8,11 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agency_gateway.channels import ChannelSetupError
+from agency_gateway.registry import ChannelRegistry
 from schemas.catalogue import SENSITIVE_FIELDS, SHAREABLE_FIELDS, CatalogueError, load_agency
 from schemas.vocab import Need
-
-from .channels import ChannelSetupError
-from .registry import ChannelRegistry
 
 _ITEM_NAMES = {
     "region": "region of residence",
