@@ -252,7 +252,7 @@ def delivered_case(stack: Stack) -> tuple[str, str]:
 
 
 STAFF_PAGES = ("/cases", "/cases/new", "/guidance", "/cases/{case}")
-OPERATOR_PAGES = ("/operations", "/operations/cases/{case}")
+OPERATOR_PAGES = ("/operations", "/operations/cases/{case}", "/reports")
 AGENCY_PAGES = ("/inbox", "/capacity", "/inbox/{referral}")
 # Who may open which page: everyone else gets 403 (another role's page) or, for another agency's referral, 404.
 ALLOWED = {
@@ -359,6 +359,13 @@ def test_a_supervisor_overrides_a_refusal_closes_and_erases_a_case(
     page.goto(f"{console}/operations")  # the police had this case delivered: counted from the gateway's metrics
     delivered = page.locator("tr[data-agency='police'] td.delivered .count")
     assert int(delivered.inner_text()) >= 1
+
+    page.goto(f"{console}/reports")  # notify's monitoring report, in the console's language
+    page.get_by_role("button", name="보고서 보기").click()
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    expect(page.get_by_role("heading", name="의뢰 모니터링 보고서")).to_be_visible()
+    expect(page.get_by_role("cell", name="police", exact=True).first).to_be_visible()  # this case's referral
+    assert VICTIM["name"] not in page.content()
     context.close()
 
 

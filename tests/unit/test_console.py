@@ -282,3 +282,26 @@ def test_the_operators_figures_come_from_the_services_metrics() -> None:
     assert figures.dead_letters == {("referrals.police", "permanent_failure"): 2}
     assert figures.outbox_backlog == {"agency-gateway": 4} and figures.consumer_lag == {"agency-gateway.deliveries": 7}
     assert read_figures({}).most_delivered() == 1
+
+
+def test_the_report_is_notifys_own_fetched_with_the_supervisors_token(dev_console: tuple[TestClient, Any]) -> None:
+    client, fake = dev_console
+    asked: list[tuple[str, dict[str, str]]] = []
+
+    async def document(service: str, path: str, token: str, params: dict[str, str]) -> tuple[bytes, str]:
+        asked.append((token, params))
+        return b"<html lang='en'>report</html>", "text/html; charset=utf-8"
+
+    fake.document = document
+    supervisor = issue_token(SECRET, Role.supervisor, "sv-1")
+    client.cookies.set(SESSION_COOKIE, supervisor)
+    client.cookies.set("console_lang", "en")
+    answer = client.get("/reports/referrals?month=2026-11&crime_type=stalking&format=html")
+    assert answer.status_code == 200 and answer.text.endswith("report</html>")
+    assert "script-src" not in answer.headers["content-security-policy"]  # the report runs no script
+    assert asked == [(supervisor, {"month": "2026-11", "format": "html", "lang": "en", "crime_type": "stalking"})]
+    assert client.get("/reports/referrals?month=2026-13").status_code == 422
+    assert client.get("/reports/referrals?month=2026-11&crime_type=nope").status_code == 422
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    assert client.get("/reports/referrals?month=2026-11").status_code == 403
+    assert len(asked) == 1

@@ -67,6 +67,19 @@ class Apis:
             return None, {}
         return answer.status_code, report if isinstance(report, dict) else {}
 
+    async def document(self, service: str, path: str, token: str, params: dict[str, str]) -> tuple[bytes, str]:
+        """A document the API renders itself (a report as CSV or HTML): its bytes and media type."""
+        try:
+            answer = await self.client.get(
+                self.urls[service] + path, params=params, headers={"authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as error:
+            log.warning("%s unreachable for a document: %s", service, type(error).__name__)
+            raise ApiError(503, f"{service} cannot be reached now; try again") from None
+        if answer.status_code >= 400:
+            raise _problem(answer)
+        return answer.content, answer.headers.get("content-type", "application/octet-stream")
+
     async def metrics(self, service: str) -> str | None:
         """A service's Prometheus text (no token needed), or None when it does not answer."""
         try:

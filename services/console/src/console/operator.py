@@ -2,15 +2,19 @@
 flow hop by hop — ids, event types and times only, never personal data or notes."""
 
 import asyncio
+import re
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from schemas.vocab import CrimeType
 
 from . import flow, labels
 from .apis import ApiError
 from .caseworker import agency_names
+from .i18n import SEOUL
 from .monitor import read_figures
 from .pages import OperatorPage
 from .settings import SERVICES
@@ -31,6 +35,36 @@ async def operations(p: OperatorPage, case_id: str | None = None) -> Response:
     figures = read_figures({s: text for s, text in zip(SERVICES, texts, strict=True) if text is not None})
     agencies = await p.api("agency-gateway", "GET", "/agencies")
     return p.render("operations.html", health=health, agencies=agencies, figures=figures, names=await agency_names(p))
+
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# notify's printable report draws its chart in inline SVG with inline styles, and runs no script.
+REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports(p: OperatorPage) -> Response:
+    """The referral monitoring report (notify's), for a month and optionally one crime type."""
+    this_month = datetime.now(SEOUL).strftime("%Y-%m")
+    crime_types = [(c.value, labels.CRIME_TYPES[c]) for c in CrimeType]
+    return p.render("reports.html", month=this_month, crime_types=crime_types)
+
+
+@router.get("/reports/referrals")
+async def report(p: OperatorPage, month: str = "", crime_type: str = "", format: str = "html") -> Response:
+    """The report as notify renders it (a printable page in the console's language, or CSV), fetched with the
+    supervisor's own token: notify checks the role and access-logs the read."""
+    if not MONTH.fullmatch(month) or format not in ("html", "csv") or crime_type not in ("", *CrimeType):
+        raise ApiError(422, "choose a month (YYYY-MM), a crime type from the list and a format")
+    params = {"month": month, "format": format, "lang": p.t.language}
+    if crime_type:
+        params["crime_type"] = crime_type
+    assert p.user is not None
+    content, media_type = await p.apis.document("notify", "/reports/referrals", p.user.token, params)
+    headers = {"Content-Security-Policy": REPORT_POLICY}
+    if format == "csv":
+        headers["Content-Disposition"] = f'attachment; filename="referrals-{month}.csv"'
+    return Response(content, media_type=media_type, headers=headers)
 
 
 @router.get("/operations/cases/{case_id}", response_class=HTMLResponse)
