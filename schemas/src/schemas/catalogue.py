@@ -204,15 +204,16 @@ def _expand(text: str, path: Path) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_toml(path: Path, text: str, model: type[M], *, missing: str = "") -> M:
+def parse_toml(path: Path, text: str, model: type[M], *, reserved: tuple[str, ...] = ()) -> M:
     """A catalogue file's TOML text as `model`; a CatalogueError names the file and the field. A file that must not
-    set a field the program fills in itself names it in `missing`."""
+    set a field the program fills in itself (from another file) names it in `reserved`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise CatalogueError(f"{path.name}: not valid TOML ({error})") from None
-    if missing and missing in data:
-        raise CatalogueError(f"{path.name}: {missing}: not set in this file")
+    for name in reserved:
+        if name in data:
+            raise CatalogueError(f"{path.name}: {name}: not set in this file")
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -186,6 +186,9 @@ class _CaseCommon(Contract):
     intake_channel: IntakeChannel
     consents: Annotated[list[Consent], Field(max_length=64)] = []
     caseworker: Caseworker | None = None  # the centre's staff member, not the victim
+    # Route the needs stage by stage (the centre's case plan: crisis and safety first, daily life last), each later
+    # stage when the caseworker advances the plan; false routes every need at once.
+    staged: bool = False
 
     @field_validator("consents")
     @classmethod
@@ -449,6 +452,26 @@ class NeedClosed(Envelope):
     closed_by: Annotated[str, Field(min_length=1, max_length=128)]  # the staff member's principal id, from the token
 
 
+class PlanStage(Contract):
+    """One stage of a case's plan: its needs, and whether it is waiting, under way (`active`) or done."""
+
+    stage: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")]
+    needs: Annotated[list[Need], listed_once("need")]
+    state: Literal["waiting", "active", "done"]
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+
+
+class CasePlanned(Envelope):
+    """A staged case's plan as it stands now (made at routing, advanced or edited by a caseworker since): routing
+    publishes it on `referral.events` at each change; notify shows it with each stage's referrals and time spent."""
+
+    type: ClassVar[str] = "case.plan"
+    version: ClassVar[int] = 1
+    stages: Annotated[list[PlanStage], Field(min_length=1, max_length=12)]
+    changed_by: Annotated[str, Field(min_length=1, max_length=128)]  # routing, or the staff member's principal id
+
+
 class CaseErased(Envelope):
     """The case's personal data was destroyed — on request, or when its retention period after closing ended: intake
     destroyed its data key and its personal data; every service that holds personal data of the case purges it.
@@ -505,6 +528,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReferralOverdue,
     ReroutingRequested,
     NeedClosed,
+    CasePlanned,
     CaseErased,
     CaseClosed,
     ConsentWithdrawn,

@@ -26,7 +26,7 @@ from schemas.events import (
 )
 from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
 
-from . import pending, storage
+from . import pending, plans, storage
 from .domain import ReferralSummary, case_status
 from .handlers import Command, Context, act
 
@@ -248,8 +248,10 @@ async def status(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: Access
         raise Problem(404, f"no case {case_id}")
     waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
     closing = await pending.closing_of(pool, case_id)
+    stages = await plans.plan_of(pool, case_id)
     await access_log.record_now(pool, who, Access("case.status.read", case_id))
-    return {**_status(str(case_id), referrals, waiting), **closed_status(closing)}
+    plan = None if stages is None else plans.shown(stages, referrals, plans.utc_now())
+    return {**_status(str(case_id), referrals, waiting), **closed_status(closing), "plan": plan}
 
 
 @router.get("/cases/{case_id}/referrals", tags=["referrals"])

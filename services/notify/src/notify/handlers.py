@@ -21,6 +21,7 @@ from kit.unit_of_work import once, transaction
 from schemas.catalogue import Agency, OpeningHours
 from schemas.events import (
     CaseClosed,
+    CasePlanned,
     CaseRouted,
     CaseSubmitted,
     CaseSubmittedV1,
@@ -45,7 +46,7 @@ from schemas.events import (
 from schemas.topics import REFERRAL_EVENTS, REFERRAL_REROUTING, ack_topic, agency_topic
 from schemas.vocab import CancelReason, ReferralState, ReroutingCause, Urgency, WithdrawalScope
 
-from . import pending, storage, withdrawals
+from . import pending, plans, storage, withdrawals
 from .deadlines import ack_deadline
 from .domain import FINAL, Change, Fact, Standing, answered_after_replay, change, revived, settle, superseded
 from .erasure import E, without_free_text, without_note_text
@@ -95,6 +96,7 @@ REFERRAL_EVENT_TYPES: tuple[type[Envelope], ...] = (
     ReferralReminded,
     ReferralOverdue,
     NeedClosed,
+    CasePlanned,
 )
 
 # A referral that ends without help leaves its needs unmet: routing looks for the next agency.
@@ -223,6 +225,8 @@ async def apply_referral_event(conn: asyncpg.Connection, ctx: Context, event: En
         await _on_routed(conn, ctx, event)
     elif isinstance(event, ReferralReminded | ReferralOverdue):
         await record_deadline_event(conn, event)
+    elif isinstance(event, CasePlanned):
+        await plans.on_planned(conn, event)
     elif isinstance(event, NeedClosed):
         await pending.on_need_closed(conn, event)
     elif isinstance(event, STATE_EVENTS):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from kit.access_log import Access
+from kit.access_log import Access, AccessLog
 from kit.auth import STAFF, Principal, Role, refuse, require
 from kit.deps import AccessLogDep, PoolDep, StaffDep, provided
 from kit.http import Problem
@@ -15,13 +16,15 @@ from kit.outbox import add_to_outbox
 from pydantic import BaseModel, ConfigDict, Field
 from schemas.calendar import is_open, next_opening
 from schemas.catalogue import SENSITIVE_FIELDS, Agency, Catalogue
-from schemas.events import AgencyId, CaseDetails, NeedClosed
+from schemas.events import AgencyId, CaseDetails, NeedClosed, PlanStage
 from schemas.topics import REFERRAL_EVENTS
+from schemas.validators import listed_once
 from schemas.vocab import Need, NeedClosedReason
 
 from . import storage
 from .domain import ConsentBasis, route_case, shared_fields
-from .handlers import Clock
+from .handlers import Clock, change_plan
+from .plan import PlanRefused, advanced, with_needs
 from .rules import Rules
 
 AgencyPath = Annotated[str, Path(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
@@ -33,6 +36,14 @@ class CapacityReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     available: Annotated[int, Field(ge=0, le=100_000)]
+
+
+class StageNeeds(BaseModel):
+    """A waiting stage's needs, in the order the caseworker wants them; a need listed here leaves its old stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    needs: Annotated[list[Need], Field(max_length=len(Need)), listed_once("need")]
 
 
 class ClosingNeed(BaseModel):
@@ -142,6 +153,72 @@ async def close_pending_need(
         await add_to_outbox(conn, REFERRAL_EVENTS, closed)
         await access_log.record(conn, who, Access("case.pending_need.close", case_id))
     return {"case_id": str(case_id), "need": need, "closed": closing.reason, "closed_by": who.credential}
+
+
+def shown_plan(routing: Routing, case_id: UUID, stages: list[PlanStage]) -> dict[str, Any]:
+    """The plan with each stage's name in Korean and English, from the centre's stages."""
+    plan = routing.rules.plan
+    names = {} if plan is None else {s.id: (s.name_ko, s.name_en) for s in plan.stages}
+    shown = []
+    for stage in stages:
+        name_ko, name_en = names.get(stage.stage, (stage.stage, stage.stage))
+        shown.append({**stage.model_dump(mode="json"), "name_ko": name_ko, "name_en": name_en})
+    return {"case_id": str(case_id), "stages": shown}
+
+
+async def changed_plan(
+    routing: Routing,
+    who: Principal,
+    pool: asyncpg.Pool,
+    access_log: AccessLog,
+    case_id: UUID,
+    change: Callable[[list[PlanStage]], tuple[list[PlanStage], list[Need]]],
+) -> dict[str, Any]:
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            now = routing.clock()
+            stages = await change_plan(conn, routing.catalogue, routing.rules, now, case_id, who.credential, change)
+            await access_log.record(conn, who, Access("case.plan.change", case_id))
+    except LookupError as error:
+        raise Problem(404, str(error)) from None
+    except PlanRefused as error:
+        raise Problem(409, str(error), title="Plan refused") from None
+    return shown_plan(routing, case_id, stages)
+
+
+@router.get("/cases/{case_id}/plan", tags=["plan"])
+async def read_plan(
+    case_id: UUID, who: StaffOrService, pool: PoolDep, access_log: AccessLogDep, routing: RoutingDep
+) -> dict[str, Any]:
+    """A staged case's plan: its stages in order, each one's needs, state and when it started and ended."""
+    stages = await storage.plan_of(pool, case_id)
+    if stages is None:
+        raise Problem(404, f"no staged case {case_id}")
+    await access_log.record_now(pool, who, Access("case.plan.read", case_id))
+    return shown_plan(routing, case_id, stages)
+
+
+@router.post("/cases/{case_id}/plan/advance", tags=["plan"])
+async def advance_plan(
+    case_id: UUID, who: StaffDep, pool: PoolDep, access_log: AccessLogDep, routing: RoutingDep
+) -> dict[str, Any]:
+    """The stage under way is done; the next stage with needs starts and its needs are routed now. 409 when nothing
+    is left to start."""
+    return await changed_plan(routing, who, pool, access_log, case_id, lambda s: advanced(s, routing.clock()))
+
+
+@router.put("/cases/{case_id}/plan/stages/{stage}", tags=["plan"])
+async def set_stage_needs(
+    case_id: UUID,
+    stage: Annotated[str, Path(pattern=r"^[a-z_]{1,40}$")],
+    body: StageNeeds,
+    who: StaffDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    routing: RoutingDep,
+) -> dict[str, Any]:
+    """Set a waiting stage's needs: add one, remove one, reorder, or move one from another waiting stage."""
+    return await changed_plan(routing, who, pool, access_log, case_id, lambda s: (with_needs(s, stage, body.needs), []))
 
 
 @router.get("/agencies", tags=["catalogue"])

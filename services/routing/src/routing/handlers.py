@@ -14,11 +14,13 @@ from schemas.catalogue import Catalogue
 from schemas.events import (
     CaseClosed,
     CaseFacts,
+    CasePlanned,
     CaseRouted,
     CaseSubmitted,
     CaseSubmittedV1,
     ConsentWithdrawn,
     EventRejected,
+    PlanStage,
     ReferralRequested,
     ReroutingRequested,
     RoutedReferral,
@@ -39,6 +41,7 @@ from .domain import (
     route_case,
     why_uncovered,
 )
+from .plan import PlanRefused, new_plan, routes_now
 from .rules import Rules
 
 log = logging.getLogger(__name__)
@@ -79,11 +82,52 @@ async def route_submitted(
     remaining = await storage.remaining_places(conn, lock=True)
     # A consent withdrawn since the case was submitted (its event may come first) counts from the first routing.
     facts, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, submitted.case_id))
-    plan = route_case(facts, catalogue, rules, now, remaining=remaining, excluded=withdrawn)
+    needs: list[Need] | None = None
+    if facts.staged and rules.plan is not None:  # a staged case routes its first stage's needs, the rest wait
+        stages = new_plan(rules.plan, facts.needs, now)
+        needs = routes_now(stages)
+        await storage.save_plan(conn, submitted.case_id, stages, now)
+        await add_to_outbox(conn, REFERRAL_EVENTS, _planned(submitted.case_id, stages, "routing", now))
+    plan = route_case(facts, catalogue, rules, now, remaining=remaining, excluded=withdrawn, needs=needs)
     routed = _routed(submitted.case_id, plan, now)
     await storage.save_case(conn, submitted.case_id, submitted.occurred_at, case)
     await storage.save_decision(conn, routed)
     await _announce(conn, facts, plan, routed)
+
+
+def _planned(case_id: UUID, stages: list[PlanStage], who: str, now: datetime) -> CasePlanned:
+    return CasePlanned(case_id=case_id, producer="routing", occurred_at=now, stages=stages, changed_by=who)
+
+
+async def change_plan(
+    conn: asyncpg.Connection,
+    catalogue: Catalogue,
+    rules: Rules,
+    now: datetime,
+    case_id: UUID,
+    who: str,
+    change: Callable[[list[PlanStage]], tuple[list[PlanStage], list[Need]]],
+) -> list[PlanStage]:
+    """Change a staged case's plan (`change`: the plan after, and the needs to route now) in the caller's transaction;
+    `case.plan` tells notify, and the needs of a stage that starts are routed like any routing. LookupError for a
+    case routing does not know or that is not staged; PlanRefused for a case that is closed or erased."""
+    case = await storage.load_case(conn, case_id)  # its row's lock: one routing of the case at a time
+    stages = await storage.plan_of(conn, case_id)
+    if case is None or stages is None:
+        raise LookupError(f"no staged case {case_id}")
+    if await storage.is_closed(conn, case_id) or await is_erased(conn, case_id):
+        raise PlanRefused("the case is closed: its plan is over")
+    stages, needs = change(stages)
+    await storage.save_plan(conn, case_id, stages, now)
+    await add_to_outbox(conn, REFERRAL_EVENTS, _planned(case_id, stages, who, now))
+    if needs:
+        case, excluded = await _as_routed_so_far(conn, case, case_id)
+        remaining = await storage.remaining_places(conn, lock=True)
+        plan = route_case(case, catalogue, rules, now, remaining=remaining, excluded=excluded, needs=needs)
+        routed = _routed(case_id, plan, now)
+        await storage.save_referrals(conn, routed)
+        await _announce(conn, case, plan, routed)
+    return stages
 
 
 async def on_rerouting_requested(

@@ -11,6 +11,8 @@ from schemas.events import AgencyId
 from schemas.validators import listed_once
 from schemas.vocab import CrimeType, Need, Urgency
 
+from .plan import PLAN_FILE, PlanModel, load_plan
+
 RankKey = Literal["hub", "already_chosen", "specialty", "language", "priority"]
 
 
@@ -53,6 +55,8 @@ class Rules(RuleEntry):
     hubs: list[HubRule] = []
     # Read from holidays.toml beside the rules file (see load_rules), never written in rules.toml.
     public_holidays: frozenset[date] = frozenset()
+    # Read from plan.toml beside the rules file: the stages of a staged case (none: no case can be staged).
+    plan: PlanModel | None = None
 
 
 def load_rules(path: Path, catalogue: Catalogue) -> Rules:
@@ -61,11 +65,17 @@ def load_rules(path: Path, catalogue: Catalogue) -> Rules:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogueError(f"{path.name}: the rules file is missing ({path})") from None
-    rules = parse_toml(path, text, Rules, missing="public_holidays")  # they are kept in holidays.toml
+    rules = parse_toml(path, text, Rules, reserved=("public_holidays", "plan"))  # kept in files of their own
     for index, hub in enumerate(rules.hubs):
         for position, agency_id in enumerate(hub.agencies):
             if agency_id not in catalogue:
                 raise CatalogueError(
                     f"{path.name}: hubs.{index}.agencies.{position}: no agency {agency_id!r} in the catalogue"
                 )
-    return rules.model_copy(update={"public_holidays": read_public_holidays(path.parent / HOLIDAYS_FILE)})
+    plan = path.parent / PLAN_FILE
+    return rules.model_copy(
+        update={
+            "public_holidays": read_public_holidays(path.parent / HOLIDAYS_FILE),
+            "plan": load_plan(plan) if plan.exists() else None,
+        }
+    )

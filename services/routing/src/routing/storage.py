@@ -1,12 +1,12 @@
 """SQL for routing decisions, the referrals they create, the cases they concern and the places agencies report."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from schemas.events import CaseFacts, CaseRouted, ReroutingRequested
+from schemas.events import CaseFacts, CaseRouted, PlanStage, ReroutingRequested
 from schemas.vocab import WithdrawalScope
 
 
@@ -304,3 +304,21 @@ async def close_case(conn: asyncpg.Connection, case_id: UUID, closed_at: datetim
 
 async def is_closed(conn: asyncpg.Connection, case_id: UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM closed_cases WHERE case_id = $1", case_id))
+
+
+# --- case plans -------------------------------------------------------------------------------------
+
+
+async def save_plan(conn: asyncpg.Connection, case_id: UUID, stages: Sequence[PlanStage], at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO case_plans (case_id, stages, updated_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (case_id) DO UPDATE SET stages = EXCLUDED.stages, updated_at = EXCLUDED.updated_at",
+        case_id,
+        [s.model_dump(mode="json") for s in stages],
+        at,
+    )
+
+
+async def plan_of(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> list[PlanStage] | None:
+    stages = await conn.fetchval("SELECT stages FROM case_plans WHERE case_id = $1", case_id)
+    return None if stages is None else [PlanStage.model_validate(s) for s in stages]
