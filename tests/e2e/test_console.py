@@ -16,7 +16,7 @@ import httpx
 import pytest
 from console.i18n import catalogue
 from devstack.stack import DATABASE, Stack
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"  # `./dev test` installs it when missing (with fonts-noto-cjk for Korean)
@@ -31,11 +31,16 @@ expect.set_options(timeout=WAIT_MS)
 VICTIM = {"name": "Kim Example", "phone": "+82 10-0000-0000", "summary": "Assaulted near home (synthetic)."}
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium: the bundled browser cannot be downloaded on these machines (../shared/BROWSER.md)."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium (the bundled browser cannot be downloaded on these machines: ../shared/BROWSER.md), for this
+    module only: Playwright's sync API marks an event loop as running while it lives, which the asynchronous tests
+    after this module could not start their own under (so not pytest-playwright's session-wide browser)."""
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True, "args": flags}
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture
