@@ -7,7 +7,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from notify.handlers import Context, on_consent_withdrawn, on_referral_event
+from notify.context import Context
+from notify.events import on_consent_withdrawn, on_referral_event
 from schemas.events import (
     CaseRouted,
     ConsentWithdrawn,

@@ -14,10 +14,12 @@ from devstack.ports import free_ports
 from kit.db import create_pool
 from kit.errors import Conflict, NotFound
 from notify.channels import EmailChannel, LogOnlySms, Message, SmsChannel
+from notify.commands import act
 from notify.contacts import IntakeContacts
+from notify.context import Context
 from notify.dispatch import send_due_notices
 from notify.erasure import on_case_erased
-from notify.handlers import Context, act, on_agency_ack, on_case_submitted, on_referral_event
+from notify.events import on_agency_ack, on_case_submitted, on_referral_event
 from notify.timers import fire_due_timers
 from schemas.events import (
     CaseDetails,

@@ -14,8 +14,8 @@ from faults.load import Load
 from faults.observe import Record, TopicTail
 from faults.outcome import Outcome, count
 from faults.scenarios import SCENARIOS, Context, Options, Poison, scenario_named
+from notify.context import AGENCY_ANSWERS
 from notify.domain import Change, change
-from notify.handlers import AGENCY_ANSWERS
 from schemas.events import EventRejected, decode_event
 from schemas.vocab import ReferralState
 

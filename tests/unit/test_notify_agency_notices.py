@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from uuid import uuid4, uuid5
 
-from notify.handlers import agency_copy
+from notify.commands import agency_copy
 from schemas.events import ReferralCancelled, ReferralReminded
 from schemas.vocab import CancelReason
 

@@ -27,8 +27,9 @@ from schemas.events import (
 from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
 
 from . import pending, plans, storage
+from .commands import act
+from .context import Command, Context
 from .domain import ReferralSummary, case_status
-from .handlers import Command, Context, act
 
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 

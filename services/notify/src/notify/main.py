@@ -28,9 +28,7 @@ from schemas.topics import (
 from .api import router
 from .channels import Channel, EmailChannel, LogOnlySms, SmsChannel
 from .contacts import IntakeContacts
-from .dispatch import send_due_notices
-from .erasure import ERASURE_CONSUMER, on_case_erased
-from .handlers import (
+from .context import (
     ACKS_CONSUMER,
     AGENCY_ANSWERS,
     CASES_CONSUMER,
@@ -40,12 +38,10 @@ from .handlers import (
     REFERRAL_EVENT_TYPES,
     AgencyAnswer,
     Context,
-    apply_agency_ack,
-    apply_case_submitted,
-    apply_referral_event,
-    on_case_closed,
-    on_consent_withdrawn,
 )
+from .dispatch import send_due_notices
+from .erasure import ERASURE_CONSUMER, on_case_erased
+from .events import apply_agency_ack, apply_case_submitted, apply_referral_event, on_case_closed, on_consent_withdrawn
 from .report_pages import report_router
 from .settings import NotifySettings
 from .timers import finished_timers, fire_due_timers

@@ -20,10 +20,12 @@ from schemas.events import ReferralOverdue, ReferralReminded
 from schemas.vocab import ReferralState, ReroutingCause
 
 from . import storage
+from .commands import publish, record_deadline_event, tell, tell_agency
+from .context import Context
 from .deadlines import reminder_still_useful
 from .domain import AWAITING_ACK
-from .handlers import Context, publish, record_deadline_event, request_rerouting, tell, tell_agency
 from .notices import News, ReferralNews
+from .rerouting import request_rerouting
 
 log = logging.getLogger(__name__)
 

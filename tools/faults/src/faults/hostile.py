@@ -44,7 +44,7 @@ NOTE_MAX = 500  # the contracts' longest note
 HTTP_BODY_MAX = 256 * 1024  # the services' default MAX_BODY_BYTES
 KAFKA_HUGE_NOTE = 900 * 1024  # a record the broker still takes (message.max.bytes ~1 MiB) and the DLQ copy too
 
-# What the consumer's rules (kit.messaging, notify.handlers.on_agency_ack) make of a bad record.
+# What the consumer's rules (kit.messaging, notify.events.apply_agency_ack) make of a bad record.
 INVALID_JSON = ("invalid_json",)
 EMPTY = ("empty_record", "invalid_json")
 UNKNOWN = ("unknown_event",)
