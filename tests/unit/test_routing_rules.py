@@ -463,3 +463,20 @@ def test_pending_needs_are_retried_a_round_later_or_at_once_when_poked() -> None
     assert retry.cut_off() == MONDAY_10AM + timedelta(minutes=15), "later: what was last tried a round ago"
     retry.poke()
     assert retry.wake.is_set() and retry.cut_off() == now[0], "poked: everything tried before now"
+
+
+def test_a_digital_sex_crime_on_a_public_holiday_goes_to_the_round_the_clock_hub(
+    catalogue: Catalogue, rules: Rules
+) -> None:
+    chuseok_3pm = datetime(2026, 9, 25, 6, 0, tzinfo=UTC)  # a Friday, and a public holiday
+    plan = route(
+        catalogue, rules, chuseok_3pm, crime_type="digital_sex_crime", urgency="urgent",
+        needs=["safety", "digital_takedown", "legal", "counselling", "employment"],
+    )  # fmt: skip
+    assert chosen(plan) == {
+        "police": ["safety"],
+        "seoul-digital-sex-crime": ["digital_takedown", "legal", "counselling"],
+        "employment-center": ["employment"],
+    }
+    said = reasons(plan, was_chosen=True)["employment-center"]
+    assert "closed now (Fri 15:00 Asia/Seoul); opens Mon 09:00 Asia/Seoul" in said, "the holiday is not a working day"
