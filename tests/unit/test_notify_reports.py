@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kit.http import Problem
+from kit.errors import Invalid
 from notify.report_pages import LABELS, as_html, period_of
 from notify.reports import Event, as_csv_rows, build_report
 
@@ -66,7 +66,7 @@ def test_a_month_is_read_in_seoul_and_a_bad_period_is_refused() -> None:
     first, last = period_of("2026-12", None, None)
     assert first == datetime(2026, 11, 30, 15, 0, tzinfo=UTC) and last == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
     for bad in (("2026-11", START, END), (None, END, START), (None, None, END), ("0000-05", None, None)):
-        with pytest.raises(Problem):
+        with pytest.raises(Invalid):
             period_of(*bad)
 
 

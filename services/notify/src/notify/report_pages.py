@@ -12,7 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Query, Response
 from kit.access_log import Access, Instant
 from kit.deps import AccessLogDep, PoolDep, SupervisorDep
-from kit.http import Problem
+from kit.errors import Invalid
 
 from .reports import Event, as_csv_rows, build_report
 
@@ -55,18 +55,22 @@ LABELS: dict[str, dict[str, str]] = {
 
 
 def period_of(month: str | None, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """A month in Asia/Seoul, or `start`/`end`; a Problem (422) for anything else."""
+    """A month in Asia/Seoul, or `start`/`end`; Invalid (422) for anything else."""
     if month is not None and start is None and end is None:
         year, number = map(int, month.split("-"))
         try:
             first = datetime.combine(date(year, number, 1), time(0), SEOUL).astimezone(UTC)
             following = datetime.combine(date(year + number // 12, number % 12 + 1, 1), time(0), SEOUL)
         except (ValueError, OverflowError):
-            raise Problem(422, f"no such month: {month}", title="Invalid period") from None
+            raise Invalid(f"no such month: {month}", reason="invalid_period", title="Invalid period") from None
         return first, following.astimezone(UTC)
     if month is None and start is not None and end is not None and start < end:
         return start, end
-    raise Problem(422, "give a month (month=2026-11), or a start and an end, the start first", title="Invalid period")
+    raise Invalid(
+        "give a month (month=2026-11), or a start and an end, the start first",
+        reason="invalid_period",
+        title="Invalid period",
+    )
 
 
 async def report_events(

@@ -10,6 +10,7 @@ import asyncpg
 from kit.erasure import is_erased
 from kit.inbox import first_time
 from kit.outbox import add_to_outbox
+from kit.unit_of_work import once, transaction
 from schemas.catalogue import Catalogue
 from schemas.events import (
     CaseClosed,
@@ -56,7 +57,7 @@ Clock = Callable[[], datetime]
 async def on_case_submitted(
     pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, event: CaseSubmitted | CaseSubmittedV1
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await route_submitted(conn, catalogue, rules, clock, event)
 
 
@@ -135,9 +136,8 @@ async def on_rerouting_requested(
 ) -> None:
     """Route the needs an ended referral leaves unmet to the next candidates, never back to an agency that
     declined, failed or already has the case."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, REROUTING_CONSUMER, request.event_id):
-            return
+
+    async def reroute(conn: asyncpg.Connection, request: ReroutingRequested) -> None:
         if await storage.rerouted_already(conn, request.referral_id):
             return
         if await is_erased(conn, request.case_id):
@@ -156,6 +156,8 @@ async def on_rerouting_requested(
         routed = _routed(request.case_id, plan, now, rerouted_from=request)
         await storage.save_rerouting(conn, request, routed)
         await _announce(conn, case, plan, routed)
+
+    await once(pool, REROUTING_CONSUMER, request, reroute)
 
 
 async def _as_routed_so_far(
@@ -176,7 +178,7 @@ async def retry_pending(
     """Route again the pending needs last tried before `tried_before`: what nobody could take then may be taken now
     (an agency opened, reported places, the catalogue changed). A need still uncovered stays pending, with the new
     reasons; one an agency takes is announced like any routing. The number of cases tried (0: nothing was due)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         due = await storage.pending_due(conn, tried_before, limit)
         for case_id, needs in due.items():
             await _retry_case(conn, catalogue, rules, clock(), case_id, [Need(n) for n in needs])
@@ -248,10 +250,11 @@ async def _announce(conn: asyncpg.Connection, case: CaseFacts, plan: Plan, route
 async def on_consent_withdrawn(pool: asyncpg.Pool, event: ConsentWithdrawn) -> None:
     """Keep what the victim withdrew: every later routing of the case leaves the agency out (or, for the sensitive
     items only, gives it none of them). Referrals made already are notify's to cancel."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CONSENTS_CONSUMER, event.event_id):
-            return
+
+    async def withdraw(conn: asyncpg.Connection, event: ConsentWithdrawn) -> None:
         await storage.save_withdrawal(conn, event.case_id, event.agency_id, event.scope, event.withdrawn_at)
+
+    await once(pool, CONSENTS_CONSUMER, event, withdraw)
 
 
 CLOSED_CONSUMER = "routing.case-closed"
@@ -259,8 +262,9 @@ CLOSED_CONSUMER = "routing.case-closed"
 
 async def on_case_closed(pool: asyncpg.Pool, event: CaseClosed) -> None:
     """A caseworker closed the case: no agency is looked for it any more (its pending needs end with it)."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await first_time(conn, CLOSED_CONSUMER, event.event_id):
-            return
+
+    async def close(conn: asyncpg.Connection, event: CaseClosed) -> None:
         await storage.load_case(conn, event.case_id)  # its row's lock: no retry of its needs runs meanwhile
         await storage.close_case(conn, event.case_id, event.closed_at)
+
+    await once(pool, CLOSED_CONSUMER, event, close)
