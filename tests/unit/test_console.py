@@ -305,3 +305,10 @@ def test_the_report_is_notifys_own_fetched_with_the_supervisors_token(dev_consol
     client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
     assert client.get("/reports/referrals?month=2026-11").status_code == 403
     assert len(asked) == 1
+
+
+def test_a_form_too_large_is_refused_before_it_is_read(dev_console: tuple[TestClient, FakeApis]) -> None:
+    client, fake = dev_console
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    answer = client.post("/cases/preview", data={"csrf_token": csrf_of(client), "summary": "x" * 300_000})
+    assert answer.status_code == 413 and not fake.calls[1:]  # only the sign-in page's call, none for the form

@@ -32,7 +32,7 @@ async def close(case_id: UUID, request: Request, p: StaffPage) -> Response:
     form = await posted_form(request)
     reason = _chosen(CaseClosedReason, form.get("reason"))
     await p.api("intake", "POST", f"/cases/{case_id}/close", body={"reason": reason.value})
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    return RedirectResponse(f"/cases/{case_id}?closing=true", status_code=303)
 
 
 @router.post("/cases/{case_id}/consents/{agency_id}/override")

@@ -131,8 +131,9 @@ async def not_yet(call: Awaitable[Any], empty: dict[str, Any]) -> Any:
         return empty
 
 
-async def case_view(p: Page, case_id: UUID) -> dict[str, Any]:
-    """What the case page shows, each part from the service that owns it (a part not there yet is empty)."""
+async def case_view(p: Page, case_id: UUID, closing: bool = False) -> dict[str, Any]:
+    """What the case page shows, each part from the service that owns it (a part not there yet is empty); `closing`:
+    the user has just closed it, and the page follows it until notify has heard."""
     status = await not_yet(p.api("notify", "GET", f"/cases/{case_id}/status"), SUBMITTED)
     events = (await not_yet(p.api("notify", "GET", f"/cases/{case_id}/timeline"), {"events": []}))["events"]
     now = datetime.now(UTC)
@@ -145,20 +146,21 @@ async def case_view(p: Page, case_id: UUID) -> dict[str, Any]:
         "names": await agency_names(p),
         "labels": labels,
         "open_states": flow.ACTIVE_STATES,
+        "closing": closing,
     }
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-async def case_page(case_id: UUID, p: StaffPage) -> Response:
-    view = await case_view(p, case_id)
+async def case_page(case_id: UUID, p: StaffPage, closing: bool = False) -> Response:
+    view = await case_view(p, case_id, closing)
     consents = await p.api("intake", "GET", f"/cases/{case_id}/consents")
     return p.render("case.html", consents=consents["agencies"], **view)
 
 
 @router.get("/cases/{case_id}/progress", response_class=HTMLResponse)
-async def case_progress(case_id: UUID, p: StaffPage) -> Response:
+async def case_progress(case_id: UUID, p: StaffPage, closing: bool = False) -> Response:
     """The referrals and the timeline only, refreshed in place by htmx while the page is open."""
-    return p.render("case_progress.html", **await case_view(p, case_id))
+    return p.render("case_progress.html", **await case_view(p, case_id, closing))
 
 
 @router.post("/cases/{case_id}/consents/{agency_id}/withdraw")

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from kit.cli import serve_http
 from kit.health import Dependency, install_health_route
+from kit.limits import BodySizeLimit
 from kit.logs import configure_logging
 
 from . import agency, case_actions, caseworker, operator, signin
@@ -63,6 +64,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         app.include_router(router)
     install_health_route(app, ServicesHealth(settings, apis))
     install_error_pages(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -23,6 +23,7 @@ class ConsoleSettings(BaseSettings):
     agency_gateway_url: str = "http://127.0.0.1:8003"
     notify_url: str = "http://127.0.0.1:8004"
     api_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024  # a posted form larger than this is refused (413)
     # The tokens' signing secret: the console checks a token's signature, role and expiry before keeping it (and,
     # on the development stack only, signs the dev identities' tokens with it).
     auth_secret: SecretStr | None = None
