@@ -389,3 +389,21 @@ def test_an_agency_reports_its_capacity(browser: Browser, console: str, stack: S
             f"{stack.url('routing')}/agencies/smile-center/capacity", headers={"authorization": f"Bearer {token}"}
         )
         context.close()
+
+
+def test_an_agency_starts_and_completes_its_referral(
+    browser: Browser, console: str, delivered_case: tuple[str, str]
+) -> None:
+    _, referral_id = delivered_case  # accepted by the police's simulator
+    context = new_context(browser, phone=True)
+    page = context.new_page()
+    sign_in(page, console, "agency-police")
+    page.goto(f"{console}/inbox/{referral_id}")
+    expect(page.locator("dd.state")).to_have_attribute("data-state", "accepted")
+    page.get_by_role("button", name="지원 시작").click()
+    expect(page.locator("dd.state")).to_have_attribute("data-state", "in_progress")
+    page.get_by_label("결과").select_option("successful")
+    page.get_by_role("button", name="완료 처리").click()
+    expect(page.locator("dd.state")).to_have_attribute("data-state", "completed")
+    expect(page.get_by_text("종료된 의뢰입니다.")).to_be_visible()
+    context.close()
