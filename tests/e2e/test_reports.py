@@ -22,13 +22,17 @@ from tests.samples import sample_case_json
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CRIME = "elder_abuse"
+# A language code of the test's own: the fuzz test may leave cases of this crime type (with needs still pending) on
+# the shared stack, so the unmet-needs rows are told apart by it. It only ranks agencies, all of which lack it alike.
+LANGUAGE = "zqx"
 CASE = sample_case_json(
     crime_type=CRIME,
+    language=LANGUAGE,
     needs=["safety", "legal"],
     urgency="high",  # nothing time-critical: the test does not depend on the time of day
     consents=[{"agency_id": a, "granted": True} for a in ("police", "legal-aid", "legal-home-doctor")],
 )
-NOBODY = sample_case_json(crime_type=CRIME, needs=["statement_support"], urgency="high", consents=[])
+NOBODY = sample_case_json(crime_type=CRIME, language=LANGUAGE, needs=["statement_support"], urgency="high", consents=[])
 
 
 @pytest.fixture
@@ -116,9 +120,9 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
     [crime] = report["crime_types"]
     assert crime["crime_type"] == CRIME and crime["cases"] == 4
     assert 0 < crime["to_first_acceptance_seconds"]["median"] <= elapsed
-    unmet = {"need": "statement_support", "region": "seoul", "language": "ko"}
-    assert report["uncovered_needs"] == [{**unmet, "times": 1}]
-    assert report["pending_needs_now"] == [{**unmet, "cases": 1}]
+    unmet = {"need": "statement_support", "region": "seoul", "language": LANGUAGE}
+    assert [u for u in report["uncovered_needs"] if u["language"] == LANGUAGE] == [{**unmet, "times": 1}]
+    assert [p for p in report["pending_needs_now"] if p["language"] == LANGUAGE] == [{**unmet, "cases": 1}]
     assert report["cases_closed"] == {"moved_away": 1}
 
     # The same figures as CSV, and a printable page in Korean and in English; none names the victim.
