@@ -77,6 +77,12 @@ async def timeline(client: httpx.AsyncClient, notify_url: str, case_id: str) -> 
     return answer.json()["events"] if answer.status_code == 200 else []
 
 
+async def referrals_by_agency(client: httpx.AsyncClient, stack: Stack, case_id: str) -> dict[str, dict[str, Any]]:
+    """The case's referrals as notify has them, by agency (none yet: empty)."""
+    answer = await client.get(f"{stack.url('notify')}/cases/{case_id}/referrals")
+    return {r["agency_id"]: r for r in answer.json()} if answer.status_code == 200 else {}
+
+
 async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
     """Every record on the topic, from the start, as a fresh reader that commits nothing."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)

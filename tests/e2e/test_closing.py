@@ -12,7 +12,7 @@ import pytest
 from devstack.stack import Stack
 from schemas.events import CaseErased, decode_event
 
-from tests.e2e.helpers import StackAuth, eventually, read_topic, timeline
+from tests.e2e.helpers import StackAuth, eventually, read_topic, referrals_by_agency, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -32,11 +32,6 @@ async def client(stack: Stack) -> httpx.AsyncClient:
         yield c  # type: ignore[misc]
 
 
-async def referrals(client: httpx.AsyncClient, stack: Stack, case_id: str) -> dict[str, dict[str, Any]]:
-    answer = await client.get(f"{stack.url('notify')}/cases/{case_id}/referrals")
-    return {r["agency_id"]: r for r in answer.json()} if answer.status_code == 200 else {}
-
-
 async def test_closing_cancels_the_referrals_and_the_retention_timer_destroys_the_data_even_across_a_restart(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
@@ -46,7 +41,7 @@ async def test_closing_cancels_the_referrals_and_the_retention_timer_destroys_th
     case_id = submitted.json()["case_id"]
 
     async def taken_up() -> dict[str, dict[str, Any]] | None:
-        found = await referrals(client, stack, case_id)
+        found = await referrals_by_agency(client, stack, case_id)
         return found if set(found) == set(AGENCIES) and all(r["state"] == "accepted" for r in found.values()) else None
 
     before = await eventually(taken_up, 120, "both referrals accepted")
@@ -69,7 +64,7 @@ async def test_closing_cancels_the_referrals_and_the_retention_timer_destroys_th
     try:
         # Meanwhile notify cancels the open referrals and the agencies are told through their channels.
         async def cancelled() -> dict[str, dict[str, Any]] | None:
-            found = await referrals(client, stack, case_id)
+            found = await referrals_by_agency(client, stack, case_id)
             return found if all(r["state"] == "cancelled" for r in found.values()) else None
 
         ended = await eventually(cancelled, 60, "the open referrals cancelled")

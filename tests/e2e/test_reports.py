@@ -16,7 +16,7 @@ import httpx
 import pytest
 from devstack.stack import Stack
 
-from tests.e2e.helpers import StackAuth, eventually
+from tests.e2e.helpers import StackAuth, eventually, referrals_by_agency
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -41,11 +41,6 @@ async def client(stack: Stack) -> httpx.AsyncClient:
         yield c  # type: ignore[misc]
 
 
-async def referrals(client: httpx.AsyncClient, stack: Stack, case_id: str) -> dict[str, dict[str, Any]]:
-    answer = await client.get(f"{stack.url('notify')}/cases/{case_id}/referrals")
-    return {r["agency_id"]: r for r in answer.json()} if answer.status_code == 200 else {}
-
-
 async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client: httpx.AsyncClient) -> None:
     intake, notify, simulator = stack.url("intake"), stack.url("notify"), stack.url("agency-simulator")
     start = datetime.now(UTC) - timedelta(seconds=1)
@@ -61,7 +56,7 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
             case_ids.append(answer.json()["case_id"])
 
         async def settled() -> list[dict[str, dict[str, Any]]] | None:
-            found = [await referrals(client, stack, c) for c in case_ids]
+            found = [await referrals_by_agency(client, stack, c) for c in case_ids]
             done = all(
                 r.get("police", {}).get("state") == "accepted"
                 and r.get("legal-aid", {}).get("state") == "declined"
@@ -87,7 +82,7 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
     assert closed.status_code == 200, closed.text
 
     async def cancelled() -> bool:
-        return (await referrals(client, stack, case_ids[2]))["legal-home-doctor"]["state"] == "cancelled"
+        return (await referrals_by_agency(client, stack, case_ids[2]))["legal-home-doctor"]["state"] == "cancelled"
 
     await eventually(cancelled, 60, "the closed case's open referrals cancelled")
 

@@ -23,6 +23,7 @@ from schemas.events import (
     ReferralCompleted,
     ReferralDeclined,
     ReferralStarted,
+    utc_now,
 )
 from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
 
@@ -251,7 +252,7 @@ async def status(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: Access
     closing = await pending.closing_of(pool, case_id)
     stages = await plans.plan_of(pool, case_id)
     await access_log.record_now(pool, who, Access("case.status.read", case_id))
-    plan = None if stages is None else plans.shown(stages, referrals, plans.utc_now())
+    plan = None if stages is None else plans.shown(stages, referrals, utc_now())
     return {**_status(str(case_id), referrals, waiting), **closed_status(closing), "plan": plan}
 
 

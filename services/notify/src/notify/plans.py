@@ -1,7 +1,7 @@
 """A staged case's plan as notify shows it: routing's latest `case.plan`, with each stage's referrals (those for its
 needs) and the time spent in it."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -53,7 +53,3 @@ def shown(stages: list[dict[str, Any]], referrals: list[dict[str, Any]], now: da
         }
         for stage in stages
     ]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
