@@ -166,9 +166,13 @@ def test_a_form_without_the_csrf_token_changes_nothing(caseworker: Page, console
     assert count_cases(stack) == before
 
 
-def submit_case_by_api(stack: Stack, needs: list[str], consents: list[str], refused: tuple[str, ...] = ()) -> str:
-    """A case as intake's API takes it (the form's own test is above), consented for `consents`."""
+def submit_case_by_api(
+    stack: Stack, needs: list[str], consents: list[str], refused: tuple[str, ...] = (), **more: Any
+) -> str:
+    """A case as intake's API takes it (the form's own test is above), consented for `consents`; `more`: other fields
+    of the case (`staged=True`)."""
     body = {
+        **more,
         "crime_type": "violent_crime",
         "needs": needs,
         "urgency": "high",
@@ -314,14 +318,18 @@ def visible_labels(page: Page) -> list[str]:
     return [t.strip() for t in page.locator(selector).all_inner_texts() if t.strip()]
 
 
+def untranslated(page: Page, lang: str) -> list[str]:
+    """The page's labels left in the other language: in Korean none may be in English, in English none in Korean."""
+    korean = dict(catalogue("ko"))
+    wrong = {m for m, k in korean.items() if m != k} if lang == "ko" else {k for m, k in korean.items() if m != k}
+    return [text for text in visible_labels(page) if text in wrong]
+
+
 @pytest.mark.parametrize("lang", ["ko", "en"])
 def test_every_page_renders_in_both_languages_with_no_untranslated_label(
     browser: Browser, console: str, delivered_case: tuple[str, str], lang: str
 ) -> None:
     case_id, referral_id = delivered_case
-    korean = dict(catalogue("ko"))
-    # In Korean no label may be left in English; in English none may be in Korean.
-    wrong = {m for m, k in korean.items() if m != k} if lang == "ko" else {k for m, k in korean.items() if m != k}
     for identity, allowed in (("supervisor", ALLOWED["supervisor"]), ("agency-police", AGENCY_PAGES)):
         context = new_context(browser, lang, phone=identity == "agency-police")
         page = context.new_page()
@@ -329,7 +337,7 @@ def test_every_page_renders_in_both_languages_with_no_untranslated_label(
         for path in ("/signin", *allowed):
             page.goto(console + path.format(case=case_id, referral=referral_id))
             assert page.locator("html").get_attribute("lang") == lang
-            left = [text for text in visible_labels(page) if text in wrong]
+            left = untranslated(page, lang)
             assert not left, f"{path} in {lang}: untranslated {left}"
         if lang == "ko" and identity == "supervisor":
             page.goto(f"{console}/operations")
@@ -414,3 +422,119 @@ def test_an_agency_starts_and_completes_its_referral(
     expect(page.locator("dd.state")).to_have_attribute("data-state", "completed")
     expect(page.get_by_text("종료된 의뢰입니다.")).to_be_visible()
     context.close()
+
+
+DEAD_LETTERED = "microfinance"  # no other test of this module sends it anything
+
+
+def staff_get(stack: Stack, service: str, path: str, role: str = "supervisor") -> httpx.Response:
+    return httpx.get(f"{stack.url(service)}{path}", headers={"authorization": f"Bearer {stack.token(role)}"})
+
+
+@pytest.fixture
+def refusing_agency(stack: Stack) -> Iterator[str]:
+    """The agency's simulator answers 410 Gone to every referral: the gateway gives up at once and dead-letters it."""
+    simulator = stack.url("agency-simulator")
+    behaviour = {"action": "fail", "status": 410, "times": None}
+    assert httpx.put(f"{simulator}/behaviour/{DEAD_LETTERED}", json=behaviour).status_code == 200
+    try:
+        yield DEAD_LETTERED
+    finally:
+        httpx.delete(f"{simulator}/behaviour/{DEAD_LETTERED}")
+
+
+def test_an_operator_replays_a_dead_letter_once_the_agency_is_fixed(
+    browser: Browser, console: str, stack: Stack, refusing_agency: str
+) -> None:
+    agency = refusing_agency
+    case_id = submit_case_by_api(stack, ["financial"], [agency])
+    wait_for(
+        "the referral in the agency's DLQ, waiting for a replay",
+        lambda: (
+            case_id
+            in {r["case_id"] for r in staff_get(stack, "agency-gateway", f"/agencies/{agency}/dead-letters").json()}
+        ),
+    )
+
+    # Neither a caseworker's console nor the gateway's API lets anyone but an operator see or replay dead letters.
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "caseworker")
+    replay_path = f"/operations/agencies/{agency}/dead-letters/replay"
+    assert page.request.get(f"{console}/operations", max_redirects=0).status == 403
+    csrf = next(c["value"] for c in context.cookies() if c["name"] == "console_csrf")
+    assert page.request.post(console + replay_path, form={"csrf_token": csrf}, max_redirects=0).status == 403
+    assert staff_get(stack, "agency-gateway", "/dead-letters", role="caseworker").status_code == 403
+    caseworker = {"authorization": f"Bearer {stack.token('caseworker')}"}
+    gateway_replay = f"{stack.url('agency-gateway')}/agencies/{agency}/dead-letters/replay"
+    assert httpx.post(gateway_replay, headers=caseworker).status_code == 403
+    context.close()
+
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "supervisor")
+    page.goto(f"{console}/operations")
+    row = page.locator(f"tr.dead-letters[data-agency='{agency}'][data-reason='permanent_failure']")
+    expect(row).to_be_visible()
+    assert int(row.locator("td.waiting").inner_text()) >= 1
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "console-dead-letters.png"), full_page=True)
+
+    # The agency fixes its endpoint; the operator replays its dead letters from the console.
+    assert httpx.delete(f"{stack.url('agency-simulator')}/behaviour/{agency}").status_code in (200, 204)
+    row.get_by_role("button", name=re.compile("다시 보내기")).click()
+    expect(page.locator("p.done .replayed-count")).to_be_visible()
+    assert int(page.locator("p.done .replayed-count").inner_text()) >= 1
+    context.close()
+
+    # Delivered after all, once: the agency's simulator took it without a duplicate and accepted it.
+    wait_for(
+        "the replayed referral accepted",
+        lambda: [r for r in referrals_of(stack, case_id) if r["agency_id"] == agency and r["state"] == "accepted"],
+    )
+    timeline = staff_get(stack, "notify", f"/cases/{case_id}/timeline").json()["events"]
+    assert [e["agency_id"] for e in timeline if e["type"] == "referral.delivered"] == [agency]
+    received = httpx.get(f"{stack.url('agency-simulator')}/agencies/{agency}/referrals").json()["referrals"]
+    [taken] = [r for r in received if r["case_id"] == case_id and r["decision"] == "accept"]
+    assert taken["duplicates"] == 0
+    waiting = staff_get(stack, "agency-gateway", f"/agencies/{agency}/dead-letters").json()
+    assert case_id not in {r["case_id"] for r in waiting}
+
+
+STAGED_NEEDS = ["legal", "safety", "counselling", "employment"]
+STAGED_CONSENTS = ["police", "legal-aid", "victim-support-center", "smile-center", "employment-center"]
+
+
+def test_a_caseworker_follows_a_staged_cases_plan_and_starts_its_next_stage(
+    browser: Browser, caseworker: Page, console: str, stack: Stack
+) -> None:
+    case_id = submit_case_by_api(stack, STAGED_NEEDS, STAGED_CONSENTS, staged=True)
+    page = caseworker
+    page.goto(f"{console}/cases/{case_id}")  # the plan shows once notify has it; the page refreshes itself till then
+    crisis = page.locator("li.stage[data-stage='crisis']")
+    legal = page.locator("li.stage[data-stage='investigation_legal']")
+    expect(crisis).to_have_attribute("data-state", "active")
+    expect(crisis.get_by_role("heading", name="위기 개입 및 안전")).to_be_visible()
+    expect(crisis.locator(".stage-referrals li[data-agency='police']")).to_be_visible()
+    expect(crisis.locator(".spent")).to_be_visible()
+    expect(legal).to_have_attribute("data-state", "waiting")
+    assert legal.locator(".stage-referrals li").count() == 0  # a later stage's needs wait for the caseworker
+    assert [s.get_attribute("data-stage") for s in page.locator("li.stage").all()][:2] == [
+        "crisis",
+        "investigation_legal",
+    ]
+    page.screenshot(path=str(SHOTS / "console-plan.png"), full_page=True)
+
+    page.get_by_role("button", name="다음 단계 시작").click()
+    expect(crisis).to_have_attribute("data-state", "done")
+    expect(legal).to_have_attribute("data-state", "active")
+    expect(legal.locator(".stage-referrals li[data-agency='legal-aid']")).to_be_visible()  # routed on advancing
+    expect(page.locator("li.stage[data-stage='recovery']")).to_have_attribute("data-state", "waiting")
+
+    page.goto(f"{console}/language/en?back=/cases/{case_id}")
+    expect(crisis.get_by_role("heading", name="Crisis and safety")).to_be_visible()
+    expect(page.get_by_role("button", name="Start the next stage")).to_be_visible()
+    assert not untranslated(page, "en")
+    page.goto(f"{console}/language/ko?back=/cases/{case_id}")
+    expect(page.get_by_role("button", name="다음 단계 시작")).to_be_visible()
+    assert not untranslated(page, "ko")

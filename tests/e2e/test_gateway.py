@@ -319,6 +319,37 @@ async def test_a_permanently_failing_agency_dead_letters_emits_failed_and_a_repl
     await eventually(accepted, 60, "notify to take the replayed referral's acceptance")
 
 
+async def replay_through_the_api(world: GatewayWorld, client: httpx.AsyncClient, agency_id: str, case_id: str) -> None:
+    """As fix_and_replay, through the gateway's HTTP API as an operator (a supervisor) does it from the console:
+    the dead letter is listed (summary and dry run), a caseworker may neither list nor replay, the replay puts it
+    back once and a second replay finds nothing left."""
+    stack = world.stack
+    gateway = stack.url("agency-gateway")
+
+    async def listed() -> list[dict[str, Any]] | None:
+        rows = (await client.get(f"{gateway}/dead-letters")).json()
+        return [r for r in rows if r["agency_id"] == agency_id and r["waiting"]] or None
+
+    [row] = await eventually(listed, 60, f"{agency_id}'s dead letter in GET /dead-letters")
+    assert row["topic"] == f"referrals.{agency_id}.dlq" and row["reason"] == "permanent_failure"
+    assert (row["count"], row["waiting"]) == (1, 1) and row["first_seen"] == row["last_seen"]
+    [waiting] = (await client.get(f"{gateway}/agencies/{agency_id}/dead-letters")).json()  # a dry run
+    assert waiting["case_id"] == case_id and waiting["target"] == f"referrals.{agency_id}"
+
+    caseworker = {"authorization": f"Bearer {stack.token('caseworker')}"}
+    assert (await client.get(f"{gateway}/dead-letters", headers=caseworker)).status_code == 403
+    replay_path = f"{gateway}/agencies/{agency_id}/dead-letters/replay"
+    assert (await client.post(replay_path, headers=caseworker)).status_code == 403
+    assert (await client.post(f"{gateway}/agencies/no-such-agency/dead-letters/replay")).status_code == 404
+
+    await set_behaviour(client, stack, agency_id, {"action": "accept", "delay_seconds": 0})
+    replayed = (await client.post(replay_path)).json()
+    assert replayed["replayed"] == 1 and replayed["letters"][0]["case_id"] == case_id
+    assert (await client.post(replay_path)).json()["replayed"] == 0  # the replay group remembers
+    [row] = [r for r in (await client.get(f"{gateway}/dead-letters")).json() if r["agency_id"] == agency_id]
+    assert (row["count"], row["waiting"]) == (1, 0)
+
+
 async def test_a_failed_referral_whose_needs_went_to_another_agency_is_not_delivered_by_a_replay(
     world: GatewayWorld, client: httpx.AsyncClient
 ) -> None:
@@ -331,7 +362,7 @@ async def test_a_failed_referral_whose_needs_went_to_another_agency_is_not_deliv
     [backup] = await events_of(client, stack, case_id, "referral.delivered")
     assert backup["agency_id"] == "test-backup", "routing gave the failed referral's needs to the next agency"
 
-    await fix_and_replay(world, client, "test-gone")
+    await replay_through_the_api(world, client, "test-gone", case_id)
 
     async def skipped() -> bool:
         log = (stack.logs_dir / "agency-gateway.log").read_text(encoding="utf-8", errors="replace")

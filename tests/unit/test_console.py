@@ -91,6 +91,37 @@ def test_the_timeline_reads_as_steps_without_any_detail() -> None:
     assert [flow.duration(ms) for ms in (850, 4200, 7_500_000)] == ["850 ms", "4.2 s", "2 h 5 min"]
 
 
+def test_a_staged_cases_plan_reads_as_routings_stages_with_notifys_referrals() -> None:
+    now = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    at = "2026-01-01T00:{:02d}:00+00:00".format
+    routing = {
+        "stages": [
+            {"stage": "crisis", "needs": ["safety"], "state": "done", "started_at": at(0), "ended_at": at(30),
+             "name_ko": "위기 개입 및 안전", "name_en": "Crisis and safety"},
+            {"stage": "recovery", "needs": ["counselling"], "state": "active", "started_at": at(30),
+             "name_ko": "회복", "name_en": "Recovery"},
+            {"stage": "daily_life", "needs": [], "state": "waiting", "name_ko": "일상", "name_en": "Daily life"},
+        ]
+    }  # fmt: skip
+    police = {"referral_id": "r1", "agency_id": "police", "state": "accepted"}
+    notify = [  # a moment behind routing: recovery has not started there yet
+        {"stage": "crisis", "needs": ["safety"], "state": "active", "referrals": [police]},
+        {"stage": "recovery", "needs": ["counselling"], "state": "waiting", "referrals": []},
+    ]
+    stages = flow.plan_stages(routing, notify, now)
+    assert [(s.stage, s.state, s.spent, s.referrals) for s in stages] == [
+        ("crisis", "done", "30 min", [police]),
+        ("recovery", "active", "30 min", []),
+        ("daily_life", "waiting", "", []),
+    ]
+    assert Translator("en").name(stages[0].names) == "Crisis and safety"
+    assert not flow.can_advance(stages)  # the only stage waiting has no needs
+    unread = flow.plan_stages(None, notify, now)  # routing's plan not readable: notify's, named by its ids
+    first = unread[0]
+    assert (first.stage, first.state, Translator("ko").name(first.names, first.stage)) == ("crisis", "active", "crisis")
+    assert flow.can_advance(unread) and flow.plan_stages(None, None, now) == []
+
+
 def test_the_inbox_puts_overdue_referrals_first_then_the_nearest_deadline() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -199,7 +230,16 @@ def test_signing_in_keeps_the_token_in_a_secure_http_only_strict_cookie(dev_cons
 
 @pytest.mark.parametrize(
     "path",
-    ["/signin/dev", "/signin/token", "/signout", "/cases", "/cases/preview", "/guidance", "/inbox/0/accept"],
+    [
+        "/signin/dev",
+        "/signin/token",
+        "/signout",
+        "/cases",
+        "/cases/preview",
+        "/guidance",
+        "/inbox/0/accept",
+        "/operations/agencies/police/dead-letters/replay",
+    ],
 )
 def test_every_form_without_its_csrf_token_is_refused_and_calls_nothing(
     dev_console: tuple[TestClient, FakeApis], path: str
@@ -312,3 +352,32 @@ def test_a_form_too_large_is_refused_before_it_is_read(dev_console: tuple[TestCl
     client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
     answer = client.post("/cases/preview", data={"csrf_token": csrf_of(client), "summary": "x" * 300_000})
     assert answer.status_code == 413 and not fake.calls[1:]  # only the sign-in page's call, none for the form
+
+
+def test_a_dead_letter_replay_is_the_gateways_under_the_supervisors_token(
+    dev_console: tuple[TestClient, FakeApis],
+) -> None:
+    client, fake = dev_console
+    seen = {"first_seen": "2026-12-06T01:00:00+00:00", "last_seen": "2026-12-06T02:00:00+00:00"}
+    fake.answers["/dead-letters"] = [
+        {"agency_id": "police", "topic": "referrals.police.dlq", "reason": "permanent_failure", "count": 2,
+         "waiting": 1, **seen},
+        {"agency_id": "legal-aid", "topic": "referrals.legal-aid.dlq", "reason": "retries_exhausted", "count": 1,
+         "waiting": 0, **seen},
+    ]  # fmt: skip
+    replay = "/operations/agencies/police/dead-letters/replay"
+    fake.answers["/agencies/police/dead-letters/replay"] = {"agency_id": "police", "replayed": 1, "letters": []}
+    caseworker = issue_token(SECRET, Role.caseworker, "cw-1")
+    client.cookies.set(SESSION_COOKIE, caseworker)
+    csrf = csrf_of(client)
+    assert client.post(replay, data={"csrf_token": csrf}).status_code == 403
+    assert not any(path.endswith("/replay") for _, _, path, _ in fake.calls)
+
+    supervisor = issue_token(SECRET, Role.supervisor, "sv-1")
+    client.cookies.set(SESSION_COOKIE, supervisor)
+    page = client.get("/operations").text
+    assert page.count('action="/operations/agencies/') == 1 and f'action="{replay}"' in page  # where one waits
+    answer = client.post(replay, data={"csrf_token": csrf})
+    assert answer.headers["location"] == "/operations?replayed=1&agency=police#dead-letters"
+    assert fake.calls[-1] == ("agency-gateway", "POST", "/agencies/police/dead-letters/replay", supervisor)
+    assert client.get("/operations?replayed=1&agency=police").text.count('class="replayed-count">1<') == 1

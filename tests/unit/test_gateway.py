@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -29,6 +30,7 @@ from agency_gateway.domain import CircuitBreaker, Done, GiveUp, Retry, RetryPoli
 from agency_gateway.handlers import AgencyDeliveries
 from agency_gateway.personal import IntakeDisclosures, NotFetched
 from agency_gateway.registry import ChannelRegistry
+from agency_gateway.replay import DeadLetter, summary
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
@@ -557,3 +559,34 @@ async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circ
 
 def test_a_kafka_native_agency_fetches_its_items_itself() -> None:
     assert KafkaDelivery.sends_personal_items is False and WebhookDelivery.sends_personal_items is True
+
+
+def test_the_dead_letter_summary_counts_per_agency_and_reason_and_what_still_waits_for_a_replay() -> None:
+    def letter(offset: int, reason: str, hour: int, replayed: bool) -> DeadLetter:
+        at = datetime(2026, 12, 6, hour, tzinfo=UTC)
+        return DeadLetter(offset, 0, str(uuid4()), reason, "referrals.police", at, replayed)
+
+    found = {
+        "police": [letter(0, "permanent_failure", 9, True), letter(1, "permanent_failure", 7, False)],
+        "legal-aid": [letter(0, "retries_exhausted", 8, False)],
+    }
+    assert summary(found) == [
+        {
+            "agency_id": "legal-aid",
+            "topic": "referrals.legal-aid.dlq",
+            "reason": "retries_exhausted",
+            "count": 1,
+            "waiting": 1,
+            "first_seen": "2026-12-06T08:00:00+00:00",
+            "last_seen": "2026-12-06T08:00:00+00:00",
+        },
+        {
+            "agency_id": "police",
+            "topic": "referrals.police.dlq",
+            "reason": "permanent_failure",
+            "count": 2,
+            "waiting": 1,
+            "first_seen": "2026-12-06T07:00:00+00:00",
+            "last_seen": "2026-12-06T09:00:00+00:00",
+        },
+    ]

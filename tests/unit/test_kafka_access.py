@@ -79,3 +79,11 @@ def test_every_service_that_holds_a_case_may_read_its_erasure() -> None:
         groups = {r.name for r in rules if r.principal == service and r.resource is Resource.GROUP}
         assert any(f"{service}.case-erased".startswith(prefix) for prefix in groups)
     assert "case.erased" not in readable_topics("intake", ["police"], [])
+
+
+def test_the_gateway_alone_reads_an_agency_s_dlq_and_may_put_its_letters_back() -> None:
+    rules = access_rules(["police"], [])
+    readers = {r.principal for r in rules if r.name == "referrals.police.dlq" and r.operation is Operation.READ}
+    assert readers == {"agency-gateway"}  # an operator's replay through the gateway's API
+    writers = {r.principal for r in rules if r.name == "referrals.police" and r.operation is Operation.WRITE}
+    assert "agency-gateway" in writers

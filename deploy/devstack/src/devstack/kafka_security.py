@@ -145,6 +145,10 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
     produces(gateway, [REFERRAL_EVENTS, *(f"referrals.{a}.retry" for a in agency_ids)])
     produces(gateway, [f"acks.{a}" for a in native])  # it creates a Kafka-native agency's answer topic
     groups(gateway, f"{gateway}.")
+    # An operator's replay through the gateway's API (its replay.py): it reads each agency's DLQ and puts the dead
+    # letters back on the agency's topic, as `onestop-replay-dlq` does under an operator's own login.
+    topics(gateway, [f"referrals.{a}.dlq" for a in agency_ids], R)
+    produces(gateway, [f"referrals.{a}" for a in agency_ids])
 
     # Notify creates and reads every agency's answer topic; only a Kafka-native agency may write its own.
     consumes("notify", [CASE_SUBMITTED, CASE_ERASED, REFERRAL_EVENTS, *(f"acks.{a}" for a in agency_ids)])

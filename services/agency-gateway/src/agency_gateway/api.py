@@ -1,18 +1,22 @@
 """The gateway's HTTP API: staff follow a case's deliveries and notices; a Kafka-native agency fetches the personal
-items of a referral delivered to it. Every read of a case's data is access-logged; auditors read the log
-(kit.access_log_api)."""
+items of a referral delivered to it; an operator (a supervisor) looks at the agencies' dead letters and replays an
+agency's once the cause is fixed (replay.py, as `onestop-replay-dlq` does). Every read of a case's data is
+access-logged; auditors read the log (kit.access_log_api)."""
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
 from kit.access_log import Access
-from kit.deps import AccessLogDep, AgencyDep, PoolDep, StaffDep, provided
+from kit.deps import AccessLogDep, AgencyDep, PoolDep, StaffDep, SupervisorDep, provided
 from kit.http import Problem
 
-from . import storage
+from . import replay, storage
 from .handlers import AgencyDeliveries
 from .personal import IntakeDisclosures, NotFetched
 
@@ -28,6 +32,20 @@ class Deliveries:
 
 
 DeliveriesDep = Annotated[Deliveries, Depends(provided(Deliveries))]
+
+
+@dataclass(frozen=True)
+class DeadLetterQueues:
+    """The gateway's Kafka and login, through which an operator's replay reads an agency's DLQ and puts it back; one
+    replay at a time per agency in this process (two at once would put the same letters back twice)."""
+
+    bootstrap_servers: str
+    client_config: Mapping[str, Any]
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+
+DeadLettersDep = Annotated[DeadLetterQueues, Depends(provided(DeadLetterQueues))]
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 Rows = list[dict[str, object]]
@@ -84,3 +102,82 @@ async def personal_items(
         raise Problem(status or 503, "the personal items cannot be given: " + items.detail)
     await access_log.record_now(pool, who, Access("referral.personal.read", row["case_id"], referral_id))
     return {"referral_id": str(referral_id), "case_id": str(row["case_id"]), "items": items}
+
+
+def _agency_known(deliveries: Deliveries, agency_id: str) -> None:
+    if agency_id not in {d.agency.id for d in deliveries.agencies}:
+        raise Problem(404, f"no agency {agency_id}")
+
+
+def _cases(letters: Sequence[replay.DeadLetter], action: str) -> list[Access]:
+    """An access-log row per case whose dead letter was read or replayed (one without a case when there is none)."""
+    cases = set()
+    for letter in letters:
+        try:
+            cases.add(UUID(letter.key))
+        except ValueError:  # a poison record's key need not be a case id
+            continue
+    return [Access(action, case_id) for case_id in sorted(cases)] or [Access(action)]
+
+
+def _shown(letter: replay.DeadLetter) -> dict[str, Any]:
+    return {
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "case_id": letter.key,
+        "reason": letter.reason,
+        "failed_at": letter.failed_at.isoformat(),
+        "target": letter.target,
+    }
+
+
+@router.get("/dead-letters", tags=["dead letters"])
+async def dead_letter_queues(
+    who: SupervisorDep, pool: PoolDep, access_log: AccessLogDep, deliveries: DeliveriesDep, queues: DeadLettersDep
+) -> Rows:
+    """Each agency's DLQ (`referrals.<agency-id>.dlq`), per reason: how many dead letters, how many wait for a
+    replay, and when the first and the last arrived. Operators (supervisors) only."""
+    found = await replay.dead_letters(
+        queues.bootstrap_servers, [d.agency.id for d in deliveries.agencies], client_config=queues.client_config
+    )
+    await access_log.record_now(pool, who, Access("dead_letters.read"))
+    return replay.summary(found)
+
+
+@router.get("/agencies/{agency_id}/dead-letters", tags=["dead letters"])
+async def waiting_dead_letters(
+    agency_id: str,
+    who: SupervisorDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    deliveries: DeliveriesDep,
+    queues: DeadLettersDep,
+) -> Rows:
+    """The dead letters a replay of the agency's DLQ would put back now (a dry run: nothing is sent): where each
+    is, its case, why it failed, when, and the topic it would go back to."""
+    _agency_known(deliveries, agency_id)
+    letters = await replay.replay_dlq(
+        queues.bootstrap_servers, agency_id, dry_run=True, client_config=queues.client_config
+    )
+    await access_log.record_now(pool, who, *_cases(letters, "dead_letters.read"))
+    return [_shown(letter) for letter in letters]
+
+
+@router.post("/agencies/{agency_id}/dead-letters/replay", tags=["dead letters"])
+async def replay_dead_letters(
+    agency_id: str,
+    who: SupervisorDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    deliveries: DeliveriesDep,
+    queues: DeadLettersDep,
+) -> dict[str, Any]:
+    """Once the cause is fixed: put the agency's dead letters not replayed before back on the topic each came from;
+    the gateway delivers each as if new, with the same referral id (a referral whose needs went to another agency
+    meanwhile is passed over). Operators (supervisors) only; access-logged per case."""
+    _agency_known(deliveries, agency_id)
+    async with queues.locks[agency_id]:
+        letters = await replay.replay_dlq(queues.bootstrap_servers, agency_id, client_config=queues.client_config)
+    await access_log.record_now(pool, who, *_cases(letters, "dead_letters.replay"))
+    log.info("%s replayed %d dead letter(s) of %s", who.subject, len(letters), agency_id)
+    return {"agency_id": agency_id, "replayed": len(letters), "letters": [_shown(letter) for letter in letters]}

@@ -22,7 +22,7 @@ from schemas.events import (
 from schemas.topics import CASE_ERASED, REFERRAL_EVENTS
 
 from . import storage
-from .api import Deliveries, router
+from .api import DeadLetterQueues, Deliveries, router
 from .domain import CircuitBreaker, RetryPolicy
 from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import AGENCY_TOPIC_EVENTS, DELIVERIES_CONSUMER, AgencyDeliveries, consumer_name
@@ -99,4 +99,6 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
     # without a transaction.
     runtime.consume_batch(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, record_ending, wants=ends_a_referral)
 
-    return service_app("Agency gateway", runtime, router, provides=[Deliveries(deliveries, disclosures, time.time)])
+    queues = DeadLetterQueues(settings.kafka_bootstrap_servers, settings.kafka_client_config())
+    provided = [Deliveries(deliveries, disclosures, time.time), queues]
+    return service_app("Agency gateway", runtime, router, provides=provided)

@@ -138,7 +138,13 @@ async def case_view(p: Page, case_id: UUID, closing: bool = False) -> dict[str, 
     events = (await not_yet(p.api("notify", "GET", f"/cases/{case_id}/timeline"), {"events": []}))["events"]
     now = datetime.now(UTC)
     referrals = [{**r, "countdown": flow.countdown(r.get("ack_deadline"), now)} for r in status["referrals"]]
+    stages: list[flow.Stage] = []
+    if status.get("plan"):  # a staged case: routing's plan names its stages and knows their state now
+        plan = await not_yet(p.api("routing", "GET", f"/cases/{case_id}/plan"), {})
+        stages = flow.plan_stages(plan, status["plan"], now)
     return {
+        "stages": stages,
+        "can_advance": flow.can_advance(stages),
         "case_id": str(case_id),
         "status": status,
         "referrals": referrals,
@@ -161,6 +167,14 @@ async def case_page(case_id: UUID, p: StaffPage, closing: bool = False) -> Respo
 async def case_progress(case_id: UUID, p: StaffPage, closing: bool = False) -> Response:
     """The referrals and the timeline only, refreshed in place by htmx while the page is open."""
     return p.render("case_progress.html", **await case_view(p, case_id, closing))
+
+
+@router.post("/cases/{case_id}/plan/advance")
+async def advance_plan(case_id: UUID, request: Request, p: StaffPage) -> Response:
+    """The stage under way is done: routing starts the next stage with needs and routes them now (never silently)."""
+    await posted_form(request)
+    await p.api("routing", "POST", f"/cases/{case_id}/plan/advance")
+    return RedirectResponse(f"/cases/{case_id}#plan", status_code=303)
 
 
 @router.post("/cases/{case_id}/consents/{agency_id}/withdraw")

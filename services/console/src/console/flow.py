@@ -1,5 +1,5 @@
-"""A case's timeline as a readable flow, referrals' deadlines as countdowns, an agency's inbox in the order to
-answer it. Pure: times in, words and numbers out."""
+"""A case's timeline as a readable flow, a staged case's plan stage by stage, referrals' deadlines as countdowns, an
+agency's inbox in the order to answer it. Pure: times in, words and numbers out."""
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -82,3 +82,49 @@ def inbox_order(referrals: Iterable[Mapping[str, Any]], now: datetime) -> list[M
         return (0 if overdue else 1, left.seconds if left is not None else float("inf"))
 
     return sorted(waiting, key=key)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a staged case's plan as the case page shows it: its names (`name_ko`, `name_en`), state, needs,
+    the referrals made for its needs, and how long it has taken (under way: so far; waiting: '')."""
+
+    stage: str
+    names: Mapping[str, str]
+    state: str
+    needs: list[str]
+    referrals: list[Mapping[str, Any]]
+    spent: str
+
+
+def plan_stages(
+    plan: Mapping[str, Any] | None, shown: Iterable[Mapping[str, Any]] | None, now: datetime
+) -> list[Stage]:
+    """Routing's plan (`plan`: the stages in order, their names and states as of now) with each stage's referrals
+    from notify's (`shown`, the status's `plan`, which follows routing's a moment later); notify's alone when routing's
+    could not be read. None of either: not a staged case."""
+    referrals = {str(s["stage"]): list(s.get("referrals") or []) for s in shown or ()}
+    stages = list(plan["stages"]) if plan else list(shown or ())
+
+    def spent(stage: Mapping[str, Any]) -> str:
+        if not stage.get("started_at"):
+            return ""
+        ended = datetime.fromisoformat(stage["ended_at"]) if stage.get("ended_at") else now
+        return duration((ended - datetime.fromisoformat(stage["started_at"])).total_seconds() * 1000)
+
+    return [
+        Stage(
+            stage=str(s["stage"]),
+            names={k: s[k] for k in ("name_ko", "name_en") if s.get(k)},
+            state=str(s["state"]),
+            needs=list(s["needs"]),
+            referrals=referrals.get(str(s["stage"]), []),
+            spent=spent(s),
+        )
+        for s in stages
+    ]
+
+
+def can_advance(stages: Iterable[Stage]) -> bool:
+    """Whether a stage is left to start: a waiting one with needs (routing refuses the advance otherwise)."""
+    return any(s.state == "waiting" and s.needs for s in stages)

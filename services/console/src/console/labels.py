@@ -90,7 +90,9 @@ EVENTS = {
     "referral.rerouting": N_("Re-routing"),
     "consent.withdrawn": N_("Consent withdrawn"),
     "case.erased": N_("Case erased"),
+    "case.plan": N_("Plan changed"),
 }
+STAGE_STATES = {"waiting": N_("Waiting"), "active": N_("Under way"), "done": N_("Done")}
 CONSENT_STATES = {
     "granted": N_("Granted"),
     "refused": N_("Refused"),

@@ -1,5 +1,6 @@
-"""The operator's pages (supervisors): every service's health, each agency's channel and circuit, and any case's
-flow hop by hop — ids, event types and times only, never personal data or notes."""
+"""The operator's pages (supervisors): every service's health, each agency's channel and circuit, its dead letters
+with a replay once the cause is fixed (the gateway's API), and any case's flow hop by hop — ids, event types and
+times only, never personal data or notes."""
 
 import asyncio
 import re
@@ -7,8 +8,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from schemas.events import AgencyId
 from schemas.vocab import CrimeType
 
 from . import flow, labels
@@ -17,13 +19,17 @@ from .caseworker import agency_names
 from .i18n import SEOUL
 from .monitor import read_figures
 from .pages import OperatorPage
+from .session import posted_form
 from .settings import SERVICES
 
 router = APIRouter()
 
 
 @router.get("/operations", response_class=HTMLResponse)
-async def operations(p: OperatorPage, case_id: str | None = None) -> Response:
+async def operations(
+    p: OperatorPage, case_id: str | None = None, replayed: int | None = None, agency: AgencyId | None = None
+) -> Response:
+    """`replayed` and `agency`: what the replay just done put back (a count and an agency id, nothing personal)."""
     if case_id:
         try:
             return RedirectResponse(f"/operations/cases/{UUID(case_id.strip())}", status_code=303)
@@ -34,7 +40,38 @@ async def operations(p: OperatorPage, case_id: str | None = None) -> Response:
     texts = await asyncio.gather(*(p.apis.metrics(s) for s in SERVICES))
     figures = read_figures({s: text for s, text in zip(SERVICES, texts, strict=True) if text is not None})
     agencies = await p.api("agency-gateway", "GET", "/agencies")
-    return p.render("operations.html", health=health, agencies=agencies, figures=figures, names=await agency_names(p))
+    return p.render(
+        "operations.html",
+        health=health,
+        agencies=agencies,
+        figures=figures,
+        names=await agency_names(p),
+        agency_letters=await agency_dead_letters(p),
+        replayed=replayed,
+        replayed_agency=agency,
+    )
+
+
+async def agency_dead_letters(p: OperatorPage) -> list[dict[str, Any]] | None:
+    """The gateway's dead letters per agency and reason; None when it cannot list them now (the page still shows)."""
+    try:
+        rows: list[dict[str, Any]] = await p.api("agency-gateway", "GET", "/dead-letters")
+    except ApiError as failed:
+        if failed.status == 401:  # the session ended: signing in again, as for any other call
+            raise
+        return None
+    return rows
+
+
+@router.post("/operations/agencies/{agency_id}/dead-letters/replay")
+async def replay_dead_letters(agency_id: AgencyId, request: Request, p: OperatorPage) -> Response:
+    """The gateway's replay of the agency's DLQ, under the operator's own token (the gateway checks the role and
+    access-logs it); back to the operations page saying how many were put back."""
+    await posted_form(request)
+    done = await p.api("agency-gateway", "POST", f"/agencies/{agency_id}/dead-letters/replay")
+    return RedirectResponse(
+        f"/operations?replayed={int(done['replayed'])}&agency={agency_id}#dead-letters", status_code=303
+    )
 
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
