@@ -108,7 +108,10 @@ async def test_a_referral_lives_through_the_api_and_the_acknowledgement_topic_wi
             "not_successful",
             "unable_to_contact_victim",
         )
-        assert (await client.get(f"{notify}/cases/{case_id}/status")).json()["status"] == "closed"
+        # Every referral has ended, but the caseworker's follow-up is open (it proposes re-routing): not closed yet.
+        status = (await client.get(f"{notify}/cases/{case_id}/status")).json()
+        assert status["status"] == "needs_attention"
+        assert [(t["referral_id"], t["proposal"]["state"]) for t in status["follow_ups"]] == [(referral_id, "proposed")]
 
         # Every change is an event on referral.events, once; the timeline shows them in order.
         async def published() -> list[str] | None:
@@ -121,7 +124,13 @@ async def test_a_referral_lives_through_the_api_and_the_acknowledgement_topic_wi
             assert types.count(change) == 1, types
         assert "referral.declined" not in types
         in_order = [e["type"] for e in await timeline(client, notify, case_id) if e["referral_id"] == referral_id]
-        assert in_order == ["referral.delivered", "referral.accepted", "referral.in_progress", "referral.completed"]
+        assert in_order == [
+            "referral.delivered",
+            "referral.accepted",
+            "referral.in_progress",
+            "referral.completed",
+            "follow_up.opened",
+        ]
 
         # The caseworker hears of the completion; the victim, through the safe channel, only that there is news.
         completion_mail = await eventually(lambda: _mail(mailbox, caseworker, "completed"), 30, "the caseworker's mail")

@@ -105,7 +105,28 @@ async def test_the_same_facts_in_every_order_leave_the_same_referral(pool: async
             (row["state"], row["reason"], row["outcome"], row["state_changed_at"], event_index, tuple(row["needs"]))
         )
         assert row["requested_at"] == t0
+        # The completion's follow-up, proposing to re-route the need, whenever its routing came.
+        tasks = await pool.fetch("SELECT needs, proposal FROM follow_ups WHERE referral_id = $1", referral_id)
+        assert [(list(t["needs"]), t["proposal"]) for t in tasks] == [(["legal"], "reroute")]
     assert seen == {("completed", "victim_refused_services", "not_successful", t0 + timedelta(4), 4, ("legal",))}
+
+
+async def test_a_completion_opens_one_follow_up_however_often_it_comes(pool: asyncpg.Pool) -> None:
+    case_id, referral_id = uuid4(), uuid4()
+    now = datetime.now(UTC)
+    common = {"case_id": case_id, "referral_id": referral_id, "agency_id": "police"}
+    await on_case_submitted(pool, CTX, submitted(case_id, now))  # the sample victim names no safe channel
+    await on_referral_event(pool, CTX, routed(case_id, now, (referral_id, "police", "safety")))
+    await on_referral_event(pool, CTX, ReferralAccepted(**common, producer="notify"))
+    completed = ReferralCompleted(**common, producer="notify", outcome=CompletionOutcome.successful)
+    for _ in range(2):  # a redelivery
+        await on_referral_event(pool, CTX, completed)
+    await on_referral_event(pool, CTX, completed.model_copy(update={"event_id": uuid4()}))  # replayed, a new id
+    tasks = await pool.fetch("SELECT * FROM follow_ups WHERE case_id = $1", case_id)
+    assert [(t["kind"], t["no_contact"], t["proposal"], t["caseworker_id"], t["state"]) for t in tasks] == [
+        ("review_without_contact", "no_safe_channel", None, "cw-1", "open")
+    ]
+    assert [t for _, t in await outbox(pool, case_id)].count("follow_up.opened") == 1
 
 
 async def test_a_refused_command_changes_nothing_and_an_allowed_one_is_published(pool: asyncpg.Pool) -> None:

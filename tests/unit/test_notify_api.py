@@ -73,3 +73,28 @@ def test_the_inbox_of_open_referrals_is_for_an_agency_token_only(client: TestCli
     assert "get" in client.get("/openapi.json").json()["paths"]["/referrals"]
     assert client.get("/referrals").status_code == 403  # the client's default token is a caseworker's
     assert client.get("/referrals", headers={"authorization": ""}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"outcome": "not-a-code"},
+        {},
+        {"outcome": "needs_met", "closed_by": "caseworker:someone-else"},  # who closes it is the token's
+        {"outcome": "needs_met", "note": "the victim's words"},  # codes only: no free text
+    ],
+)
+def test_a_closing_with_bad_input_is_a_problem_before_anything_is_read(
+    client: TestClient, body: dict[str, str]
+) -> None:
+    answer = client.post(f"/cases/{uuid4()}/follow-ups/{uuid4()}/done", json=body)
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+    assert "someone-else" not in answer.text and "the victim's words" not in answer.text
+
+
+def test_follow_ups_are_for_staff_only(client: TestClient) -> None:
+    assert client.get("/follow-ups", headers=POLICE).status_code == 403
+    done = client.post(f"/cases/{uuid4()}/follow-ups/{uuid4()}/done", json={"outcome": "needs_met"}, headers=POLICE)
+    assert done.status_code == 403
+    assert client.post(f"/cases/{uuid4()}/follow-ups/{uuid4()}/reroute", headers=POLICE).status_code == 403
+    assert client.get("/follow-ups?state=whatever").status_code == 422

@@ -386,6 +386,9 @@ def test_the_victims_language_ranks_agencies_that_speak_it_first(catalogue: Cata
         (ReroutingCause.declined, "declined this case"),
         (ReroutingCause.delivery_failed, "could not be delivered"),
         (ReroutingCause.deadline_breached, "missed its acknowledgement deadline"),
+        # A completed referral re-routed on the caseworker's word after a not_successful outcome (notify's
+        # follow-up): routing takes it like any other cause (before, it had no reason for it and failed).
+        (ReroutingCause.not_successful, "completed its referral without success"),
     ],
 )
 def test_rerouting_sends_the_unmet_needs_to_the_next_candidate_never_back(

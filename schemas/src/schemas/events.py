@@ -28,10 +28,14 @@ from .vocab import (
     CrimeType,
     DeclineReason,
     ErasureCause,
+    FollowUpKind,
+    FollowUpOutcome,
+    FollowUpProposal,
     IntakeChannel,
     LegalBasis,
     Need,
     NeedClosedReason,
+    NoContactReason,
     NotSuccessfulReason,
     ReroutingCause,
     Urgency,
@@ -452,6 +456,39 @@ class NeedClosed(Envelope):
     closed_by: Annotated[str, Field(min_length=1, max_length=128)]  # the staff member's principal id, from the token
 
 
+class FollowUpOpened(Envelope):
+    """notify opened a follow-up task for the case's caseworker when an agency completed a referral: check with the
+    victim (within their contact rules; `review_without_contact` when the victim must not be contacted). A
+    `not_successful` completion comes with a proposal to re-route its needs, which the caseworker accepts or declines.
+    Published by notify on `referral.events`; carries no personal data (the task's due time, which follows the
+    victim's safe hours, stays in notify)."""
+
+    type: ClassVar[str] = "follow_up.opened"
+    version: ClassVar[int] = 1
+    task_id: UUID
+    referral_id: UUID
+    agency_id: AgencyId
+    needs: list[Need]
+    outcome: CompletionOutcome
+    kind: FollowUpKind
+    no_contact: NoContactReason | None = None
+    proposal: FollowUpProposal | None = None
+
+
+class FollowUpClosed(Envelope):
+    """A follow-up task ended: a caseworker closed it with an outcome code (`rerouted`: they accepted the proposal to
+    re-route, and notify asked routing on `referral.rerouting`), or the case was closed. Published by notify on
+    `referral.events`."""
+
+    type: ClassVar[str] = "follow_up.closed"
+    version: ClassVar[int] = 1
+    task_id: UUID
+    referral_id: UUID
+    agency_id: AgencyId
+    outcome: FollowUpOutcome
+    closed_by: Annotated[str, Field(min_length=1, max_length=128)]  # the staff member's principal id, from the token
+
+
 class PlanStage(Contract):
     """One stage of a case's plan: its needs, and whether it is waiting, under way (`active`) or done."""
 
@@ -529,6 +566,8 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ReroutingRequested,
     NeedClosed,
     CasePlanned,
+    FollowUpOpened,
+    FollowUpClosed,
     CaseErased,
     CaseClosed,
     ConsentWithdrawn,

@@ -148,6 +148,46 @@ class ReroutingCause(StrEnum):
     declined = "declined"
     deadline_breached = "deadline_breached"
     delivery_failed = "delivery_failed"
+    # The agency completed its referral without success and the caseworker, having checked with the victim, accepted
+    # the follow-up's proposal to re-route its needs (never automatic). Added to `referral.rerouting` v1: a value its
+    # one consumer (routing) is deployed with; an older routing dead-letters it as invalid, to be replayed.
+    not_successful = "not_successful"
+
+
+class FollowUpKind(StrEnum):
+    """What a follow-up task asks of the caseworker after an agency completed a referral."""
+
+    check_with_victim = "check_with_victim"  # through the victim's safe channel, within their safe hours
+    review_without_contact = "review_without_contact"  # the victim must not be contacted: review the case on file
+
+
+class NoContactReason(StrEnum):
+    """Why a follow-up is not a contact task: the victim's contact rules forbid it, or name no safe channel."""
+
+    do_not_contact = "do_not_contact"
+    no_safe_channel = "no_safe_channel"
+
+
+class FollowUpProposal(StrEnum):
+    """What a follow-up proposes to the caseworker, to accept or decline: never done without them."""
+
+    reroute = "reroute"  # route the completed referral's needs to another agency
+
+
+class FollowUpOutcome(StrEnum):
+    """How a follow-up task ended: a code, never free text (it travels on Kafka)."""
+
+    needs_met = "needs_met"  # the victim confirms they got the help they needed
+    needs_remain = "needs_remain"  # help is still needed: the caseworker acts on the case's plan
+    victim_not_reached = "victim_not_reached"
+    victim_declined_further_help = "victim_declined_further_help"
+    reviewed_without_contact = "reviewed_without_contact"  # the victim must not be contacted: reviewed on file
+    rerouted = "rerouted"  # the re-routing proposal accepted (only through .../reroute)
+    case_closed = "case_closed"  # the case was closed with the task still open (notify only)
+
+
+# What a caseworker may give when closing a task; the rest are set by what happened.
+FOLLOW_UP_CLOSINGS = frozenset(FollowUpOutcome) - {FollowUpOutcome.rerouted, FollowUpOutcome.case_closed}
 
 
 class LegalBasis(StrEnum):

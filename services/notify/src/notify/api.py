@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -25,12 +25,21 @@ from schemas.events import (
     ReferralStarted,
     utc_now,
 )
-from schemas.vocab import CancelReason, CompletionOutcome, DeclineReason, NotSuccessfulReason, ReferralState
+from schemas.vocab import (
+    CancelReason,
+    CompletionOutcome,
+    DeclineReason,
+    FollowUpOutcome,
+    NotSuccessfulReason,
+    ReferralState,
+)
 
-from . import pending, plans, storage
+from . import follow_ups, pending, plans, storage
 from .commands import act
 from .context import Command, Context
-from .domain import ReferralSummary, case_status
+from .domain import Attention, ReferralSummary, case_status
+from .follow_up_actions import Also, close_task, reroute
+from .follow_up_rules import TaskState
 
 Note = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -224,17 +233,21 @@ async def needing_attention(
     access_log: AccessLogDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
-    """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs, or a
-    need no agency could take yet."""
+    """Cases where staff must act: a referral overdue, declined or failed with no new agency for its needs, a
+    need no agency could take yet, or a follow-up task still open (`attention` says which)."""
     rows = await storage.referrals_of_cases_needing_attention(pool, limit)
     by_case = {case_id: list(referrals) for case_id, referrals in groupby(rows, key=lambda r: r["case_id"])}
-    for case_id in await pending.cases_with_pending_needs(pool, limit):
+    for case_id in [
+        *await pending.cases_with_pending_needs(pool, limit),
+        *await follow_ups.cases_with_open_tasks(pool, limit),
+    ]:
         if str(case_id) not in by_case:
             by_case[str(case_id)] = await storage.referrals_of_case(pool, case_id)
     waiting = await pending.pending_of_cases(pool, [UUID(c) for c in by_case])
+    tasks = await follow_ups.of_cases(pool, [UUID(c) for c in by_case])
     cases = []
     for case_id, referrals in sorted(by_case.items())[:limit]:
-        status = _status(case_id, referrals, waiting.get(case_id, []))
+        status = _status(case_id, referrals, waiting.get(case_id, []), tasks.get(case_id, []))
         if status["status"] == "needs_attention":
             cases.append(status)
     reads = [Access("case.status.read", UUID(str(c["case_id"]))) for c in cases]
@@ -249,11 +262,12 @@ async def status(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: Access
     if not referrals and not await storage.case_is_known(pool, case_id):
         raise Problem(404, f"no case {case_id}")
     waiting = (await pending.pending_of_cases(pool, [case_id])).get(str(case_id), [])
+    tasks = (await follow_ups.of_cases(pool, [case_id])).get(str(case_id), [])
     closing = await pending.closing_of(pool, case_id)
     stages = await plans.plan_of(pool, case_id)
     await access_log.record_now(pool, who, Access("case.status.read", case_id))
     plan = None if stages is None else plans.shown(stages, referrals, utc_now())
-    return {**_status(str(case_id), referrals, waiting), **closed_status(closing), "plan": plan}
+    return {**_status(str(case_id), referrals, waiting, tasks), **closed_status(closing), "plan": plan}
 
 
 @router.get("/cases/{case_id}/referrals", tags=["referrals"])
@@ -283,24 +297,102 @@ async def timeline(case_id: UUID, who: StaffDep, pool: PoolDep, access_log: Acce
     return {"case_id": str(case_id), "events": events}
 
 
+# --- follow-ups: a completed referral's task for the caseworker (follow_up_rules.py) ----------------------------
+
+
+class FollowUpDone(Body):
+    outcome: FollowUpOutcome  # from the caseworker's vocabulary (FOLLOW_UP_CLOSINGS); who closes it is the token's
+
+
+class RerouteAcceptance(Body):
+    """Accepting the proposal says nothing more: the needs are the completed referral's, who accepts is the token's."""
+
+
+def _logged(access_log: AccessLog, who: Principal, action: str) -> Also:
+    async def record(conn: asyncpg.Connection, task: asyncpg.Record) -> None:
+        await access_log.record(conn, who, Access(action, task["case_id"], task["referral_id"]))
+
+    return record
+
+
+@router.get("/follow-ups", tags=["staff"])
+async def follow_up_list(
+    who: StaffDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    state: Literal["open", "done", "all"] = "open",
+    caseworker: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    mine: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Follow-up tasks, the soonest due first — the caseworker's home: `?state=open&mine=true` (the cases whose
+    caseworker id is the token's subject) or `?caseworker=<id>`. Staff only; each case listed is access-logged."""
+    if mine:
+        caseworker = who.subject
+    tasks = await follow_ups.listed(pool, None if state == "all" else TaskState(state), caseworker, limit)
+    reads = [Access("case.follow_ups.read", UUID(case_id)) for case_id in dict.fromkeys(t["case_id"] for t in tasks)]
+    await access_log.record_now(pool, who, *reads)
+    return tasks
+
+
+@router.post("/cases/{case_id}/follow-ups/{task_id}/done", tags=["staff"])
+async def follow_up_done(
+    case_id: UUID, task_id: UUID, body: FollowUpDone, who: StaffDep, pool: PoolDep, access_log: AccessLogDep
+) -> dict[str, Any]:
+    """Close an open follow-up with an outcome code (needs_met, needs_remain, victim_not_reached,
+    victim_declined_further_help, reviewed_without_contact); a re-routing it proposed is thereby declined. Another
+    code is 422, a task done already 409, an unknown one (or another case's) 404: nothing changes."""
+    logged = _logged(access_log, who, "case.follow_up.done")
+    return await close_task(pool, case_id, task_id, body.outcome, who.credential, logged)
+
+
+@router.post("/cases/{case_id}/follow-ups/{task_id}/reroute", tags=["staff"])
+async def follow_up_reroute(
+    case_id: UUID,
+    task_id: UUID,
+    who: StaffDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    body: RerouteAcceptance | None = None,
+) -> dict[str, Any]:
+    """Accept the follow-up's proposal: routing is asked for another agency for the completed referral's needs (the
+    agency that completed it is never chosen again), and the task is done (`rerouted`). 409 for a task that proposes
+    nothing, is done already, or whose case is closed."""
+    return await reroute(pool, case_id, task_id, who.credential, _logged(access_log, who, "case.follow_up.reroute"))
+
+
 def closed_status(closing: dict[str, Any] | None) -> dict[str, Any]:
     """A closed case is `closed` whatever its referrals say (notify cancels the open ones), with when and why."""
     return {"closing": None} if closing is None else {"status": "closed", "closing": closing}
 
 
-def _status(case_id: str, referrals: list[dict[str, Any]], pending_needs: list[dict[str, Any]]) -> dict[str, Any]:
+def _status(
+    case_id: str, referrals: list[dict[str, Any]], pending_needs: list[dict[str, Any]], tasks: list[dict[str, Any]]
+) -> dict[str, Any]:
     summaries = [
         ReferralSummary(ReferralState(r["state"]), r["overdue_at"] is not None, bool(r["replaced_by"]))
         for r in referrals
     ]
+    still_open = [t for t in tasks if t["state"] == TaskState.open]
     return {
         "case_id": case_id,
-        "status": case_status(summaries, len(pending_needs)),
+        "status": case_status(summaries, len(pending_needs), len(still_open)),
         "pending_needs": pending_needs,  # needs no agency could take yet: routing keeps trying (GET its pending-needs)
         "attention": [
             {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "reason": r["attention"]}
             for r in referrals
             if r["attention"] is not None
+        ]
+        + [
+            {
+                "referral_id": t["referral_id"],
+                "agency_id": t["agency_id"],
+                "reason": Attention.reroute_proposed if t["proposal"] else Attention.follow_up_open,
+                "task_id": t["task_id"],
+                "due_at": t["due_at"],
+            }
+            for t in still_open
         ],
+        "follow_ups": tasks,  # a completed referral's task for the caseworker, open or done (GET /follow-ups)
         "referrals": referrals,
     }

@@ -27,7 +27,7 @@ from schemas.events import (
 from schemas.topics import REFERRAL_EVENTS, agency_topic
 from schemas.vocab import CancelReason, ReferralState
 
-from . import storage
+from . import follow_ups, storage
 from .context import (
     AGENCY_ANSWERS,
     EVENTS_CONSUMER,
@@ -126,6 +126,12 @@ async def _consequences(
     erased: bool | None,
 ) -> None:
     state = TARGET_STATE[type(event)]
+    if erased is None:
+        erased = await is_erased(conn, event.case_id)
+    if isinstance(event, ReferralCompleted) and not erased:  # the caseworker checks with the victim
+        opened = await follow_ups.open_after(conn, ctx, event, needs)
+        if opened is not None:
+            await publish(conn, opened)
     if state in REROUTE_ON and needs:
         await request_rerouting(conn, event.case_id, event.referral_id, event.agency_id, needs, REROUTE_ON[state])
     if state in NEWS_ON:

@@ -3,7 +3,7 @@ settings) and the referral events it applies, grouped by what they do to a refer
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +12,8 @@ from schemas.events import (
     CasePlanned,
     CaseRouted,
     Envelope,
+    FollowUpClosed,
+    FollowUpOpened,
     NeedClosed,
     ReferralAccepted,
     ReferralCancelled,
@@ -63,6 +65,8 @@ REFERRAL_EVENT_TYPES: tuple[type[Envelope], ...] = (
     ReferralOverdue,
     NeedClosed,
     CasePlanned,
+    FollowUpOpened,  # notify's own: already applied when they come back
+    FollowUpClosed,
 )
 
 
@@ -75,6 +79,7 @@ class Context:
     hour_seconds: float = 3600.0
     remind_at_fraction: float = 0.75
     staff_link_base: str = "http://127.0.0.1:8004"
+    follow_up_after: timedelta = timedelta(days=2)  # a completed referral's follow-up is due this long after
 
     def agency_name(self, agency_id: str) -> str:
         agency = self.agencies.get(agency_id)

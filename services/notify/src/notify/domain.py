@@ -156,6 +156,8 @@ class Attention(StrEnum):
     overdue = "overdue"  # the agency let its acknowledgement deadline pass
     declined_without_new_agency = "declined_without_new_agency"
     failed_without_new_agency = "failed_without_new_agency"  # delivery gave up
+    follow_up_open = "follow_up_open"  # a completed referral's follow-up: check with the victim
+    reroute_proposed = "reroute_proposed"  # the same, completed without success: re-routing waits for the caseworker
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,10 @@ def superseded(referral: ReferralSummary) -> bool:
 _TAKEN_UP = frozenset({S.accepted, S.in_progress, S.completed})
 
 
-def case_status(referrals: list[ReferralSummary], pending_needs: int = 0) -> CaseStatus:
-    """The case as staff see it; a need no agency could take yet (pending) needs their attention too."""
-    if pending_needs or any(attention(r) is not None for r in referrals):
+def case_status(referrals: list[ReferralSummary], pending_needs: int = 0, open_follow_ups: int = 0) -> CaseStatus:
+    """The case as staff see it; a need no agency could take yet (pending) needs their attention too, and so does a
+    follow-up task still open (a completed referral: check with the victim, perhaps re-route)."""
+    if pending_needs or open_follow_ups or any(attention(r) is not None for r in referrals):
         return CaseStatus.needs_attention
     if referrals and all(r.state in FINAL for r in referrals):
         return CaseStatus.closed

@@ -25,7 +25,7 @@ from schemas.events import (
 from schemas.topics import ack_topic
 from schemas.vocab import CancelReason, ReferralState, Urgency, WithdrawalScope
 
-from . import pending, plans, storage, withdrawals
+from . import follow_ups, pending, plans, storage, withdrawals
 from .commands import apply_parked_acks, as_sent, cancel, command, record_deadline_event, record_fact
 from .context import (
     ACKS_CONSUMER,
@@ -40,6 +40,7 @@ from .context import (
 from .deadlines import ack_deadline
 from .domain import FINAL, Fact, Standing, superseded
 from .erasure import E, without_free_text
+from .follow_up_actions import close_with_case
 from .notices import VictimReach, victim_reach
 from .rerouting import REROUTE_ON, request_rerouting
 
@@ -142,6 +143,7 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
             new.append(routed.referral_id)
             continue
         await storage.note_routing(conn, routed.referral_id, needs, event.occurred_at)
+        await follow_ups.note_needs(conn, routed.referral_id, needs)
         state = ReferralState(row["state"])
         if not row["needs"] and state in REROUTE_ON and needs:
             # It ended before its routing was known: its needs are known only now.
@@ -226,12 +228,13 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, ctx: Context, event: ConsentW
 
 async def on_case_closed(pool: asyncpg.Pool, ctx: Context, event: CaseClosed) -> None:
     """A caseworker closed the case: each open referral is cancelled and its agency told, as a staff cancel is; its
-    pending needs end; the timeline says who closed it, why, and until when its data is kept."""
+    pending needs and open follow-ups end; the timeline says who closed it, why, and until when its data is kept."""
 
     async def close(conn: asyncpg.Connection, event: CaseClosed) -> None:
         detail = event.model_dump(mode="json", include={"reason", "closed_by", "retention_until"})
         await storage.add_to_timeline(conn, event, detail)
         await pending.close(conn, event)
+        await close_with_case(conn, event.case_id, event.closed_by)
         for referral_id in await pending.referrals_of(conn, event.case_id):
             await cancel_if_case_closed(conn, ctx, referral_id)
 

@@ -57,6 +57,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         hour_seconds=settings.ack_deadline_hour_seconds,
         remind_at_fraction=settings.reminder_at_fraction,
         staff_link_base=settings.staff_link_base,
+        follow_up_after=timedelta(seconds=settings.follow_up_after_seconds),
     )
     channels: dict[str, Channel] = {
         "email": EmailChannel(

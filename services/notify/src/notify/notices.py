@@ -195,4 +195,13 @@ def _caseworker_text(news: ReferralNews) -> tuple[str, list[str]]:
             rerouting,
         ]
     outcome = news.outcome if news.reason is None else f"{news.outcome} ({news.reason})"
-    return f"[one-stop] {agency} completed a referral (case {case})", [f"{agency} completed the referral: {outcome}."]
+    lines = [
+        f"{agency} completed the referral: {outcome}.",
+        "A follow-up task is open on the case's status: check with the victim, within their contact rules.",
+    ]
+    if news.reason is not None:  # not successful
+        lines.append(
+            "It proposes re-routing the referral's needs to another agency: nothing is re-routed unless you"
+            " accept it, once you have heard the victim."
+        )
+    return f"[one-stop] {agency} completed a referral (case {case})", lines

@@ -18,8 +18,16 @@ REROUTE_ON: dict[ReferralState, ReroutingCause] = {
 
 
 async def request_rerouting(
-    conn: asyncpg.Connection, case_id: UUID, referral_id: UUID, agency_id: str, needs: list[str], cause: ReroutingCause
+    conn: asyncpg.Connection,
+    case_id: UUID,
+    referral_id: UUID,
+    agency_id: str,
+    needs: list[str],
+    cause: ReroutingCause,
+    requested_by: str = "notify",
 ) -> None:
+    """Ask routing for another agency for `needs`; the timeline says who asked (notify on its own, or a caseworker
+    accepting a follow-up's proposal)."""
     request = ReroutingRequested(
         case_id=case_id,
         producer="notify",
@@ -28,5 +36,7 @@ async def request_rerouting(
         needs=needs,
         cause=cause,
     )
-    await storage.add_to_timeline(conn, request, {"needs": needs, "cause": cause.value}, referral_id, agency_id)
+    await storage.add_to_timeline(
+        conn, request, {"needs": needs, "cause": cause.value, "requested_by": requested_by}, referral_id, agency_id
+    )
     await add_to_outbox(conn, REFERRAL_REROUTING, request)

@@ -21,6 +21,9 @@ class NotifySettings(ServiceSettings):
     ack_deadline_hour_seconds: float = Field(default=3600.0, gt=0)
     reminder_at_fraction: float = Field(default=0.75, gt=0, lt=1)  # of the deadline's window, then remind
     timer_poll_seconds: float = Field(default=1.0, gt=0)
+    # A completed referral opens a follow-up task for the caseworker, due this long after the completion (then at
+    # the victim's next safe hour): check with the victim whether the help arrived.
+    follow_up_after_seconds: float = Field(default=2 * 86400.0, ge=0)
     # A timer that has fired (or was skipped, or failed) is never armed again; its row is purged after this long.
     # What it did stays in the timeline (referral.reminded, referral.overdue), which is not purged.
     timer_retention_days: float = Field(default=30.0, gt=0)

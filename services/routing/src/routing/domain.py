@@ -76,6 +76,7 @@ def excluded_after(cause: ReroutingCause) -> str:
         ReroutingCause.declined: "declined this case; re-routing never returns to it",
         ReroutingCause.delivery_failed: "the referral could not be delivered to it; re-routing never returns to it",
         ReroutingCause.deadline_breached: "missed its acknowledgement deadline for this case",
+        ReroutingCause.not_successful: "completed its referral without success; the caseworker asked for another",
     }[cause]
 
 
