@@ -19,9 +19,10 @@ from notify.contacts import IntakeContacts
 from notify.context import Context
 from notify.dispatch import send_due_notices
 from notify.erasure import on_case_erased
-from notify.events import on_agency_ack, on_case_submitted, on_referral_event
+from notify.events import on_agency_ack, on_case_closed, on_case_submitted, on_referral_event
 from notify.timers import fire_due_timers
 from schemas.events import (
+    CaseClosed,
     CaseDetails,
     CaseErased,
     CaseRouted,
@@ -35,7 +36,7 @@ from schemas.events import (
     ReferralStarted,
     RoutedReferral,
 )
-from schemas.vocab import CompletionOutcome, DeclineReason, Need
+from schemas.vocab import CaseClosedReason, CompletionOutcome, DeclineReason, Need
 
 from tests.samples import sample_case_json
 
@@ -127,6 +128,20 @@ async def test_a_completion_opens_one_follow_up_however_often_it_comes(pool: asy
         ("review_without_contact", "no_safe_channel", None, "cw-1", "open")
     ]
     assert [t for _, t in await outbox(pool, case_id)].count("follow_up.opened") == 1
+
+    # Closing the case ends its open task, by whoever closed the case.
+    closing = CaseClosed(
+        case_id=case_id,
+        producer="intake",
+        reason=CaseClosedReason.back_to_daily_life,
+        closed_by="caseworker:cw-1",
+        closed_at=now,
+        retention_until=now + timedelta(days=365),
+    )
+    await on_case_closed(pool, CTX, closing)
+    task = await pool.fetchrow("SELECT state, closing, closed_by FROM follow_ups WHERE case_id = $1", case_id)
+    assert dict(task) == {"state": "done", "closing": "case_closed", "closed_by": "caseworker:cw-1"}
+    assert [t for _, t in await outbox(pool, case_id)].count("follow_up.closed") == 1
 
 
 async def test_a_refused_command_changes_nothing_and_an_allowed_one_is_published(pool: asyncpg.Pool) -> None:
