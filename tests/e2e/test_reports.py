@@ -7,12 +7,15 @@ import csv
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pytest
 from devstack.stack import Stack
 
@@ -130,6 +133,13 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert title in page.text and "<svg" in page.text and "legal-home-doctor" in page.text
         assert "Kim" not in page.text
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":  # the README's example: this report's PDF, in English
+        pdf_params = {**params, "format": "pdf", "lang": "en"}
+        printed = await client.get(f"{notify}/reports/referrals", params=pdf_params, timeout=180)
+        document = pdfium.PdfDocument(printed.content)
+        for index, name in enumerate(("chart", "tables")):
+            image = document[index].render(scale=1.2).to_pil()
+            image.save(Path(__file__).resolve().parents[2] / "docs" / "img" / f"report-pdf-{name}.png", optimize=True)
     bad = await client.get(f"{notify}/reports/referrals", params={"month": "2026-13"})
     assert bad.status_code == 422
 
@@ -140,3 +150,86 @@ async def test_the_report_of_a_period_counts_what_happened(stack: Stack, client:
     shown = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, env=env)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["agencies"] == report["agencies"]
+
+
+STAGED_CRIME = "homicide_bereaved"  # no other test submits it
+STAGED = sample_case_json(
+    crime_type=STAGED_CRIME,
+    language=LANGUAGE,
+    needs=["safety", "legal", "counselling"],
+    urgency="high",
+    consents=[{"agency_id": a, "granted": True} for a in ("police", "legal-aid", "victim-support-center")],
+    staged=True,
+)
+
+
+async def test_the_report_times_each_stage_of_a_plan_and_prints_as_a_pdf(
+    stack: Stack, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    intake, routing, notify = stack.url("intake"), stack.url("routing"), stack.url("notify")
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    case_ids = []
+    for _ in range(2):
+        answer = await client.post(f"{intake}/cases", json=STAGED)
+        assert answer.status_code == 201, answer.text
+        case_ids.append(answer.json()["case_id"])
+
+    async def plan_of(case_id: str) -> list[dict[str, Any]] | None:
+        answer = await client.get(f"{routing}/cases/{case_id}/plan")
+        return answer.json()["stages"] if answer.status_code == 200 else None
+
+    # The first case goes through its whole plan; the second stays in its first stage.
+    for _ in range(4):
+        await eventually(lambda: plan_of(case_ids[0]), 60, "the staged case's plan")
+        if (await client.post(f"{routing}/cases/{case_ids[0]}/plan/advance")).status_code == 409:
+            break  # nothing left to start (a rule may have moved it on too)
+    plans = {c: await eventually(lambda c=c: plan_of(c), 60, "the plan") for c in case_ids}
+    assert all(s["state"] == "done" for s in plans[case_ids[0]])
+    end = datetime.now(UTC) + timedelta(seconds=1)
+
+    # The figures, computed here from routing's own plans: stages entered and completed, time through each.
+    expected: dict[str, dict[str, Any]] = {}
+    for stages in plans.values():
+        for stage in stages:
+            if stage.get("started_at") is None:
+                continue
+            row = expected.setdefault(stage["stage"], {"entered": 0, "completed": 0, "through": []})
+            row["entered"] += 1
+            if stage.get("ended_at"):
+                row["completed"] += 1
+                began, ended = (datetime.fromisoformat(stage[k]) for k in ("started_at", "ended_at"))
+                row["through"].append((ended - began).total_seconds())
+    assert set(expected) == {"crisis", "investigation_legal", "recovery"} and expected["crisis"]["entered"] == 2
+    params = {"start": start.isoformat(), "end": end.isoformat(), "crime_type": STAGED_CRIME}
+
+    async def stage_rows() -> dict[str, dict[str, Any]] | None:  # notify hears of the last change asynchronously
+        report = (await client.get(f"{notify}/reports/referrals", params=params)).json()
+        rows = {r["stage"]: r for r in report["stages"] if r["crime_type"] == STAGED_CRIME}
+        done = {s: (r["entered"], r["completed"]) for s, r in rows.items()}
+        return rows if done == {s: (e["entered"], e["completed"]) for s, e in expected.items()} else None
+
+    rows = await eventually(stage_rows, 60, f"the report's stages as routing's plans say: {expected}")
+    for stage, row in rows.items():
+        through = expected[stage]["through"]
+        if through:  # one case completed each stage: its time through it, to the millisecond
+            assert row["seconds"]["median"] == pytest.approx(statistics.median(through), abs=0.001), stage
+        else:
+            assert row["seconds"] == {"median": None, "p90": None}, stage
+
+    # Printed: a PDF with the chart and the tables, in Korean, from the API and from casectl.
+    # The first PDF imports matplotlib (seconds of CPU, longer on a loaded machine): a patient client.
+    pdf_params = {**params, "format": "pdf", "lang": "ko"}
+    answer = await client.get(f"{notify}/reports/referrals", params=pdf_params, timeout=180)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
+    printed = tmp_path / "report.pdf"
+    command = [sys.executable, "-m", "casectl", "report", "--start", start.isoformat(), "--end", end.isoformat()]
+    command += ["--crime-type", STAGED_CRIME, "--format", "pdf", "--output", str(printed), "--notify-url", notify]
+    env = {**os.environ, "AUTH_SECRET": stack.env["AUTH_SECRET"]}
+    made = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=240, env=env)
+    assert made.returncode == 0, made.stderr
+    for pdf in (pdfium.PdfDocument(answer.content), pdfium.PdfDocument(printed)):
+        text = "".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+        assert "의뢰 모니터링 보고서" in text and "investigation_legal" in text and "Kim" not in text
+        for index in range(len(pdf)):
+            pixels = pdf[index].render(scale=0.5).to_pil().convert("L").histogram()
+            assert sum(pixels[:128]) > 150, f"page {index + 1} of the PDF is blank"

@@ -1,12 +1,12 @@
 """The monitoring report as supervisors read it: JSON, CSV, or a printable HTML page with charts (inline SVG, drawn
 here: no script, no CDN), in Korean or English. Routes: `GET /reports/referrals`; supervisors only, access-logged."""
 
+import asyncio
 import csv
 import io
 from datetime import UTC, date, datetime, time
 from html import escape
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import APIRouter, Query, Response
@@ -14,44 +14,11 @@ from kit.access_log import Access, Instant
 from kit.deps import AccessLogDep, PoolDep, SupervisorDep
 from kit.errors import Invalid
 
+from .report_layout import CHART_COLOURS, SEOUL, Lang, Section, chart_rows, label, period_shown, sections
+from .report_pdf import as_pdf
 from .reports import Event, as_csv_rows, build_report
 
-SEOUL = ZoneInfo("Asia/Seoul")  # the centre's months and dates
 Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="a month in Asia/Seoul, like 2026-11")]
-
-LABELS: dict[str, dict[str, str]] = {
-    "title": {"ko": "의뢰 모니터링 보고서", "en": "Referral monitoring report"},
-    "period": {"ko": "기간", "en": "Period"},
-    "agencies": {"ko": "기관별", "en": "By agency"},
-    "agency": {"ko": "기관", "en": "Agency"},
-    "received": {"ko": "접수", "en": "Received"},
-    "accepted": {"ko": "수락", "en": "Accepted"},
-    "declined": {"ko": "거절", "en": "Declined"},
-    "failed": {"ko": "전달 실패", "en": "Failed"},
-    "overdue": {"ko": "기한 초과", "en": "Overdue"},
-    "rerouted": {"ko": "재배정", "en": "Re-routed"},
-    "completed_successful": {"ko": "지원 완료(성공)", "en": "Completed (successful)"},
-    "completed_not_successful": {"ko": "지원 완료(미성공)", "en": "Completed (not successful)"},
-    "ack_median": {"ko": "응답 시간 중앙값(초)", "en": "Median time to answer (s)"},
-    "ack_p90": {"ko": "응답 시간 90%(초)", "en": "90th percentile time to answer (s)"},
-    "crime_types": {"ko": "범죄 유형별", "en": "By crime type"},
-    "crime_type": {"ko": "범죄 유형", "en": "Crime type"},
-    "cases": {"ko": "사건 수", "en": "Cases"},
-    "to_acceptance": {"ko": "첫 수락까지 중앙값(초)", "en": "Median time to first acceptance (s)"},
-    "unmet": {"ko": "충족되지 않은 지원 욕구 (지역·언어별)", "en": "Unmet needs (by region and language)"},
-    "need": {"ko": "지원 욕구", "en": "Need"},
-    "region": {"ko": "지역", "en": "Region"},
-    "language": {"ko": "언어", "en": "Language"},
-    "times": {"ko": "미배정 횟수", "en": "Times left uncovered"},
-    "pending_now": {"ko": "현재 대기 중", "en": "Pending now"},
-    "closed": {"ko": "종결 사건 (사유별)", "en": "Cases closed (by reason)"},
-    "none": {"ko": "없음", "en": "none"},
-    "chart": {"ko": "기관별 접수·수락·거절", "en": "Received, accepted and declined per agency"},
-    "no_personal_data": {
-        "ko": "이 보고서에는 개인정보가 포함되어 있지 않습니다.",
-        "en": "This report holds no personal data.",
-    },
-}
 
 
 def period_of(month: str | None, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -123,9 +90,9 @@ def bar_chart(rows: list[tuple[str, list[int]]], series: list[str], colours: lis
     parts = [
         f'<svg role="img" xmlns="http://www.w3.org/2000/svg" width="{label_width + width + 60}" height="{height}">'
     ]
-    for index, (label, values) in enumerate(rows):
+    for index, (name, values) in enumerate(rows):
         y = index * group
-        parts.append(f'<text x="0" y="{y + bar * len(series) / 2 + 4}" font-size="11">{escape(label)}</text>')
+        parts.append(f'<text x="0" y="{y + bar * len(series) / 2 + 4}" font-size="11">{escape(name)}</text>')
         for offset, (value, colour) in enumerate(zip(values, colours, strict=True)):
             length = width * value / top
             by = y + offset * bar
@@ -140,54 +107,34 @@ def bar_chart(rows: list[tuple[str, list[int]]], series: list[str], colours: lis
     return "".join(parts)
 
 
-def as_html(report: dict[str, Any], lang: Literal["ko", "en"]) -> str:
-    def t(key: str) -> str:
-        return LABELS[key][lang]
+def as_html(report: dict[str, Any], lang: Lang) -> str:
+    t = label(lang)
 
-    def table(headers: list[str], rows: list[list[Any]]) -> str:
-        if not rows:
+    def table(section: Section) -> str:
+        if not section.rows:
             return f"<p>{t('none')}</p>"
-        head = "".join(f"<th scope='col'>{escape(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        head = "".join(f"<th scope='col'>{escape(h)}</th>" for h in section.headers)
+        body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in section.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    agencies = report["agencies"]
-    chart = bar_chart(
-        [(a["agency_id"], [a["received"], a["accepted"], a["declined"]]) for a in agencies],
-        [t("received"), t("accepted"), t("declined")],
-        ["#4c78a8", "#54a24b", "#e45756"],
-    )
-    columns = ["received", "accepted", "declined", "failed", "overdue", "rerouted"]
-    columns += ["completed_successful", "completed_not_successful"]
-    agency_rows = [
-        [a["agency_id"], *(a[c] for c in columns), a["ack_seconds"]["median"], a["ack_seconds"]["p90"]]
-        for a in agencies
-    ]
-    period = report["period"]
-    shown = f"{_local(period['start'])} – {_local(period['end'])} (Asia/Seoul)"
+    chart = bar_chart(*chart_rows(report, lang), CHART_COLOURS)
+    parts = []
+    for index, section in enumerate(sections(report, lang)):
+        parts.append(f"<h{section.level}>{escape(section.heading)}</h{section.level}>")
+        if index == 0:  # the agencies: their chart first
+            parts.append(f"<figure><figcaption>{t('chart')}</figcaption>{chart}</figure>")
+        parts.append(table(section))
+    body = "\n".join(parts)
     return f"""<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{t("title")}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:"Noto Sans CJK KR","Noto Sans KR",sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #999;padding:.2em .5em;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}@media print{{body{{margin:0}}}}</style></head>
-<body><h1>{t("title")}</h1><p>{t("period")}: {escape(shown)}</p>
-<h2>{t("agencies")}</h2><figure><figcaption>{t("chart")}</figcaption>{chart}</figure>
-{table([t("agency"), *(t(c) for c in columns), t("ack_median"), t("ack_p90")], agency_rows)}
-<h2>{t("crime_types")}</h2>
-{table([t("crime_type"), t("cases"), t("to_acceptance")], [[c["crime_type"], c["cases"], c["to_first_acceptance_seconds"]["median"]] for c in report["crime_types"]])}
-<h2>{t("unmet")}</h2>
-{table([t("need"), t("region"), t("language"), t("times")], [[u["need"], u["region"], u["language"], u["times"]] for u in report["uncovered_needs"]])}
-<h3>{t("pending_now")}</h3>
-{table([t("need"), t("region"), t("language"), t("cases")], [[p["need"], p["region"], p["language"], p["cases"]] for p in report["pending_needs_now"]])}
-<h2>{t("closed")}</h2>
-{table(["", t("cases")], [[reason, count] for reason, count in report["cases_closed"].items()])}
+<body><h1>{t("title")}</h1><p>{t("period")}: {escape(period_shown(report))}</p>
+{body}
 <p><small>{t("no_personal_data")}</small></p></body></html>
-"""  # noqa: E501
-
-
-def _local(iso: str) -> str:
-    return datetime.fromisoformat(iso).astimezone(SEOUL).strftime("%Y-%m-%d %H:%M")
+"""
 
 
 report_router = APIRouter(tags=["reports"])
@@ -202,8 +149,8 @@ async def referrals_report(
     start: Instant | None = None,
     end: Instant | None = None,
     crime_type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
-    format: Literal["json", "csv", "html"] = "json",
-    lang: Literal["ko", "en"] = "ko",
+    format: Literal["json", "csv", "html", "pdf"] = "json",
+    lang: Lang = "ko",
 ) -> Any:
     """Per agency: referrals received, accepted, declined (by reason), failed, overdue, re-routed, completed (by
     outcome), time to answer; per crime type: cases and time to first acceptance; unmet needs by need, region
@@ -216,4 +163,7 @@ async def referrals_report(
         return Response(as_csv(report), media_type="text/csv; charset=utf-8")
     if format == "html":
         return Response(as_html(report, lang), media_type="text/html; charset=utf-8")
+    if format == "pdf":
+        headers = {"content-disposition": 'attachment; filename="referrals-report.pdf"'}
+        return Response(await asyncio.to_thread(as_pdf, report, lang), media_type="application/pdf", headers=headers)
     return report

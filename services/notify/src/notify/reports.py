@@ -5,6 +5,8 @@ A figure counts what happened in the period `[start, end)`: a referral is *recei
 made it (`case.routed`), *accepted* when the agency's acceptance was applied, and so on; time to acknowledge runs
 from the routing to the agency's first answer (accepted or declined), for the referrals received in the period.
 Only state changes notify applied count: a duplicate or refused answer is in the timeline but changes nothing.
+A staged case's stage is *entered* when it started in the period and *completed* when it ended in it; the time
+through a stage is timed for the stages completed in the period, from each case's latest plan (`case.plan`).
 """
 
 import statistics
@@ -68,6 +70,7 @@ def build_report(
     agencies: dict[str, _Agency] = defaultdict(_Agency)
     uncovered: Counter[tuple[str, str, str]] = Counter()
     closed: Counter[str] = Counter()
+    plans: dict[str, list[dict[str, Any]]] = {}  # case id → its latest plan's stages
 
     def within(event: Event) -> bool:
         return start <= event.occurred_at < end
@@ -90,6 +93,8 @@ def build_report(
                 first_answer.setdefault(event.referral_id, event.occurred_at)
             if event.type == "referral.accepted":
                 first_acceptance.setdefault(event.case_id, event.occurred_at)
+        elif event.type == "case.plan":
+            plans[event.case_id] = list(event.detail.get("stages", []))
         if event.type == "case.closed" and within(event):
             closed[str(event.detail.get("reason"))] += 1
         if not within(event) or event.agency_id is None:
@@ -132,6 +137,8 @@ def build_report(
     for crime, counted in by_crime.items():
         counted["to_first_acceptance_seconds"] = _seconds(to_acceptance[crime])
 
+    stages = _stage_figures(plans, cases, start, end)
+
     def agency_figures(agency_id: str, f: _Agency) -> dict[str, Any]:
         return {
             "agency_id": agency_id,
@@ -155,6 +162,7 @@ def build_report(
         "period": {"start": start.isoformat(), "end": end.isoformat()},
         "agencies": [agency_figures(a, f) for a, f in sorted(agencies.items())],
         "crime_types": [{"crime_type": c, **f} for c, f in sorted(by_crime.items())],
+        "stages": stages,
         "uncovered_needs": [
             {"need": n, "region": r, "language": lang, "times": count}
             for (n, r, lang), count in sorted(uncovered.items())
@@ -165,6 +173,44 @@ def build_report(
         ],
         "cases_closed": dict(sorted(closed.items())),
     }
+
+
+def _stage_figures(
+    plans: dict[str, list[dict[str, Any]]], cases: dict[str, dict[str, Any]], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Per crime type and stage (in the plan's order): stages entered and completed in the period, and the time
+    through the completed ones."""
+    entered: Counter[tuple[str, str]] = Counter()
+    completed: Counter[tuple[str, str]] = Counter()
+    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order: dict[str, int] = {}
+    for case_id, stages in plans.items():
+        crime = str(cases.get(case_id, {}).get("crime_type", UNKNOWN))
+        for index, stage in enumerate(stages):
+            order.setdefault(stage["stage"], index)
+            began, ended = _instant(stage.get("started_at")), _instant(stage.get("ended_at"))
+            if began is None:
+                continue  # passed over: no needs in it
+            key = (crime, stage["stage"])
+            if start <= began < end:
+                entered[key] += 1
+            if ended is not None and start <= ended < end:
+                completed[key] += 1
+                durations[key].append((ended - began).total_seconds())
+    return [
+        {
+            "crime_type": crime,
+            "stage": stage,
+            "entered": entered[(crime, stage)],
+            "completed": completed[(crime, stage)],
+            "seconds": _seconds(durations[(crime, stage)]),
+        }
+        for crime, stage in sorted(set(entered) | set(completed), key=lambda k: (k[0], order[k[1]]))
+    ]
+
+
+def _instant(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def as_csv_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -180,6 +226,10 @@ def as_csv_rows(report: dict[str, Any]) -> list[list[str]]:
         for figure, value in crime.items():
             if figure != "crime_type":
                 rows += [["crime_type", crime["crime_type"], name, number] for name, number in _flat(figure, value)]
+    for row in report["stages"]:
+        key = f"{row['crime_type']}/{row['stage']}"
+        rows += [["stage", key, name, number] for figure in ("entered", "completed", "seconds")
+                 for name, number in _flat(figure, row[figure])]  # fmt: skip
     for row in report["uncovered_needs"]:
         rows.append(["uncovered_need", f"{row['need']}/{row['region']}/{row['language']}", "times", str(row["times"])])
     for row in report["pending_needs_now"]:

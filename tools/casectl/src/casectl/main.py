@@ -4,7 +4,7 @@
 `casectl audit [--case ID] [--actor agency:police]`: each service's access log, and whether its chain holds.
 `casectl lag`: each consumer group's lag per topic, by service and agency (Kafka's committed vs end offsets).
 `casectl dlq list | show <topic> | replay <agency-id> [--dry-run]`: the dead letters, and the gateway's replay.
-`casectl report --month 2026-11 [--format csv|html|json] [--lang en] [--output FILE]`: the monitoring report.
+`casectl report --month 2026-11 [--format csv|html|json|pdf] [--lang en] [--output FILE]`: the monitoring report.
 
 flow, health, audit and report read the services' HTTP APIs (notify's `GET /cases/{id}/timeline`, each service's
 `GET /health`, `/access-log`), with a token from CASECTL_TOKEN, else minted with AUTH_SECRET, else the dev stack's in
@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     period.add_argument("--start", help="ISO 8601 with its offset (with --end)")
     report.add_argument("--end", help="ISO 8601 with its offset (with --start)")
     report.add_argument("--crime-type", help="only cases of this crime type")
-    report.add_argument("--format", choices=["json", "csv", "html"], default="csv")
-    report.add_argument("--lang", choices=["ko", "en"], default="ko", help="the HTML page's language")
+    report.add_argument("--format", choices=["json", "csv", "html", "pdf"], default="csv")
+    report.add_argument("--lang", choices=["ko", "en"], default="ko", help="the HTML page's or the PDF's language")
     report.add_argument("--output", type=Path, help="write it here instead of printing it")
     report.add_argument("--notify-url", default=os.environ.get("NOTIFY_URL", DEFAULT_SERVICES["notify"]))
     for kafka_command in (lag, listing, show, again):
@@ -120,15 +120,22 @@ def kafka_command_of(args: argparse.Namespace) -> int:
 
 def fetch_report(args: argparse.Namespace) -> int:
     """GET notify's /reports/referrals as a supervisor and print or save it."""
+    if args.format == "pdf" and args.output is None:
+        print("casectl: a PDF goes to a file: give --output report.pdf", file=sys.stderr)
+        return 2
     params = {"format": args.format, "lang": args.lang}
     params |= {"month": args.month} if args.month else {"start": args.start, "end": args.end or ""}
     if args.crime_type:
         params["crime_type"] = args.crime_type
     headers = {"authorization": f"Bearer {bearer_token(Role.supervisor)}"}
-    answer = httpx.get(f"{args.notify_url.rstrip('/')}/reports/referrals", params=params, headers=headers, timeout=60)
+    answer = httpx.get(f"{args.notify_url.rstrip('/')}/reports/referrals", params=params, headers=headers, timeout=180)
     if answer.status_code != 200:
         print(f"casectl: notify answered {answer.status_code}: {answer.text[:500]}", file=sys.stderr)
         return 1
+    if args.format == "pdf":
+        args.output.write_bytes(answer.content)
+        print(f"written: {args.output}")
+        return 0
     body = json.dumps(answer.json(), indent=2, ensure_ascii=False) + "\n" if args.format == "json" else answer.text
     if args.output is None:
         sys.stdout.write(body)
