@@ -268,7 +268,7 @@ def delivered_case(stack: Stack) -> tuple[str, str]:
 
 
 STAFF_PAGES = ("/cases", "/cases/new", "/guidance", "/cases/{case}")
-OPERATOR_PAGES = ("/operations", "/operations/cases/{case}", "/reports")
+OPERATOR_PAGES = ("/operations", "/operations/cases/{case}", "/reports", "/capacities")
 AGENCY_PAGES = ("/inbox", "/capacity", "/inbox/{referral}")
 # Who may open which page: everyone else gets 403 (another role's page) or, for another agency's referral, 404.
 ALLOWED = {
@@ -538,3 +538,52 @@ def test_a_caseworker_follows_a_staged_cases_plan_and_starts_its_next_stage(
     page.goto(f"{console}/language/ko?back=/cases/{case_id}")
     expect(page.get_by_role("button", name="다음 단계 시작")).to_be_visible()
     assert not untranslated(page, "ko")
+
+
+def test_a_supervisor_sets_and_forgets_an_agencys_capacity(browser: Browser, console: str, stack: Stack) -> None:
+    agency = "seoul-welfare"
+    context = new_context(browser)
+    page = context.new_page()
+    sign_in(page, console, "supervisor")
+    try:
+        page.goto(f"{console}/capacities")
+        row = page.locator(f"tr.capacity[data-agency='{agency}']")
+        expect(row.locator("td.reported")).to_have_text("보고 없음")
+        row.get_by_label(re.compile("현재 남은 자리")).fill("4")
+        row.get_by_role("button", name=re.compile("^설정")).click()
+        expect(row.locator("td.remaining")).to_have_text("4")
+        report = staff_get(stack, "routing", f"/agencies/{agency}/capacity").json()["report"]
+        assert report["remaining"] == 4
+        page.screenshot(path=str(SHOTS / "console-capacities.png"), full_page=True)
+        row.get_by_role("button", name=re.compile("^보고 지우기")).click()
+        expect(row.locator("td.reported")).to_have_text("보고 없음")
+        assert staff_get(stack, "routing", f"/agencies/{agency}/capacity").json()["report"] is None
+    finally:
+        token = stack.token("supervisor")
+        httpx.delete(f"{stack.url('routing')}/agencies/{agency}/capacity", headers={"authorization": f"Bearer {token}"})
+        context.close()
+
+
+def test_a_caseworker_closes_a_need_no_agency_could_take_with_a_reason(
+    caseworker: Page, console: str, stack: Stack
+) -> None:
+    # Housing: consented for no agency that offers it, so routing holds it pending (and keeps trying).
+    case_id = submit_case_by_api(stack, ["safety", "housing"], ["police"])
+    wait_for(
+        "housing pending on the case's status",
+        lambda: (
+            [p["need"] for p in staff_get(stack, "notify", f"/cases/{case_id}/status").json().get("pending_needs", [])]
+            == ["housing"]
+        ),
+    )
+    page = caseworker
+    page.goto(f"{console}/cases/{case_id}")
+    row = page.locator("tr.pending-need[data-need='housing']")
+    expect(row).to_be_visible()
+    expect(row.locator("td.why")).not_to_be_empty()  # routing's reason: each candidate's, e.g. no consent
+    row.get_by_label("사유").select_option("arranged_outside_network")
+    row.get_by_role("button", name=re.compile("이 지원 종료")).click()
+    page.wait_for_url(re.compile(f"/cases/{case_id}"))
+    expect(page.locator("tr.pending-need")).to_have_count(0)
+    pending = staff_get(stack, "routing", f"/cases/{case_id}/pending-needs").json()["pending_needs"]
+    assert pending == []

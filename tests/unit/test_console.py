@@ -239,6 +239,9 @@ def test_signing_in_keeps_the_token_in_a_secure_http_only_strict_cookie(dev_cons
         "/guidance",
         "/inbox/0/accept",
         "/operations/agencies/police/dead-letters/replay",
+        "/cases/0/plan/advance",
+        "/cases/0/pending-needs/housing/close",
+        "/capacities/police",
     ],
 )
 def test_every_form_without_its_csrf_token_is_refused_and_calls_nothing(
@@ -381,3 +384,22 @@ def test_a_dead_letter_replay_is_the_gateways_under_the_supervisors_token(
     assert answer.headers["location"] == "/operations?replayed=1&agency=police#dead-letters"
     assert fake.calls[-1] == ("agency-gateway", "POST", "/agencies/police/dead-letters/replay", supervisor)
     assert client.get("/operations?replayed=1&agency=police").text.count('class="replayed-count">1<') == 1
+
+
+def test_a_supervisor_sets_or_forgets_any_agencys_capacity_with_their_own_token(
+    dev_console: tuple[TestClient, FakeApis],
+) -> None:
+    client, fake = dev_console
+    fake.answers["/agencies/police/capacity"] = {"agency_id": "police"}
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    csrf = csrf_of(client)
+    assert client.get("/capacities").status_code == 403
+    assert client.post("/capacities/police", data={"csrf_token": csrf, "available": "3"}).status_code == 403
+    supervisor = issue_token(SECRET, Role.supervisor, "sv-1")
+    client.cookies.set(SESSION_COOKIE, supervisor)
+    assert client.get("/capacities").status_code == 200
+    assert client.post("/capacities/police", data={"csrf_token": csrf, "available": "many"}).status_code == 422
+    assert client.post("/capacities/police", data={"csrf_token": csrf, "available": "3"}).status_code == 303
+    assert fake.calls[-1] == ("routing", "PUT", "/agencies/police/capacity", supervisor)
+    assert client.post("/capacities/police", data={"csrf_token": csrf, "forget": "1"}).status_code == 303
+    assert fake.calls[-1] == ("routing", "DELETE", "/agencies/police/capacity", supervisor)

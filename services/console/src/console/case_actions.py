@@ -1,6 +1,6 @@
-"""What staff do to a case beyond following it: close it with a reason (staff), provide data to an agency without
-consent on a legal basis, and erase the case on request after typing its id (supervisors). Each is the API's own
-operation under the user's token; the API decides, and records who did it."""
+"""What staff do to a case beyond following it: close it or one of its pending needs with a reason (staff), provide
+data to an agency without consent on a legal basis, and erase the case on request after typing its id
+(supervisors). Each is the API's own operation under the user's token; the API decides, and records who did it."""
 
 from typing import TypeVar
 from uuid import UUID
@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from schemas.events import AgencyId
-from schemas.vocab import CaseClosedReason, LegalBasis
+from schemas.vocab import CaseClosedReason, LegalBasis, Need, NeedClosedReason
 
 from .apis import ApiError
 from .pages import OperatorPage, StaffPage
@@ -17,7 +17,7 @@ from .session import posted_form
 router = APIRouter()
 
 
-Choice = TypeVar("Choice", CaseClosedReason, LegalBasis)
+Choice = TypeVar("Choice", CaseClosedReason, LegalBasis, NeedClosedReason)
 
 
 def _chosen(kind: type[Choice], value: str) -> Choice:
@@ -33,6 +33,15 @@ async def close(case_id: UUID, request: Request, p: StaffPage) -> Response:
     reason = _chosen(CaseClosedReason, form.get("reason"))
     await p.api("intake", "POST", f"/cases/{case_id}/close", body={"reason": reason.value})
     return RedirectResponse(f"/cases/{case_id}?closing=true", status_code=303)
+
+
+@router.post("/cases/{case_id}/pending-needs/{need}/close")
+async def close_pending_need(case_id: UUID, need: Need, request: Request, p: StaffPage) -> Response:
+    """A need no agency could take, ended with a reason code: routing stops looking for an agency for it."""
+    form = await posted_form(request)
+    reason = _chosen(NeedClosedReason, form.get("reason"))
+    await p.api("routing", "POST", f"/cases/{case_id}/pending-needs/{need.value}/close", body={"reason": reason.value})
+    return RedirectResponse(f"/cases/{case_id}#pending-needs", status_code=303)
 
 
 @router.post("/cases/{case_id}/consents/{agency_id}/override")

@@ -160,7 +160,10 @@ async def case_view(p: Page, case_id: UUID, closing: bool = False) -> dict[str, 
 async def case_page(case_id: UUID, p: StaffPage, closing: bool = False) -> Response:
     view = await case_view(p, case_id, closing)
     consents = await p.api("intake", "GET", f"/cases/{case_id}/consents")
-    return p.render("case.html", consents=consents["agencies"], **view)
+    pending: list[dict[str, Any]] = []
+    if view["status"].get("pending_needs"):  # why each waits, since when, how often tried: routing's
+        pending = (await p.api("routing", "GET", f"/cases/{case_id}/pending-needs"))["pending_needs"]
+    return p.render("case.html", consents=consents["agencies"], pending=pending, **view)
 
 
 @router.get("/cases/{case_id}/progress", response_class=HTMLResponse)

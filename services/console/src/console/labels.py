@@ -144,6 +144,13 @@ CLOSE_REASONS = {
     "transferred": N_("Transferred to another centre"),
     "other": N_("Other reason"),
 }
+NEED_CLOSE_REASONS = {
+    "no_longer_needed": N_("No longer needed"),
+    "victim_declined": N_("The victim declined it"),
+    "arranged_outside_network": N_("Arranged outside the network"),
+    "case_closed": N_("The case is closed"),
+    "other": N_("Other reason"),
+}
 LEGAL_BASES = {
     "other_law": N_("Another law requires it"),
     "imminent_danger": N_("Imminent danger to life, body or property"),
