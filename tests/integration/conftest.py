@@ -1,5 +1,6 @@
-"""Real servers for the integration tests: a PostgreSQL of a module's own (with notify's schema migrated, for the
-modules that test notify's storage and handlers) and a Kafka broker of a module's own."""
+"""Real servers for the integration tests: a PostgreSQL of a module's own (with a service's schema migrated — notify's,
+or the one the module names in `SERVICE` — for the modules that test its storage and handlers) and a Kafka broker of a
+module's own."""
 
 import asyncio
 import shutil
@@ -15,15 +16,21 @@ from kit.db import create_pool, migrate
 
 from tests.integration.servers import postgres_database
 
-DATABASE = "notify_check"
-MIGRATIONS = Path(notify.__file__).parent / "migrations"
+
+@pytest.fixture(scope="module")
+def service(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """The service whose schema a module's PostgreSQL holds: notify's, unless the module names another package in
+    `SERVICE` (routing, say). Its schema's name and its migrations."""
+    package = getattr(request.module, "SERVICE", notify)
+    return package.__name__, Path(package.__file__).parent / "migrations"
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A server of the module's own, notify's migrations applied; its DSN."""
-    with postgres_database("onestop-notify-", DATABASE) as dsn:
-        asyncio.run(migrate(dsn, "notify", MIGRATIONS))
+def postgres(service: tuple[str, Path]) -> Iterator[str]:
+    """A server of the module's own, its service's migrations applied; its DSN."""
+    schema, migrations = service
+    with postgres_database(f"onestop-{schema}-", f"{schema}_check") as dsn:
+        asyncio.run(migrate(dsn, schema, migrations))
         yield dsn
 
 
@@ -42,8 +49,8 @@ def kafka() -> Iterator[KafkaCluster]:
 
 
 @pytest.fixture
-async def pool(postgres: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(postgres, "notify", max_size=4)
+async def pool(postgres: str, service: tuple[str, Path]) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(postgres, service[0], max_size=4)
     try:
         yield pool
     finally:

@@ -37,6 +37,7 @@ from .vocab import (
     NeedClosedReason,
     NoContactReason,
     NotSuccessfulReason,
+    ReferralState,
     ReroutingCause,
     Urgency,
     WithdrawalScope,
@@ -573,6 +574,26 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ConsentWithdrawn,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
+
+# The events that put a referral in a state (on `referral.events`), and that state.
+ReferralStateEvent = (
+    ReferralDelivered
+    | ReferralFailed
+    | ReferralAccepted
+    | ReferralDeclined
+    | ReferralStarted
+    | ReferralCompleted
+    | ReferralCancelled
+)
+REFERRAL_STATE_OF: dict[type[Envelope], ReferralState] = {
+    ReferralDelivered: ReferralState.delivered,
+    ReferralFailed: ReferralState.failed,
+    ReferralAccepted: ReferralState.accepted,
+    ReferralDeclined: ReferralState.declined,
+    ReferralStarted: ReferralState.in_progress,
+    ReferralCompleted: ReferralState.completed,
+    ReferralCancelled: ReferralState.cancelled,
+}
 
 
 class EventRejected(ValueError):

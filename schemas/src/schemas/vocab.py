@@ -79,6 +79,22 @@ class ReferralState(StrEnum):
     failed = "failed"
 
 
+# A total order of the referral states extending the transitions agencies and staff may make (every allowed one goes
+# up). Facts that never lie on one path (accepted and failed, say) are settled by it too: the later stage of the work,
+# or the staff's cancel, wins. Whoever keeps a referral's state from its events keeps the one of highest rank, so the
+# state does not depend on the order the events arrive in (a late "delivered" after "accepted" changes nothing).
+REFERRAL_STATE_RANK: dict[ReferralState, int] = {
+    ReferralState.requested: 0,
+    ReferralState.delivered: 1,
+    ReferralState.failed: 2,
+    ReferralState.declined: 3,
+    ReferralState.accepted: 4,
+    ReferralState.in_progress: 5,
+    ReferralState.completed: 6,
+    ReferralState.cancelled: 7,
+}
+
+
 NEED_LABELS: dict[Need, tuple[str, str]] = {
     Need.safety: ("신변보호", "personal safety"),
     Need.investigation: ("수사협력", "investigation cooperation"),

@@ -136,6 +136,8 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
     # Every service that holds something of a case purges it on case.erased.
     consumes("routing", [CASE_SUBMITTED, REFERRAL_REROUTING, CASE_ERASED])
     produces("routing", [REFERRAL_EVENTS, *(f"referrals.{a}" for a in agency_ids)])
+    # A referral's state (an agency's answer, a delivery that failed): a stage of a case's plan may end by its rule.
+    consumes("routing", [REFERRAL_EVENTS])
     groups("routing", "routing.")
 
     gateway = "agency-gateway"

@@ -55,6 +55,7 @@ def consumer_groups(service: str) -> list[ConsumerGroup]:
             ConsumerGroup("routing.consent-withdrawn", CONSENT_WITHDRAWN),
             ConsumerGroup("routing.case-erased", CASE_ERASED),
             ConsumerGroup("routing.case-closed", CASE_CLOSED),
+            ConsumerGroup("routing.referral-events", REFERRAL_EVENTS),
         ],
         "agency-gateway": [
             ConsumerGroup("agency-gateway.deliveries", None),  # every referrals.<agency> and its .retry

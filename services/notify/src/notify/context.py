@@ -9,6 +9,7 @@ from uuid import UUID
 
 from schemas.catalogue import Agency, OpeningHours
 from schemas.events import (
+    REFERRAL_STATE_OF,
     CasePlanned,
     CaseRouted,
     Envelope,
@@ -19,13 +20,12 @@ from schemas.events import (
     ReferralCancelled,
     ReferralCompleted,
     ReferralDeclined,
-    ReferralDelivered,
-    ReferralFailed,
     ReferralOverdue,
     ReferralReminded,
     ReferralStarted,
+    ReferralStateEvent,
 )
-from schemas.vocab import ReferralState, Urgency
+from schemas.vocab import Urgency
 
 from .domain import Fact
 
@@ -35,26 +35,10 @@ ACKS_CONSUMER = "notify.acks"
 CONSENTS_CONSUMER = "notify.consent-withdrawn"
 CLOSED_CONSUMER = "notify.case-closed"
 
-StateEvent = (
-    ReferralDelivered
-    | ReferralFailed
-    | ReferralAccepted
-    | ReferralDeclined
-    | ReferralStarted
-    | ReferralCompleted
-    | ReferralCancelled
-)
+StateEvent = ReferralStateEvent
 AgencyAnswer = ReferralAccepted | ReferralDeclined | ReferralStarted | ReferralCompleted
 Command = AgencyAnswer | ReferralCancelled
-TARGET_STATE: dict[type[Envelope], ReferralState] = {
-    ReferralDelivered: ReferralState.delivered,
-    ReferralFailed: ReferralState.failed,
-    ReferralAccepted: ReferralState.accepted,
-    ReferralDeclined: ReferralState.declined,
-    ReferralStarted: ReferralState.in_progress,
-    ReferralCompleted: ReferralState.completed,
-    ReferralCancelled: ReferralState.cancelled,
-}
+TARGET_STATE = REFERRAL_STATE_OF
 STATE_EVENTS: tuple[type[Envelope], ...] = tuple(TARGET_STATE)
 AGENCY_ANSWERS: tuple[type[Envelope], ...] = (ReferralAccepted, ReferralDeclined, ReferralStarted, ReferralCompleted)
 # What notify reads on referral.events: routing's decisions, the gateway's deliveries, every state change.

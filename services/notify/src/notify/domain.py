@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
+from schemas.vocab import REFERRAL_STATE_RANK
 from schemas.vocab import ReferralState as S
 
 # The agency may answer before the gateway's "delivered" is recorded, so accept/decline are allowed from requested.
@@ -27,18 +28,7 @@ ALLOWED: dict[S, frozenset[S]] = {
     S.failed: frozenset(),
 }
 
-# A total order extending ALLOWED (every allowed transition goes up). Facts that the table never puts on one
-# path (accepted and failed, say) are settled by it too: the later stage of the work, or the staff's cancel, wins.
-RANK: dict[S, int] = {
-    S.requested: 0,
-    S.delivered: 1,
-    S.failed: 2,
-    S.declined: 3,
-    S.accepted: 4,
-    S.in_progress: 5,
-    S.completed: 6,
-    S.cancelled: 7,
-}
+RANK = REFERRAL_STATE_RANK  # a total order extending ALLOWED: every allowed transition goes up (a unit test checks)
 
 AWAITING_ACK = frozenset({S.requested, S.delivered})  # the acknowledgement deadline runs
 FINAL = frozenset(s for s, targets in ALLOWED.items() if not targets)

@@ -1,5 +1,6 @@
 """Kafka handlers: a submitted case, or a referral that ended without help, becomes a recorded decision and one
-referral per chosen agency, in one transaction with the events that announce them."""
+referral per chosen agency, in one transaction with the events that announce them; a staged case's plan advances
+when the stage under way meets its rule."""
 
 import logging
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from kit.outbox import add_to_outbox
 from kit.unit_of_work import once, transaction
 from schemas.catalogue import Catalogue
 from schemas.events import (
+    REFERRAL_STATE_OF,
     CaseClosed,
     CaseFacts,
     CasePlanned,
@@ -20,9 +22,13 @@ from schemas.events import (
     CaseSubmitted,
     CaseSubmittedV1,
     ConsentWithdrawn,
+    Envelope,
     EventRejected,
+    NeedClosed,
     PlanStage,
+    ReferralCompleted,
     ReferralRequested,
+    ReferralStateEvent,
     ReroutingRequested,
     RoutedReferral,
     current_form,
@@ -42,7 +48,7 @@ from .domain import (
     route_case,
     why_uncovered,
 )
-from .plan import PlanRefused, new_plan, routes_now
+from .plan import PlanRefused, advanced, current, new_plan, routes_now, rule_met, rule_name
 from .rules import Rules
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 CONSUMER = "routing.case-submitted"
 REROUTING_CONSUMER = "routing.referral-rerouting"
 CONSENTS_CONSUMER = "routing.consent-withdrawn"
+EVENTS_CONSUMER = "routing.referral-events"
 
 Clock = Callable[[], datetime]
 
@@ -129,6 +136,54 @@ async def change_plan(
         await storage.save_referrals(conn, routed)
         await _announce(conn, case, plan, routed)
     return stages
+
+
+def may_meet_a_rule(event: Envelope) -> bool:
+    """The events of referral.events that may meet a stage's rule: a referral's new state, a pending need closed.
+    The rest (routing's own decisions and plans, notify's reminders) are passed over without a transaction."""
+    return isinstance(event, ReferralStateEvent | NeedClosed)
+
+
+async def on_referral_event(
+    conn: asyncpg.Connection, catalogue: Catalogue, rules: Rules, clock: Clock, event: Envelope
+) -> None:
+    """Keep the state of a referral routing made (the one of highest rank: a late event changes nothing), then advance
+    the case's plan if the stage under way now meets its rule; in the caller's transaction, inbox check included."""
+    if not await first_time(conn, EVENTS_CONSUMER, event.event_id):
+        return
+    if isinstance(event, ReferralStateEvent):
+        outcome = event.outcome if isinstance(event, ReferralCompleted) else None
+        if not await storage.record_state(conn, event.referral_id, REFERRAL_STATE_OF[type(event)], outcome):
+            return  # nothing new (a late or repeated fact, or a referral routing did not make)
+    await advance_by_rule(conn, catalogue, rules, clock(), event.case_id)
+
+
+async def advance_by_rule(
+    conn: asyncpg.Connection, catalogue: Catalogue, rules: Rules, now: datetime, case_id: UUID
+) -> list[PlanStage] | None:
+    """Advance a staged case's plan, as a caseworker would (`change_plan`: the `case.plan` event, the next stage's
+    needs routed), when the stage under way meets its rule; `changed_by` names the rule. The case's row is locked
+    before the plan, its referrals and pending needs are read, so a caseworker's advance, a retry or a re-routing of
+    the case (another replica's too) waits, and the stage judged is the one advanced. The plan after, or None: no
+    plan, no rule, not met, or the case is closed or erased."""
+    if rules.plan is None:
+        return None
+    before = await storage.plan_of(conn, case_id)
+    under_way = None if before is None else current(before)
+    if under_way is None or rules.plan.rule_of(under_way.stage) is None:
+        return None  # not staged, its plan is over, or the stage ends only when the caseworker says (no lock taken)
+    if await storage.load_case(conn, case_id) is None:  # its row's lock; an erased case has no row
+        return None
+    stages = await storage.plan_of(conn, case_id)
+    stage = None if stages is None else current(stages)
+    if stage is None or await storage.is_closed(conn, case_id) or await is_erased(conn, case_id):
+        return None
+    rule = rules.plan.rule_of(stage.stage)
+    pending = {Need(p["need"]) for p in await storage.pending_of_case(conn, case_id)}
+    if rule is None or not rule_met(rule, stage, await storage.standings(conn, case_id), pending):
+        return None
+    log.info("stage %s of the case's plan ends by its rule (%s)", stage.stage, rule_name(rule))
+    return await change_plan(conn, catalogue, rules, now, case_id, rule_name(rule), lambda s: advanced(s, now))
 
 
 async def on_rerouting_requested(

@@ -1,5 +1,6 @@
-"""The routing service: consumes case.submitted, referral.rerouting, case.erased and consent.withdrawn, publishes
-referrals.<agency-id> and case.routed."""
+"""The routing service: consumes case.submitted, referral.rerouting, case.erased, consent.withdrawn, case.closed and
+referral.events (a referral's state, for the plan's rules), publishes referrals.<agency-id>, case.routed, case.plan
+and need.closed."""
 
 import asyncio
 import logging
@@ -13,6 +14,7 @@ from kit.loops import every
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import Catalogue, CatalogueError, load_catalogue
 from schemas.events import (
+    EVENT_MODELS,
     CaseClosed,
     CaseErased,
     CaseSubmitted,
@@ -38,10 +40,13 @@ from .handlers import (
     CLOSED_CONSUMER,
     CONSENTS_CONSUMER,
     CONSUMER,
+    EVENTS_CONSUMER,
     REROUTING_CONSUMER,
     Clock,
+    may_meet_a_rule,
     on_case_closed,
     on_consent_withdrawn,
+    on_referral_event,
     on_rerouting_requested,
     retry_pending,
     route_submitted,
@@ -113,6 +118,20 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
         await on_case_closed(runtime.pool, event)
 
     runtime.consume(CASE_CLOSED, CLOSED_CONSUMER, (CaseClosed,), handle_case_closed)
+
+    async def handle_referral_event(conn: asyncpg.Connection, event: Envelope) -> None:
+        await on_referral_event(conn, catalogue, rules, clock, event)
+
+    # A referral's state (and a pending need closed) may end a plan's stage by its rule; every other event on the
+    # topic is passed over without a transaction.
+    runtime.consume_batch(
+        REFERRAL_EVENTS,
+        EVENTS_CONSUMER,
+        EVENT_MODELS,
+        handle_referral_event,
+        inbox=EVENTS_CONSUMER,
+        wants=may_meet_a_rule,
+    )
     runtime.produces(REFERRAL_EVENTS, *(agency_topic(a.id) for a in catalogue))
 
     # Pending needs: tried again every PENDING_RETRY_SECONDS, at start (the catalogue may have changed) and as soon

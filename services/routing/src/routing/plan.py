@@ -1,19 +1,29 @@
 """The case plan, pure: stages from the centre's own model (`catalogue/plan.toml`), a staged case's needs laid out in
 them, and how a plan moves on — one stage under way at a time, each later stage's needs routed when the caseworker
-advances it. No I/O beyond reading the file."""
+advances it, or when the stage's rule (`advance_when`) is met by the states of its referrals. No I/O beyond reading
+the file."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.catalogue import CatalogueError, parse_toml
 from schemas.events import PlanStage
 from schemas.validators import listed_once
-from schemas.vocab import Need
+from schemas.vocab import CompletionOutcome, Need, ReferralState
 
 PLAN_FILE = "plan.toml"  # beside rules.toml
+
+# When a stage ends by itself: every referral of the stage taken up (accepted, in progress or completed), or every one
+# completed. Without a rule only a caseworker advances the stage.
+AdvanceWhen = Literal["accepted", "completed"]
+REACHED: dict[AdvanceWhen, frozenset[ReferralState]] = {
+    "accepted": frozenset({ReferralState.accepted, ReferralState.in_progress, ReferralState.completed}),
+    "completed": frozenset({ReferralState.completed}),
+}
 
 
 class StageModel(BaseModel):
@@ -23,6 +33,7 @@ class StageModel(BaseModel):
     name_ko: Annotated[str, Field(min_length=1, max_length=80)]
     name_en: Annotated[str, Field(min_length=1, max_length=80)]
     needs: Annotated[list[Need], Field(min_length=1), listed_once("need")]
+    advance_when: AdvanceWhen | None = None
 
 
 class PlanModel(BaseModel):
@@ -47,6 +58,10 @@ class PlanModel(BaseModel):
 
     def stage_of(self, need: Need) -> str:
         return next(stage.id for stage in self.stages if need in stage.needs)
+
+    def rule_of(self, stage_id: str) -> AdvanceWhen | None:
+        """The stage's rule for ending by itself (None: a stage the file no longer has, or one without a rule)."""
+        return next((stage.advance_when for stage in self.stages if stage.id == stage_id), None)
 
 
 def load_plan(path: Path) -> PlanModel:
@@ -120,3 +135,35 @@ def routes_now(stages: Sequence[PlanStage]) -> list[Need]:
     """The needs a staged case routes at submission: the stage under way's."""
     stage = current(stages)
     return [] if stage is None else list(stage.needs)
+
+
+@dataclass(frozen=True)
+class ReferralStanding:
+    """What routing knows of one referral it made: its needs, its latest state (and a completion's outcome), and
+    whether routing re-routed its needs (it was declined, failed or overdue: its replacement, or the needs pending
+    after it, count instead)."""
+
+    needs: frozenset[Need]
+    state: ReferralState
+    outcome: CompletionOutcome | None = None
+    rerouted: bool = False
+
+
+def rule_name(rule: AdvanceWhen) -> str:
+    """Who advanced the plan, when the rule did: `changed_by` of its `case.plan` event (hence the timeline)."""
+    return f"rule:all_{rule}"
+
+
+def rule_met(
+    rule: AdvanceWhen | None, stage: PlanStage, referrals: Iterable[ReferralStanding], pending: Collection[Need]
+) -> bool:
+    """Whether the stage under way ends by its rule: no need of it still pending, at least one referral for its
+    needs, and every one of them (a re-routed one aside: its replacement counts) in the state the rule asks for. A
+    referral that ended without help and was not re-routed (cancelled, completed without success) keeps the stage
+    open: the caseworker decides. No rule, or a stage not under way: never."""
+    if rule is None or stage.state != "active" or set(stage.needs) & set(pending):
+        return False
+    ours = [r for r in referrals if r.needs & set(stage.needs) and not r.rerouted]
+    return bool(ours) and all(
+        r.state in REACHED[rule] and r.outcome is not CompletionOutcome.not_successful for r in ours
+    )

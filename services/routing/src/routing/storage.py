@@ -7,7 +7,9 @@ from uuid import UUID
 
 import asyncpg
 from schemas.events import CaseFacts, CaseRouted, PlanStage, ReroutingRequested
-from schemas.vocab import WithdrawalScope
+from schemas.vocab import REFERRAL_STATE_RANK, CompletionOutcome, Need, ReferralState, WithdrawalScope
+
+from .plan import ReferralStanding
 
 
 async def save_case(conn: asyncpg.Connection, case_id: UUID, received_at: datetime, case: CaseFacts) -> None:
@@ -144,7 +146,8 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
     if row is None:
         return None
     referrals = await pool.fetch(
-        "SELECT referral_id, agency_id, needs, routed_at, rerouted_from FROM referrals WHERE case_id = $1"
+        "SELECT referral_id, agency_id, needs, routed_at, rerouted_from, state, outcome FROM referrals"
+        " WHERE case_id = $1"
         " ORDER BY routed_at, agency_id",
         case_id,
     )
@@ -161,6 +164,8 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
                 "needs": r["needs"],
                 "routed_at": r["routed_at"].isoformat(),
                 "rerouted_from": None if r["rerouted_from"] is None else str(r["rerouted_from"]),
+                "state": r["state"],  # as routing last heard on referral.events (the plan's rules go by it)
+                "outcome": r["outcome"],
             }
             for r in referrals
         ],
@@ -322,3 +327,42 @@ async def save_plan(conn: asyncpg.Connection, case_id: UUID, stages: Sequence[Pl
 async def plan_of(conn: asyncpg.Connection | asyncpg.Pool, case_id: UUID) -> list[PlanStage] | None:
     stages = await conn.fetchval("SELECT stages FROM case_plans WHERE case_id = $1", case_id)
     return None if stages is None else [PlanStage.model_validate(s) for s in stages]
+
+
+# --- referral states --------------------------------------------------------------------------------
+
+_BY_RANK = sorted(REFERRAL_STATE_RANK, key=REFERRAL_STATE_RANK.__getitem__)
+
+
+async def record_state(
+    conn: asyncpg.Connection, referral_id: UUID, state: ReferralState, outcome: CompletionOutcome | None
+) -> bool:
+    """Keep a referral's state if it outranks the one held (a late or repeated event changes nothing): whether it
+    did. A referral routing did not make is not recorded."""
+    changed = await conn.fetchval(
+        "UPDATE referrals SET state = $2, outcome = $3 WHERE referral_id = $1"
+        " AND array_position($4::text[], state) < array_position($4::text[], $2) RETURNING true",
+        referral_id,
+        state.value,
+        None if outcome is None else outcome.value,
+        [s.value for s in _BY_RANK],
+    )
+    return bool(changed)
+
+
+async def standings(conn: asyncpg.Connection, case_id: UUID) -> list[ReferralStanding]:
+    """Every referral of the case as a stage's rule sees it: needs, state, outcome, and whether it was re-routed."""
+    rows = await conn.fetch(
+        "SELECT r.needs, r.state, r.outcome, EXISTS (SELECT 1 FROM reroutings x WHERE x.rerouted_from = r.referral_id)"
+        " AS rerouted FROM referrals r WHERE r.case_id = $1",
+        case_id,
+    )
+    return [
+        ReferralStanding(
+            needs=frozenset(Need(n) for n in r["needs"]),
+            state=ReferralState(r["state"]),
+            outcome=None if r["outcome"] is None else CompletionOutcome(r["outcome"]),
+            rerouted=r["rerouted"],
+        )
+        for r in rows
+    ]
