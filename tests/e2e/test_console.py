@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,15 +208,30 @@ def wait_for(what: str, check: Any, timeout: float = WAIT_MS / 1000) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {seen!r}")
 
 
-@pytest.fixture
-def silent_legal_aid(stack: Stack) -> Iterator[None]:
-    """legal-aid's simulator answers nothing, so its referral waits for a person to answer it in the console."""
+@contextmanager
+def silent(stack: Stack, agency_id: str) -> Iterator[None]:
+    """The agency's simulator answers nothing while the block runs."""
     simulator = stack.url("agency-simulator")
-    assert httpx.put(f"{simulator}/behaviour/legal-aid", json={"action": "silent"}).status_code == 200
+    assert httpx.put(f"{simulator}/behaviour/{agency_id}", json={"action": "silent"}).status_code == 200
     try:
         yield
     finally:
-        httpx.delete(f"{simulator}/behaviour/legal-aid")
+        httpx.delete(f"{simulator}/behaviour/{agency_id}")
+
+
+@pytest.fixture
+def silent_legal_aid(stack: Stack) -> Iterator[None]:
+    """legal-aid's simulator answers nothing, so its referral waits for a person to answer it in the console."""
+    with silent(stack, "legal-aid"):
+        yield
+
+
+@pytest.fixture
+def silent_police(stack: Stack) -> Iterator[None]:
+    """The police's simulator answers nothing, so a staged case's crisis stage waits for the caseworker (its rule in
+    catalogue/plan.toml would end it as soon as the police accept)."""
+    with silent(stack, "police"):
+        yield
 
 
 def test_an_agency_sees_only_its_own_referrals_declines_one_and_the_caseworker_sees_the_rerouting(
@@ -506,7 +522,7 @@ STAGED_CONSENTS = ["police", "legal-aid", "victim-support-center", "smile-center
 
 
 def test_a_caseworker_follows_a_staged_cases_plan_and_starts_its_next_stage(
-    browser: Browser, caseworker: Page, console: str, stack: Stack
+    browser: Browser, caseworker: Page, console: str, stack: Stack, silent_police: None
 ) -> None:
     case_id = submit_case_by_api(stack, STAGED_NEEDS, STAGED_CONSENTS, staged=True)
     page = caseworker
