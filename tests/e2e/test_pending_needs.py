@@ -108,3 +108,37 @@ async def test_a_pending_need_is_routed_when_the_agency_reports_places_and_anoth
     assert [e["detail"]["uncovered_needs"] for e in routings] == [["statement_support"], []]
     # The closed one was not routed when places came: closing ends the search.
     assert ONLY_ONE not in {r["agency_id"] for r in (await status_of(client, stack, closed) or {})["referrals"]}
+
+
+async def test_a_need_pending_for_want_of_consent_is_routed_as_soon_as_the_victim_consents(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """The only agency for the need has no consent at submission: the need is held. The victim consents later (a
+    caseworker records it in intake's ledger): routing hears it (consent.recorded) and routes the need at once — long
+    before its retry timer (five minutes here) would."""
+    intake, routing = stack.url("intake"), stack.url("routing")
+    body = {**case_needing_statement_support(), "consents": [{"agency_id": "police", "granted": True}]}
+    submitted = await client.post(f"{intake}/cases", json=body)
+    assert submitted.status_code == 201, submitted.text
+    case_id = str(submitted.json()["case_id"])
+    await wait_pending(client, stack, case_id)
+    held = (await client.get(f"{routing}/cases/{case_id}/pending-needs")).json()["pending_needs"]
+    assert "consent" in held[0]["reason"], held
+
+    recorded = await client.post(f"{intake}/cases/{case_id}/consents", json={"agency_id": ONLY_ONE, "granted": True})
+    assert recorded.status_code == 201, recorded.text
+
+    async def routed() -> dict[str, Any] | None:
+        status = await status_of(client, stack, case_id)
+        taken = [r for r in status["referrals"] if r["agency_id"] == ONLY_ONE] if status else []
+        return status if status and status["pending_needs"] == [] and taken else None
+
+    status = await eventually(routed, 120, "the need routed once the victim consented")
+    [later] = [r for r in status["referrals"] if r["agency_id"] == ONLY_ONE]
+    assert later["needs"] == ["statement_support"]
+
+    async def delivered() -> bool:  # and the agency has it: delivered with what the new consent lets it see
+        snapshot = (await client.get(f"{stack.url('agency-simulator')}/agencies/{ONLY_ONE}/referrals")).json()
+        return later["referral_id"] in str(snapshot)
+
+    await eventually(delivered, 120, "the referral delivered to the agency the victim consented to")

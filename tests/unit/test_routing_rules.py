@@ -10,6 +10,7 @@ import pytest
 from routing.domain import (
     ALREADY_REFERRED,
     Plan,
+    as_consented_now,
     excluded_after,
     new_referral_id,
     personal_items_for,
@@ -20,7 +21,7 @@ from routing.rules import Rules, load_rules
 from schemas.calendar import is_open
 from schemas.catalogue import Catalogue, OpeningHours, load_catalogue
 from schemas.events import Consent
-from schemas.vocab import ReroutingCause
+from schemas.vocab import ReroutingCause, WithdrawalScope
 
 from tests.samples import sample_case
 
@@ -483,3 +484,20 @@ def test_a_digital_sex_crime_on_a_public_holiday_goes_to_the_round_the_clock_hub
     }
     said = reasons(plan, was_chosen=True)["employment-center"]
     assert "closed now (Fri 15:00 Asia/Seoul); opens Mon 09:00 Asia/Seoul" in said, "the holiday is not a working day"
+
+
+def test_a_consent_recorded_after_submission_counts_and_a_withdrawal_still_wins() -> None:
+    case = sample_case(
+        consents=[{"agency_id": "police", "granted": True}, {"agency_id": "legal-aid", "granted": False}]
+    )
+    recorded = [
+        Consent(agency_id="legal-aid", granted=True, sensitive_granted=True),  # the victim changed their mind
+        Consent(agency_id="smile-center", granted=True),  # asked later
+        Consent(agency_id="police", granted=True, sensitive_granted=True),
+    ]
+    now, excluded = as_consented_now(case, recorded, {"police": WithdrawalScope.all})
+    by_agency = {c.agency_id: c for c in now.consents}
+    assert by_agency["legal-aid"].granted and by_agency["legal-aid"].sensitive_granted
+    assert by_agency["smile-center"].granted
+    assert not by_agency["police"].granted and set(excluded) == {"police"}, "a withdrawal keeps its agency out"
+    assert [c.agency_id for c in now.consents] == ["police", "legal-aid", "smile-center"]

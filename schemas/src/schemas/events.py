@@ -550,6 +550,21 @@ class ConsentWithdrawn(Envelope):
     withdrawn_at: AwareDatetime
 
 
+class ConsentRecorded(Envelope):
+    """The victim consented to one agency after the case was submitted (or a supervisor recorded a legal basis to
+    provide without consent), in intake's consent ledger: `consent` is where that agency's consent stands now.
+
+    Published on `consent.recorded`; carries what `case.submitted`'s consents carry, no more. Routing takes it into
+    account from the next routing of the case on, and tries the case's pending needs again at once: a need no agency
+    could take for want of consent may be taken now. A withdrawal is `consent.withdrawn`, never this.
+    """
+
+    type: ClassVar[str] = "consent.recorded"
+    version: ClassVar[int] = 1
+    consent: Consent
+    recorded_at: AwareDatetime
+
+
 EVENT_MODELS: tuple[type[Envelope], ...] = (
     CaseSubmitted,
     CaseSubmittedV1,
@@ -572,6 +587,7 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     CaseErased,
     CaseClosed,
     ConsentWithdrawn,
+    ConsentRecorded,
 )
 _BY_TYPE_VERSION: dict[tuple[str, int], type[Envelope]] = {(m.type, m.version): m for m in EVENT_MODELS}
 

@@ -7,6 +7,7 @@ REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
 CASE_ERASED = "case.erased"
 CONSENT_WITHDRAWN = "consent.withdrawn"  # intake: the victim withdrew a consent
+CONSENT_RECORDED = "consent.recorded"  # intake: a consent given, or an override recorded, after submission
 CASE_CLOSED = "case.closed"  # intake: a caseworker closed the case
 
 _AGENCY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -31,6 +31,7 @@ SERVICE_PRINCIPALS = ("intake", "routing", "agency-gateway", "notify")
 CASE_SUBMITTED = "case.submitted"
 CASE_ERASED = "case.erased"
 CONSENT_WITHDRAWN = "consent.withdrawn"
+CONSENT_RECORDED = "consent.recorded"
 CASE_CLOSED = "case.closed"
 REFERRAL_EVENTS = "referral.events"
 REFERRAL_REROUTING = "referral.rerouting"
@@ -162,6 +163,9 @@ def access_rules(agencies: Iterable[str], kafka_agencies: Iterable[str]) -> list
     produces("intake", [CONSENT_WITHDRAWN])
     consumes("notify", [CONSENT_WITHDRAWN])
     consumes("routing", [CONSENT_WITHDRAWN])
+    # A consent given (or an override recorded) after submission: routing tries the case's pending needs again.
+    produces("intake", [CONSENT_RECORDED])
+    consumes("routing", [CONSENT_RECORDED])
 
     # A caseworker closed the case: notify cancels its open referrals and ends its pending needs; routing stops
     # looking for agencies for it.

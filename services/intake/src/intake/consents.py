@@ -17,8 +17,17 @@ from kit.errors import Conflict, Gone, NotFound
 from kit.outbox import add_to_outbox
 from pydantic import Field, model_validator
 from schemas.catalogue import Catalogue
-from schemas.events import AgencyId, Consent, ConsentWithdrawn, Contract, PersonalItem, ShortText, utc_now
-from schemas.topics import CONSENT_WITHDRAWN
+from schemas.events import (
+    AgencyId,
+    Consent,
+    ConsentRecorded,
+    ConsentWithdrawn,
+    Contract,
+    PersonalItem,
+    ShortText,
+    utc_now,
+)
+from schemas.topics import CONSENT_RECORDED, CONSENT_WITHDRAWN
 from schemas.vocab import LegalBasis
 
 from . import consent_storage
@@ -29,6 +38,7 @@ from .consent_ledger import (
     Entry,
     Forbidden,
     Refusal,
+    as_consent,
     current,
     disclosable,
     notice_for,
@@ -136,7 +146,8 @@ async def change_consent(
     check: Callable[[ConsentState], None],
 ) -> dict[str, Any]:
     """Append `entry` if the agency's consent allows it (409 otherwise), access-logged, in one transaction; a
-    withdrawal queues `consent.withdrawn` in the same transaction."""
+    withdrawal queues `consent.withdrawn` in the same transaction, a consent given or an override recorded
+    `consent.recorded` (routing may now take a need it could not)."""
     async with pool.acquire() as conn, conn.transaction():
         await open_case(conn, case_id)
         before = await state_of(conn, case_id, entry.agency_id)
@@ -157,6 +168,11 @@ async def change_consent(
             await add_to_outbox(conn, CONSENT_WITHDRAWN, withdrawn)
         await access_log.record(conn, who, Access(f"consent.{entry.action}", case_id))
         after = await state_of(conn, case_id, entry.agency_id)
+        if entry.action is not Action.withdraw:
+            recorded = ConsentRecorded(
+                case_id=case_id, producer="intake", consent=as_consent(after), recorded_at=entry.recorded_at
+            )
+            await add_to_outbox(conn, CONSENT_RECORDED, recorded)
     return {"case_id": str(case_id), "recorded": entry_json(entry), "consent": state_json(after)}
 
 

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from kit.app import service_app
 from kit.loops import every
 from kit.runtime import ServiceRuntime
-from schemas.topics import CASE_CLOSED, CASE_ERASED, CASE_SUBMITTED, CONSENT_WITHDRAWN
+from schemas.topics import CASE_CLOSED, CASE_ERASED, CASE_SUBMITTED, CONSENT_RECORDED, CONSENT_WITHDRAWN
 
 from .api import Intake, catalogue_of, router
 from .closing import destroy_expired
@@ -14,7 +14,7 @@ from .settings import IntakeSettings
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     runtime = ServiceRuntime(settings)
-    runtime.produces(CASE_SUBMITTED, CASE_ERASED, CONSENT_WITHDRAWN, CASE_CLOSED)
+    runtime.produces(CASE_SUBMITTED, CASE_ERASED, CONSENT_WITHDRAWN, CONSENT_RECORDED, CASE_CLOSED)
 
     async def destroy_round() -> int:
         return await destroy_expired(runtime.pool, runtime.access_log)

@@ -5,7 +5,7 @@ may not go to again) is passed in, so the same input always gives the same decis
 """
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -82,6 +82,17 @@ def excluded_after(cause: ReroutingCause) -> str:
 
 ALREADY_REFERRED = "already has a referral for this case"
 CONSENT_WITHDRAWN = "the victim withdrew their consent to this agency"
+
+
+def as_consented_now(
+    case: CaseFacts, recorded: Sequence[Consent], withdrawn: Mapping[str, WithdrawalScope]
+) -> tuple[CaseFacts, dict[str, str]]:
+    """The case with its consents as they stand now: each consent recorded since submission replaces the one the
+    case came with (or is added), then the withdrawals apply (`after_withdrawals`) — a withdrawal keeps its agency out
+    of the case for good, whatever is recorded later."""
+    newer = {c.agency_id: c for c in recorded}
+    consents = [newer.pop(c.agency_id, c) for c in case.consents] + list(newer.values())
+    return after_withdrawals(case.model_copy(update={"consents": consents}), withdrawn)
 
 
 def after_withdrawals(case: CaseFacts, withdrawn: Mapping[str, WithdrawalScope]) -> tuple[CaseFacts, dict[str, str]]:

@@ -21,6 +21,7 @@ from schemas.events import (
     CaseRouted,
     CaseSubmitted,
     CaseSubmittedV1,
+    ConsentRecorded,
     ConsentWithdrawn,
     Envelope,
     EventRejected,
@@ -40,7 +41,7 @@ from . import storage
 from .domain import (
     ALREADY_REFERRED,
     Plan,
-    after_withdrawals,
+    as_consented_now,
     excluded_after,
     new_referral_id,
     personal_items_for,
@@ -57,6 +58,7 @@ CONSUMER = "routing.case-submitted"
 REROUTING_CONSUMER = "routing.referral-rerouting"
 CONSENTS_CONSUMER = "routing.consent-withdrawn"
 EVENTS_CONSUMER = "routing.referral-events"
+CONSENTS_RECORDED_CONSUMER = "routing.consent-recorded"
 
 Clock = Callable[[], datetime]
 
@@ -88,8 +90,9 @@ async def route_submitted(
         return
     now = clock()
     remaining = await storage.remaining_places(conn, lock=True)
-    # A consent withdrawn since the case was submitted (its event may come first) counts from the first routing.
-    facts, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, submitted.case_id))
+    # A consent recorded or withdrawn since the case was submitted (its event may come first) counts from the first
+    # routing.
+    facts, withdrawn = await _consented_now(conn, case, submitted.case_id)
     needs: list[Need] | None = None
     if facts.staged and rules.plan is not None:  # a staged case routes its first stage's needs, the rest wait
         stages = new_plan(rules.plan, facts.needs, now)
@@ -223,8 +226,14 @@ async def _as_routed_so_far(
     excluded = dict.fromkeys(await storage.referred_agencies(conn, case_id), ALREADY_REFERRED)
     ended = {**await storage.ended_referrals(conn, case_id), **(ending or {})}
     excluded |= {agency_id: excluded_after(ReroutingCause(cause)) for agency_id, cause in ended.items()}
-    case, withdrawn = after_withdrawals(case, await storage.withdrawals(conn, case_id))
+    case, withdrawn = await _consented_now(conn, case, case_id)
     return case, excluded | withdrawn
+
+
+async def _consented_now(conn: asyncpg.Connection, case: CaseFacts, case_id: UUID) -> tuple[CaseFacts, dict[str, str]]:
+    """The case with its consents as recorded and withdrawn since submission, and the agencies withdrawn from."""
+    recorded = await storage.recorded_consents(conn, case_id)
+    return as_consented_now(case, recorded, await storage.withdrawals(conn, case_id))
 
 
 async def retry_pending(
@@ -310,6 +319,25 @@ async def on_consent_withdrawn(pool: asyncpg.Pool, event: ConsentWithdrawn) -> N
         await storage.save_withdrawal(conn, event.case_id, event.agency_id, event.scope, event.withdrawn_at)
 
     await once(pool, CONSENTS_CONSUMER, event, withdraw)
+
+
+async def on_consent_recorded(
+    pool: asyncpg.Pool, catalogue: Catalogue, rules: Rules, clock: Clock, event: ConsentRecorded
+) -> None:
+    """Keep where the agency's consent stands now for every later routing of the case, and try the case's pending
+    needs again at once: one no agency could take for want of this consent may be taken now."""
+
+    async def record(conn: asyncpg.Connection, event: ConsentRecorded) -> None:
+        case = await storage.load_case(conn, event.case_id)  # its row's lock: one routing of the case at a time
+        await storage.save_recorded_consent(conn, event.case_id, event.consent, event.recorded_at)
+        if case is None or await storage.is_closed(conn, event.case_id):
+            return  # not routed yet (its routing reads the consent), or no agency is looked for any more
+        needs = await storage.pending_needs_of(conn, event.case_id)
+        if needs:
+            log.info("consent recorded for a case with %d pending need(s): trying them again", len(needs))
+            await _retry_case(conn, catalogue, rules, clock(), event.case_id, [Need(n) for n in needs])
+
+    await once(pool, CONSENTS_RECORDED_CONSUMER, event, record)
 
 
 CLOSED_CONSUMER = "routing.case-closed"

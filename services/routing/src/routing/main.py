@@ -1,6 +1,6 @@
-"""The routing service: consumes case.submitted, referral.rerouting, case.erased, consent.withdrawn, case.closed and
-referral.events (a referral's state, for the plan's rules), publishes referrals.<agency-id>, case.routed, case.plan
-and need.closed."""
+"""The routing service: consumes case.submitted, referral.rerouting, case.erased, consent.withdrawn, consent.recorded,
+case.closed and referral.events (a referral's state, for the plan's rules), publishes referrals.<agency-id>,
+case.routed, case.plan and need.closed."""
 
 import asyncio
 import logging
@@ -19,6 +19,7 @@ from schemas.events import (
     CaseErased,
     CaseSubmitted,
     CaseSubmittedV1,
+    ConsentRecorded,
     ConsentWithdrawn,
     Envelope,
     ReroutingRequested,
@@ -28,6 +29,7 @@ from schemas.topics import (
     CASE_CLOSED,
     CASE_ERASED,
     CASE_SUBMITTED,
+    CONSENT_RECORDED,
     CONSENT_WITHDRAWN,
     REFERRAL_EVENTS,
     REFERRAL_REROUTING,
@@ -39,12 +41,14 @@ from .erasure import ERASURE_CONSUMER, on_case_erased
 from .handlers import (
     CLOSED_CONSUMER,
     CONSENTS_CONSUMER,
+    CONSENTS_RECORDED_CONSUMER,
     CONSUMER,
     EVENTS_CONSUMER,
     REROUTING_CONSUMER,
     Clock,
     may_meet_a_rule,
     on_case_closed,
+    on_consent_recorded,
     on_consent_withdrawn,
     on_referral_event,
     on_rerouting_requested,
@@ -108,6 +112,11 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     runtime.consume_batch(CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CONSUMER)
     runtime.consume(REFERRAL_REROUTING, REROUTING_CONSUMER, (ReroutingRequested,), handle_rerouting)
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
+
+    async def handle_consent_recorded(event: ConsentRecorded) -> None:
+        await on_consent_recorded(runtime.pool, catalogue, rules, clock, event)
+
+    runtime.consume(CONSENT_RECORDED, CONSENTS_RECORDED_CONSUMER, (ConsentRecorded,), handle_consent_recorded)
 
     async def handle_erasure(event: CaseErased) -> None:
         await on_case_erased(runtime.pool, event)

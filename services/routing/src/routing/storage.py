@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from schemas.events import CaseFacts, CaseRouted, PlanStage, ReroutingRequested
+from schemas.events import CaseFacts, CaseRouted, Consent, PlanStage, ReroutingRequested
 from schemas.vocab import REFERRAL_STATE_RANK, CompletionOutcome, Need, ReferralState, WithdrawalScope
 
 from .plan import ReferralStanding
@@ -192,6 +192,7 @@ async def load_decision(pool: asyncpg.Pool, case_id: UUID) -> dict[str, Any] | N
 async def forget_case(conn: asyncpg.Connection, case_id: UUID) -> None:
     """Drop the case's facts: its consents (with any override's reason), contact rules and caseworker."""
     await conn.execute("DELETE FROM cases WHERE case_id = $1", case_id)
+    await conn.execute("DELETE FROM consents_recorded WHERE case_id = $1", case_id)
     await conn.execute("DELETE FROM pending_needs WHERE case_id = $1", case_id)  # no agency is looked for any more
 
 
@@ -242,6 +243,34 @@ async def withdrawals(conn: asyncpg.Connection, case_id: UUID) -> dict[str, With
         case_id,
     )
     return {r["agency_id"]: WithdrawalScope.all if r["everything"] else WithdrawalScope.sensitive for r in rows}
+
+
+async def save_recorded_consent(conn: asyncpg.Connection, case_id: UUID, consent: Consent, at: datetime) -> None:
+    """Where the agency's consent stands since `at`; an older record that comes late changes nothing."""
+    await conn.execute(
+        "INSERT INTO consents_recorded (case_id, agency_id, consent, recorded_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (case_id, agency_id) DO UPDATE SET consent = EXCLUDED.consent, recorded_at = EXCLUDED.recorded_at"
+        " WHERE consents_recorded.recorded_at <= EXCLUDED.recorded_at",
+        case_id,
+        consent.agency_id,
+        consent.model_dump(mode="json"),
+        at,
+    )
+
+
+async def recorded_consents(conn: asyncpg.Connection, case_id: UUID) -> list[Consent]:
+    """The consents recorded since the case was submitted, one per agency."""
+    rows = await conn.fetch("SELECT consent FROM consents_recorded WHERE case_id = $1 ORDER BY agency_id", case_id)
+    return [Consent.model_validate(r["consent"]) for r in rows]
+
+
+async def pending_needs_of(conn: asyncpg.Connection, case_id: UUID) -> list[str]:
+    """The case's pending needs, locked for this transaction; those a retry round holds are left out (it tries them
+    now, and reads the case after the caller's commit: it waits for the case's row, which the caller holds)."""
+    rows = await conn.fetch(
+        "SELECT need FROM pending_needs WHERE case_id = $1 ORDER BY need FOR UPDATE SKIP LOCKED", case_id
+    )
+    return [r["need"] for r in rows]
 
 
 # --- pending needs ----------------------------------------------------------------------------------
