@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from devstack.stack import Stack
 from kit.auth import Role, issue_token
 
@@ -116,3 +117,15 @@ async def produce(bootstrap: str, topic: str, value: bytes, key: bytes = b"poiso
         await producer.send_and_wait(topic, value, key=key)
     finally:
         await producer.stop()
+
+
+async def group_is_past(bootstrap: str, group: str, record: Any) -> bool:
+    """Whether the consumer group has committed past this record (so its service has handled it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    meta = committed.get(TopicPartition(record.topic, record.partition))
+    return meta is not None and meta.offset > record.offset

@@ -1,10 +1,11 @@
 """End to end on the real stack: a caseworker closes a case with a reason; its open referrals are cancelled and each
 agency told through its channel; and when the retention period after closing ends, its personal data is destroyed
-by the timer — also when intake was down at that moment — every service told to purge, and the supervisor's report
-lists it. (The e2e stack keeps a closed case 20 s: CASE_RETENTION in conftest.py.)"""
+by the timer — also when intake was down at that moment — every service told to purge, intake's list of destroyed
+cases names it and the supervisor's monitoring report still counts it. (The e2e stack keeps a closed case 20 s:
+CASE_RETENTION in conftest.py.)"""
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from devstack.stack import Stack
 from schemas.events import CaseErased, decode_event
 
-from tests.e2e.helpers import StackAuth, eventually, read_topic, referrals_by_agency, timeline
+from tests.e2e.helpers import StackAuth, eventually, group_is_past, read_topic, referrals_by_agency, timeline
 from tests.samples import sample_case_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -36,6 +37,7 @@ async def test_closing_cancels_the_referrals_and_the_retention_timer_destroys_th
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
     intake, notify, simulator = stack.url("intake"), stack.url("notify"), stack.url("agency-simulator")
+    started = datetime.now(UTC)
     submitted = await client.post(f"{intake}/cases", json=CASE)
     assert submitted.status_code == 201, submitted.text
     case_id = submitted.json()["case_id"]
@@ -108,3 +110,16 @@ async def test_closing_cancels_the_referrals_and_the_retention_timer_destroys_th
     assert ("case.destroy.retention_ended", "service:retention-timer") in actions, actions
     events = [e["type"] for e in await timeline(client, notify, case_id)]
     assert "case.closed" in events
+
+    async def purged_by_notify() -> bool:
+        return await group_is_past(stack.kafka.bootstrap_servers, "notify.case-erased", records[0])
+
+    await eventually(purged_by_notify, 60, "notify to handle the case's erasure")
+
+    # The supervisor's report still counts the case after its data is gone: the figures are ids, codes and times.
+    period = {"start": started.isoformat(), "end": datetime.now(UTC).isoformat(), "crime_type": "violent_crime"}
+    report = (await client.get(f"{notify}/reports/referrals", params=period)).json()
+    assert report["cases_closed"] == {"back_to_daily_life": 1}, report["cases_closed"]
+    agencies = {a["agency_id"]: a for a in report["agencies"]}
+    for agency in AGENCIES:
+        assert agencies[agency]["received"] >= 1 and agencies[agency]["cancelled"] >= 1, agencies[agency]
