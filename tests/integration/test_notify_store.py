@@ -476,3 +476,32 @@ async def test_a_crash_in_the_middle_of_a_batch_sends_again_only_the_notice_in_f
     assert mine == ["cw-0@centre.example", "cw-1@centre.example", "cw-1@centre.example", "cw-2@centre.example"]
     statuses = await pool.fetch("SELECT status FROM notifications WHERE case_id = $1", case_id)
     assert [r["status"] for r in statuses] == ["sent"] * 3
+
+
+async def test_a_declined_need_routed_later_by_a_retry_no_longer_asks_for_the_staff(pool: asyncpg.Pool) -> None:
+    """Legal aid declines; its re-routing finds nobody (the need is held pending); a retry later gives the need to
+    another agency, in a routing that names no referral it replaces. The declined referral is replaced by it: the
+    case no longer shows 'declined, no new agency' — nor does an unrelated need's referral change."""
+    from notify.domain import attention
+    from notify.storage import summary_of
+
+    case_id, declined, other, later = uuid4(), uuid4(), uuid4(), uuid4()
+    now = datetime.now(UTC)
+    await on_case_submitted(pool, CTX, submitted(case_id, now))
+    await on_referral_event(
+        pool, CTX, routed(case_id, now, (declined, "legal-aid", "legal"), (other, "police", "safety"))
+    )
+    common = {"case_id": case_id, "referral_id": declined, "agency_id": "legal-aid", "producer": "notify"}
+    await on_referral_event(pool, CTX, ReferralDeclined(**common, reason=DeclineReason.no_capacity))
+    nobody = routed(case_id, now + timedelta(seconds=1)).model_copy(
+        update={"rerouted_from": declined, "uncovered_needs": [Need.legal]}
+    )
+    await on_referral_event(pool, CTX, nobody)
+    assert attention(summary_of(await referral(pool, declined))) is not None, "still the staff's, before the retry"
+
+    await on_referral_event(
+        pool, CTX, routed(case_id, now + timedelta(minutes=5), (later, "legal-home-doctor", "legal"))
+    )
+    row = await referral(pool, declined)
+    assert row["replaced_by"] == [later] and attention(summary_of(row)) is None
+    assert (await referral(pool, other))["replaced_by"] == []

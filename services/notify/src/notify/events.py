@@ -38,7 +38,7 @@ from .context import (
     Context,
 )
 from .deadlines import ack_deadline
-from .domain import FINAL, Fact, Standing, superseded
+from .domain import FINAL, Fact, Standing, attention, superseded
 from .erasure import E, without_free_text
 from .follow_up_actions import close_with_case
 from .notices import VictimReach, victim_reach
@@ -151,6 +151,8 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     if event.rerouted_from is not None and event.referrals:
         await storage.set_replaced_by(conn, event.rerouted_from, [r.referral_id for r in event.referrals])
         await cancel_if_superseded(conn, ctx, event.rerouted_from)
+    elif event.referrals:
+        await _replace_left_behind(conn, ctx, event)
     await storage.add_to_timeline(
         conn,
         event,
@@ -163,6 +165,21 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     for routed in event.referrals:  # routed just before the victim withdrew their consent, or the case was closed
         await cancel_if_consent_withdrawn(conn, ctx, routed.referral_id)
         await cancel_if_case_closed(conn, ctx, routed.referral_id)
+
+
+async def _replace_left_behind(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) -> None:
+    """A need routed again without a re-routing request naming the referral it replaces — a pending need's retry, a
+    need held after its re-routing found nobody — ends what its old referral asked of the staff: a declined, failed
+    or overdue referral for that need is replaced by the new one (and an overdue one cancelled, its agency told), as
+    if the re-routing had found the agency at once."""
+    made = {r.referral_id for r in event.referrals}
+    needs = sorted({str(n) for r in event.referrals for n in r.needs})
+    for row in await storage.unreplaced_of_case(conn, event.case_id, needs):
+        if row["referral_id"] in made or attention(storage.summary_of(row)) is None:
+            continue
+        replacements = [r.referral_id for r in event.referrals if {str(n) for n in r.needs} & set(row["needs"])]
+        await storage.set_replaced_by(conn, row["referral_id"], replacements)
+        await cancel_if_superseded(conn, ctx, row["referral_id"])
 
 
 SUPERSEDED_NOTE = "Re-routed to another agency after the acknowledgement deadline passed unanswered."

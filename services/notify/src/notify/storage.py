@@ -109,6 +109,17 @@ async def set_replaced_by(conn: asyncpg.Connection, referral_id: UUID, replaceme
     )
 
 
+async def unreplaced_of_case(conn: asyncpg.Connection, case_id: UUID, needs: list[str]) -> list[asyncpg.Record]:
+    """The case's referrals for any of these needs that no later routing has replaced, locked."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM referrals WHERE case_id = $1 AND needs && $2::text[] AND cardinality(replaced_by) = 0"
+        " ORDER BY referral_id FOR UPDATE",
+        case_id,
+        needs,
+    )
+    return rows
+
+
 async def mark_reminded(conn: asyncpg.Connection, referral_id: UUID, at: datetime) -> None:
     await conn.execute(
         "UPDATE referrals SET reminded_at = COALESCE(reminded_at, $2) WHERE referral_id = $1", referral_id, at
