@@ -30,6 +30,7 @@ CATALOGUE_DIR = Path(__file__).resolve().parents[2] / "catalogue" / "agencies"
 # Asia/Seoul is UTC+9 all year.
 MONDAY_10AM = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # office hours
 MONDAY_11PM = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)  # only the 24/7 agencies are open
+TUESDAY_3AM = datetime(2025, 3, 3, 18, 0, tzinfo=UTC)  # the same, deep in the night
 SATURDAY_10AM = datetime(2025, 3, 8, 1, 0, tzinfo=UTC)  # statement assistants work Saturdays, most do not
 
 
@@ -105,6 +106,11 @@ def test_an_agency_covering_two_needs_gets_one_referral(catalogue: Catalogue, ru
             {"police": ["safety", "investigation"], "smile-center": ["counselling"]}, [],
             "police", "urgent sexual violence",
         ),
+        (  # 03:00 on a Tuesday: the same — safety and investigation now, counselling when the specialist opens
+            "sexual_violence", "urgent", TUESDAY_3AM, ["safety", "investigation", "counselling"],
+            {"police": ["safety", "investigation"], "smile-center": ["counselling"]}, [],
+            "police", "urgent sexual violence",
+        ),
         (  # in office hours the 24/7 specialist still comes first for what it offers; the rest by specialty
             "sexual_violence", "urgent", MONDAY_10AM, ["investigation", "counselling", "statement_support"],
             {
@@ -114,7 +120,10 @@ def test_an_agency_covering_two_needs_gets_one_referral(catalogue: Catalogue, ru
             [], "police", "urgent sexual violence",
         ),
     ],
-    ids=["stalking", "digital-sex-crime", "urgent-sexual-violence-at-night", "urgent-sexual-violence-by-day"],
+    ids=[
+        "stalking", "digital-sex-crime", "urgent-sexual-violence-at-night", "urgent-sexual-violence-at-3am",
+        "urgent-sexual-violence-by-day",
+    ],
 )  # fmt: skip
 def test_crime_type_hubs_come_first(
     catalogue: Catalogue,
