@@ -215,3 +215,39 @@ async def test_kafka_tools_log_in_as_the_admin_of_the_secured_stack(stack: Stack
     assert re.search(r"^routing\.case-submitted\s+case\.submitted\s+\d+\s", described, re.MULTILINE), described
     login = stack.state_dir / "kafka" / "admin-client.properties"
     assert login.stat().st_mode & 0o077 == 0, "the admin's password is readable by its owner only"
+
+
+async def test_an_operators_replay_through_the_gateways_api_works_under_the_gateways_own_login(stack: Stack) -> None:
+    """The gateway reads an agency's DLQ and writes the agency's topic as its own principal (its ACLs allow just
+    that), so an operator's replay over HTTP (the console's Replay button) works on the secured broker."""
+    agency, simulator, gateway = "microfinance", stack.url("agency-simulator"), stack.url("agency-gateway")
+    async with httpx.AsyncClient(timeout=30.0, auth=StackAuth(stack)) as client:
+        refusing = {"action": "fail", "status": 410, "times": None}
+        assert (await client.put(f"{simulator}/behaviour/{agency}", json=refusing)).status_code == 200
+        try:
+            case = sample_case_json(
+                crime_type="fraud", needs=["financial"], consents=[{"agency_id": agency, "granted": True}]
+            )
+            answer = await client.post(f"{stack.url('intake')}/cases", json=case)
+            assert answer.status_code == 201, answer.text
+            case_id = answer.json()["case_id"]
+
+            async def dead_lettered() -> list[dict[str, Any]] | None:
+                listed = await client.get(f"{gateway}/agencies/{agency}/dead-letters")
+                assert listed.status_code == 200, listed.text
+                return [d for d in listed.json() if d["case_id"] == case_id] or None
+
+            await eventually(dead_lettered, 120, f"case {case_id} in referrals.{agency}.dlq")
+            summary = (await client.get(f"{gateway}/dead-letters")).json()
+            assert [r["waiting"] for r in summary if r["agency_id"] == agency] == [1]
+        finally:
+            await client.delete(f"{simulator}/behaviour/{agency}")
+        replayed = await client.post(f"{gateway}/agencies/{agency}/dead-letters/replay")
+        assert replayed.status_code == 200, replayed.text
+        assert [d["case_id"] for d in replayed.json()["letters"]] == [case_id]
+
+        async def delivered() -> list[dict[str, Any]] | None:
+            events = await timeline(client, stack.url("notify"), case_id)
+            return [e for e in events if e["type"] == "referral.delivered" and e["agency_id"] == agency] or None
+
+        assert len(await eventually(delivered, 120, f"case {case_id} delivered to {agency} after the replay")) == 1

@@ -4,13 +4,15 @@ agency's once the cause is fixed (replay.py, as `onestop-replay-dlq` does). Ever
 access-logged; auditors read the log (kit.access_log_api)."""
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends
 from kit.access_log import Access
 from kit.deps import AccessLogDep, AgencyDep, PoolDep, StaffDep, SupervisorDep, provided
@@ -104,6 +106,16 @@ async def personal_items(
     return {"referral_id": str(referral_id), "case_id": str(row["case_id"]), "items": items}
 
 
+@contextlib.contextmanager
+def _kafka_answers() -> Iterator[None]:
+    """Kafka refusing or not answering the gateway's reads of a DLQ: 503 naming the error, never a stack trace."""
+    try:
+        yield
+    except KafkaError as error:
+        log.warning("the dead letters cannot be read or replayed now: %s", type(error).__name__)
+        raise Problem(503, f"Kafka cannot be used for the dead letters now ({type(error).__name__})") from None
+
+
 def _agency_known(deliveries: Deliveries, agency_id: str) -> None:
     if agency_id not in {d.agency.id for d in deliveries.agencies}:
         raise Problem(404, f"no agency {agency_id}")
@@ -137,9 +149,10 @@ async def dead_letter_queues(
 ) -> Rows:
     """Each agency's DLQ (`referrals.<agency-id>.dlq`), per reason: how many dead letters, how many wait for a
     replay, and when the first and the last arrived. Operators (supervisors) only."""
-    found = await replay.dead_letters(
-        queues.bootstrap_servers, [d.agency.id for d in deliveries.agencies], client_config=queues.client_config
-    )
+    with _kafka_answers():
+        found = await replay.dead_letters(
+            queues.bootstrap_servers, [d.agency.id for d in deliveries.agencies], client_config=queues.client_config
+        )
     await access_log.record_now(pool, who, Access("dead_letters.read"))
     return replay.summary(found)
 
@@ -156,9 +169,10 @@ async def waiting_dead_letters(
     """The dead letters a replay of the agency's DLQ would put back now (a dry run: nothing is sent): where each
     is, its case, why it failed, when, and the topic it would go back to."""
     _agency_known(deliveries, agency_id)
-    letters = await replay.replay_dlq(
-        queues.bootstrap_servers, agency_id, dry_run=True, client_config=queues.client_config
-    )
+    with _kafka_answers():
+        letters = await replay.replay_dlq(
+            queues.bootstrap_servers, agency_id, dry_run=True, client_config=queues.client_config
+        )
     await access_log.record_now(pool, who, *_cases(letters, "dead_letters.read"))
     return [_shown(letter) for letter in letters]
 
@@ -176,8 +190,10 @@ async def replay_dead_letters(
     the gateway delivers each as if new, with the same referral id (a referral whose needs went to another agency
     meanwhile is passed over). Operators (supervisors) only; access-logged per case."""
     _agency_known(deliveries, agency_id)
+    # Failing half-way, nothing is marked replayed: the next replay puts back again what went (the same referral ids).
     async with queues.locks[agency_id]:
-        letters = await replay.replay_dlq(queues.bootstrap_servers, agency_id, client_config=queues.client_config)
+        with _kafka_answers():
+            letters = await replay.replay_dlq(queues.bootstrap_servers, agency_id, client_config=queues.client_config)
     await access_log.record_now(pool, who, *_cases(letters, "dead_letters.replay"))
     log.info("%s replayed %d dead letter(s) of %s", who.subject, len(letters), agency_id)
     return {"agency_id": agency_id, "replayed": len(letters), "letters": [_shown(letter) for letter in letters]}
