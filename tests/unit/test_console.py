@@ -45,7 +45,10 @@ def test_the_form_becomes_the_contracts_body_and_passes_its_validation() -> None
         "contact_rules": {"safe_channel": "sms", "do_not_contact": True},
     }
     assert "summary" not in body and "email" not in body["victim"]  # what was left empty is not sent
-    assert check_case(body) == {}
+    assert check_case(body) == {} and "staged" not in body
+    staged = Form([*CASE_FORM, ("staged", "on")])
+    assert case_payload(staged)["staged"] is True and ("staged", "on") in staged.case_fields()  # carried to submit
+    assert check_case(case_payload(staged)) == {}
 
 
 def test_contract_errors_land_next_to_their_fields_without_the_input() -> None:

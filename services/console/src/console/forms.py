@@ -22,7 +22,7 @@ CASE_FIELDS = (
     "victim.contact_rules.safe_hours.end",
     "summary",
 )
-CASE_FLAGS = ("victim.contact_rules.do_not_contact",)
+CASE_FLAGS = ("victim.contact_rules.do_not_contact", "staged")
 CASE_LISTS = ("needs",)
 
 
@@ -63,8 +63,9 @@ def case_payload(form: Form, consents: Sequence[Mapping[str, Any]] = ()) -> dict
     for key in CASE_FIELDS:
         if form.get(key):
             _nested(key, form.get(key), body)
-    if form.checked("victim.contact_rules.do_not_contact"):
-        _nested("victim.contact_rules.do_not_contact", True, body)
+    for flag in CASE_FLAGS:
+        if form.checked(flag):
+            _nested(flag, True, body)
     return body
 
 
