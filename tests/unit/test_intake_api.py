@@ -59,3 +59,15 @@ def test_an_unknown_case_id_format_is_422_not_500(client: TestClient) -> None:
     answer = client.get("/cases/not-a-uuid")
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["loc"] == "path.case_id"
+
+
+def test_the_batch_disclosure_is_for_the_gateway_only_and_names_each_referral_once(client: TestClient) -> None:
+    url = "/cases/00000000-0000-4000-8000-000000000001/disclosures/batch"
+    one = {"referral_id": "00000000-0000-4000-8000-000000000002", "agency_id": "police", "items": ["victim.name"]}
+    as_notify = {"authorization": f"Bearer {issue_token(SECRET, Role.service, 'notify')}"}
+    refused = client.post(url, json={"version": 1, "referrals": [one]}, headers=as_notify)
+    assert refused.status_code == 403 and refused.json()["title"] == "Forbidden"
+    as_gateway = {"authorization": f"Bearer {issue_token(SECRET, Role.service, 'agency-gateway')}"}
+    for body in ({"referrals": [one, one]}, {"version": 2, "referrals": [one]}, {"referrals": []}):
+        assert client.post(url, json=body, headers=as_gateway).status_code == 422, body
+    assert client.post(url, json={"version": 1, "referrals": [one]}).status_code == 403, "staff are not the gateway"

@@ -48,7 +48,7 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
     channels = {agency.id: registry.open(agency) for agency in catalogue}
     runtime = ServiceRuntime(settings)
     secret = None if settings.auth_secret is None else settings.auth_secret.get_secret_value()
-    disclosures = IntakeDisclosures(settings.intake_url, secret)
+    disclosures = IntakeDisclosures(settings.intake_url, secret, window_seconds=settings.disclosure_window_seconds)
     runtime.on_stop(disclosures.close)
     policy = RetryPolicy(settings.delivery_attempts, settings.retry_base_seconds, settings.retry_max_seconds)
     deliveries = [

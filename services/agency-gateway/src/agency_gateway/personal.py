@@ -5,11 +5,22 @@ a channel sends the referral away, the gateway asks intake for those items (`POS
 short-lived service token); intake decrypts them, checks the case is not erased and logs the disclosure. The
 values live only in memory for the send. A Kafka-native agency, which reads its topic itself, asks the gateway
 (`GET /referrals/{id}/personal`) with its own credential, and the gateway asks intake the same way.
+
+Fewer calls per case. Routing makes a case's referrals to its agencies at once, and they reach the gateway side by
+side, one per agency's lane. Each lane's ask waits a moment (`window_seconds`, 20 ms by default) for the other lanes'
+asks of the same case, then one call (`POST /cases/{id}/disclosures/batch`) fetches them all; each lane is answered
+its own agency's items, or its own refusal, and intake access-logs each agency's items at that fetch. Only referrals
+about to leave are asked for (each lane has made its own checks: not erased, not cancelled, circuit closed), so
+nothing is disclosed, nor logged, for an agency that is not being delivered to. A lone ask, the common case for a
+retry, goes as before (`POST /cases/{id}/disclosures`). The lanes stay apart: the shared call is made before any
+agency is called, a slow or dead agency never holds it up, and an outage of intake is every waiting lane's outage,
+each retried on its own partition as before.
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +28,7 @@ import httpx
 from kit import metrics
 from kit.auth import Role, issue_token
 from kit.outages import DependencyUnavailable
+from prometheus_client import Counter
 from schemas.events import ReferralRequested
 
 from .domain import Failed
@@ -36,10 +48,49 @@ class NotFetched(Failed):
     intake_status: int | None = None  # intake's answer, when it answered
 
 
+DISCLOSURE_CALLS = Counter(
+    "onestop_gateway_disclosure_calls_total",
+    "Calls to intake for personal items, and the referrals they fetched for",
+    ["kind"],  # single | batch
+)
+DISCLOSURE_REFERRALS = Counter(
+    "onestop_gateway_disclosure_referrals_total", "Referrals whose personal items were fetched from intake"
+)
+
+# How long an ask for a case's items waits for the other agencies' asks of the same case.
+WINDOW_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Asked:
+    referral_id: UUID
+    agency_id: str
+    items: tuple[str, ...]
+    answer: "asyncio.Future[dict[str, str] | NotFetched]"
+
+
+@dataclass
+class Gathering:
+    """The asks of one case's items gathered in one window, fetched together when it ends."""
+
+    asked: dict[UUID, Asked] = field(default_factory=dict)
+
+
 class IntakeDisclosures:
-    def __init__(self, intake_url: str, secret: str | None, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        intake_url: str,
+        secret: str | None,
+        timeout_seconds: float = 5.0,
+        window_seconds: float = WINDOW_SECONDS,
+    ) -> None:
         self._secret = secret
-        self._client = httpx.AsyncClient(base_url=intake_url, timeout=timeout_seconds)
+        self._window = window_seconds
+        # Kept-alive connections, enough for every lane asking at once.
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        self._client = httpx.AsyncClient(base_url=intake_url, timeout=timeout_seconds, limits=limits)
+        self._gathering: dict[UUID, Gathering] = {}
+        self._fetches: set[asyncio.Task[None]] = set()
 
     async def items(
         self, case_id: UUID, referral_id: UUID, agency_id: str, items: Sequence[str]
@@ -49,32 +100,71 @@ class IntakeDisclosures:
         Erased case (410), consent withdrawn (409) and the like are permanent: retrying cannot change them.
         Intake unreachable, failing, or refusing the gateway's own credential raises DependencyUnavailable: the
         system's own outage, for which the referral waits on its partition, using none of the agency's attempts.
+        Fetched together with the other agencies' referrals of the case asked for within the window.
         """
         if self._secret is None:
             return NotFetched("the gateway has no AUTH_SECRET to ask intake for the personal items", False)
-        token = issue_token(self._secret, Role.service, SERVICE, ttl_seconds=60)
-        body = {"referral_id": str(referral_id), "agency_id": agency_id, "items": list(items)}
+        gathering = self._gathering.get(case_id)
+        if gathering is None or referral_id in gathering.asked:
+            gathering = self._gathering[case_id] = Gathering()
+            fetch = asyncio.create_task(self._fetch_after_window(case_id, gathering))
+            self._fetches.add(fetch)
+            fetch.add_done_callback(self._fetches.discard)
+        asked = Asked(referral_id, agency_id, tuple(items), asyncio.get_running_loop().create_future())
+        gathering.asked[referral_id] = asked
+        return await asyncio.shield(asked.answer)  # a lane stopped while waiting leaves the others their answer
+
+    async def _fetch_after_window(self, case_id: UUID, gathering: Gathering) -> None:
+        await asyncio.sleep(self._window)
+        if self._gathering.get(case_id) is gathering:
+            del self._gathering[case_id]
+        asked = list(gathering.asked.values())
         try:
-            answer = await self._client.post(
-                f"/cases/{case_id}/disclosures", json=body, headers={"authorization": f"Bearer {token}"}
-            )
+            answers = await self._fetch(case_id, asked)
+        except asyncio.CancelledError:  # the gateway stopping
+            for one in asked:
+                one.answer.cancel()
+            raise
+        except Exception as error:
+            for one in asked:
+                if not one.answer.done():
+                    one.answer.set_exception(error)
+            return
+        for one in asked:
+            if not one.answer.done():
+                one.answer.set_result(answers[one.referral_id])
+
+    async def _fetch(self, case_id: UUID, asked: list[Asked]) -> dict[UUID, dict[str, str] | NotFetched]:
+        """One call for every referral asked: each one's items or refusal; raises DependencyUnavailable."""
+        assert self._secret is not None
+        token = issue_token(self._secret, Role.service, SERVICE, ttl_seconds=60)
+        bodies = [{"referral_id": str(a.referral_id), "agency_id": a.agency_id, "items": list(a.items)} for a in asked]
+        single = len(asked) == 1
+        path = f"/cases/{case_id}/disclosures" if single else f"/cases/{case_id}/disclosures/batch"
+        body = bodies[0] if single else {"version": 1, "referrals": bodies}
+        DISCLOSURE_CALLS.labels("single" if single else "batch").inc()
+        DISCLOSURE_REFERRALS.inc(len(asked))
+        try:
+            answer = await self._client.post(path, json=body, headers={"authorization": f"Bearer {token}"})
         except httpx.HTTPError as error:
             metrics.DEPENDENCY_OUTAGES.labels("intake", "unreachable").inc()
             raise DependencyUnavailable(f"intake could not be reached ({type(error).__name__})") from None
         status = answer.status_code
-        if status == 200:
+        if status != 200:
+            refused = _refusal(status, _detail(answer))
+            return {a.referral_id: refused for a in asked}
+        if single:
             values: dict[str, str] = answer.json()["items"]
-            return values
-        if status >= 500 or status == 429:
-            metrics.DEPENDENCY_OUTAGES.labels("intake", str(status)).inc()
-            raise DependencyUnavailable(f"intake answered {status}")
-        if status in (401, 403):
-            # The gateway's own token refused: a rotated AUTH_SECRET or a skewed clock between the services, the
-            # system's fault and never the agency's. Alerted on; the referral waits until it is put right.
-            metrics.DEPENDENCY_OUTAGES.labels("intake", "refused").inc()
-            log.error("intake refused the gateway's credential (%d): check AUTH_SECRET and the clocks", status)
-            raise DependencyUnavailable(f"intake refused the gateway's credential ({status})")
-        return NotFetched(f"intake refused the personal items: {status} {_detail(answer)}", False, None, status)
+            return {asked[0].referral_id: values}
+        given: dict[UUID, dict[str, str] | NotFetched] = {}
+        for each in answer.json()["disclosures"]:
+            referral_id, each_status = UUID(each["referral_id"]), int(each["status"])
+            given[referral_id] = each["items"] if each_status == 200 else _refusal(each_status, each.get("detail"))
+        missing = [a for a in asked if a.referral_id not in given]
+        if missing:  # intake answered not all it was asked: its fault, never the agency's
+            metrics.DEPENDENCY_OUTAGES.labels("intake", "incomplete").inc()
+            raise DependencyUnavailable(f"intake answered {len(asked) - len(missing)} of {len(asked)} referrals")
+        return given
 
     async def with_items(self, referral: ReferralRequested) -> ReferralRequested | NotFetched:
         """The referral with its personal items filled in, ready for a channel to send."""
@@ -88,6 +178,21 @@ class IntakeDisclosures:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _refusal(status: int, detail: object) -> NotFetched:
+    """Intake's refusal of one referral's items, or DependencyUnavailable when the fault is the system's own."""
+    if status >= 500 or status == 429:
+        metrics.DEPENDENCY_OUTAGES.labels("intake", str(status)).inc()
+        raise DependencyUnavailable(f"intake answered {status}")
+    if status in (401, 403):
+        # The gateway's own token refused: a rotated AUTH_SECRET or a skewed clock between the services, the
+        # system's fault and never the agency's. Alerted on; the referral waits until it is put right.
+        metrics.DEPENDENCY_OUTAGES.labels("intake", "refused").inc()
+        log.error("intake refused the gateway's credential (%d): check AUTH_SECRET and the clocks", status)
+        raise DependencyUnavailable(f"intake refused the gateway's credential ({status})")
+    clipped = str(detail)[:200] if detail else ""
+    return NotFetched(f"intake refused the personal items: {status} {clipped}", False, None, status)
 
 
 def _detail(answer: httpx.Response) -> str:

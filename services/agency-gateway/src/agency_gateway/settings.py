@@ -20,3 +20,5 @@ class GatewaySettings(ServiceSettings):
     # Circuit breaker per agency: after this many transient failures in a row, no calls for breaker_open_seconds.
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=30.0, gt=0, le=120)
+    # How long an ask for a case's personal items waits for its other agencies' asks, to fetch them in one call.
+    disclosure_window_seconds: float = Field(default=0.02, ge=0, le=1)

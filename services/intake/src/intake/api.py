@@ -36,7 +36,7 @@ from .consents import (
     state_json,
 )
 from .crypto import Keyring
-from .disclosure import GATEWAY, NOTIFY, DisclosureRequest, contact_of, disclose
+from .disclosure import GATEWAY, NOTIFY, DisclosureBatch, DisclosureRequest, contact_of, disclose, disclose_batch
 from .settings import IntakeSettings
 
 AgencyPath = Annotated[str, PathParam(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
@@ -293,6 +293,25 @@ async def disclosures(
     asked for (routing chose them by the catalogue and the consents) and that the case holds."""
     only(request, who, GATEWAY)
     return await disclose(pool, access_log, who, intake.encryption(), case_id, body)
+
+
+@router.post("/cases/{case_id}/disclosures/batch", tags=["disclosures"])
+async def disclosure_batch(
+    case_id: UUID,
+    body: DisclosureBatch,
+    request: Request,
+    who: ServiceDep,
+    pool: PoolDep,
+    access_log: AccessLogDep,
+    intake: IntakeDep,
+) -> Any:
+    """Version 1. The personal items of several agencies' referrals of one case in one call, for the gateway to
+    deliver them: each referral answered on its own, as `POST /cases/{case_id}/disclosures` would (`status` 200 with
+    its `items`, or 409 with the problem's `title` and `detail` when that agency has no consent now), each agency's
+    items access-logged (a row per agency and item), all in one transaction. 404 or 410 when the case is missing or
+    erased: nothing of it goes to any agency."""
+    only(request, who, GATEWAY)
+    return await disclose_batch(pool, access_log, who, intake.encryption(), case_id, body)
 
 
 @router.get("/cases/{case_id}/contact", tags=["disclosures"])

@@ -117,6 +117,11 @@ async def check_disclosure(
     """The items the agency may be given now (sensitive ones dropped without their consent), or a 409 problem when
     its consent is withdrawn, refused or missing and no override was recorded."""
     state = current(await consent_storage.entries(conn, case_id, agency_id)).get(agency_id)
+    return disclosure_allowed(state, agency_id, items)
+
+
+def disclosure_allowed(state: ConsentState | None, agency_id: str, items: Sequence[PersonalItem]) -> list[PersonalItem]:
+    """`check_disclosure` on the agency's consent state already read."""
     try:
         return disclosable(state, items)
     except Refusal as refusal:

@@ -3,24 +3,28 @@ access-logged (PIPA safety measures Art. 8). Nothing personal travels on Kafka: 
 which personal items it holds (`CaseFacts`), and
 
 - the agency gateway fetches the items an agency may receive when it delivers that agency's referral
-  (`POST /cases/{id}/disclosures`);
+  (`POST /cases/{id}/disclosures`), or those of several agencies' referrals of one case at once
+  (`POST /cases/{id}/disclosures/batch`: one call and one transaction, each agency answered on its own — one
+  agency's refused or withdrawn consent is its answer alone and never fails or leaks into another's);
 - notify fetches the victim's safe-channel address when it sends the victim a notice (`GET /cases/{id}/contact`).
 
 After erasure both answer 410: the data key is gone, so nothing can be disclosed any more.
 """
 
-from typing import Annotated, Any
+from collections.abc import Collection
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
 from kit.access_log import Access, AccessLog
 from kit.auth import Principal
-from kit.errors import Gone, NotFound
-from pydantic import BaseModel, ConfigDict, Field
+from kit.errors import Conflict, Gone, NotFound
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from schemas.events import PERSONAL_ITEMS, AgencyId, CaseDetails, ContactRules, PersonalItem
 
-from . import storage
-from .consents import check_disclosure
+from . import consent_storage, storage
+from .consent_ledger import current
+from .consents import check_disclosure, disclosure_allowed
 from .crypto import Keyring
 
 GATEWAY = "agency-gateway"
@@ -37,6 +41,33 @@ class DisclosureRequest(BaseModel):
     items: Annotated[list[PersonalItem], Field(min_length=1, max_length=len(PERSONAL_ITEMS))]
 
 
+# Most referrals one batch may name: a case goes to a handful of agencies.
+MAX_BATCH = 32
+
+
+class DisclosureBatch(BaseModel):
+    """Several referrals of one case at once (the agency gateway's batch): each agency answered on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    referrals: Annotated[list[DisclosureRequest], Field(min_length=1, max_length=MAX_BATCH)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "DisclosureBatch":
+        if len({asked.referral_id for asked in self.referrals}) != len(self.referrals):
+            raise ValueError("each referral is named once")
+        return self
+
+
+def disclosure_accesses(case_id: UUID, asked: DisclosureRequest, disclosed: Collection[str]) -> list[Access]:
+    """The access-log rows of one agency's disclosure: one per item given; one naming no item when none was."""
+    action = f"case.disclose:{asked.agency_id}"
+    if not disclosed:
+        return [Access(action, case_id, asked.referral_id)]
+    return [Access(f"{action}:{item}", case_id, asked.referral_id) for item in disclosed]
+
+
 async def disclose(
     pool: asyncpg.Pool,
     access_log: AccessLog,
@@ -51,13 +82,45 @@ async def disclose(
     # The consent ledger decides last: 409 once consent is withdrawn (no override); sensitive items need theirs.
     allowed = await check_disclosure(pool, case_id, asked.agency_id, asked.items)
     disclosed = {item: values[item] for item in allowed if item in values}
-    await access_log.record_now(pool, who, Access(f"case.disclose:{asked.agency_id}", case_id, asked.referral_id))
+    await access_log.record_now(pool, who, *disclosure_accesses(case_id, asked, disclosed))
     return {
         "case_id": str(case_id),
         "referral_id": str(asked.referral_id),
         "agency_id": asked.agency_id,
         "items": disclosed,
     }
+
+
+async def disclose_batch(
+    pool: asyncpg.Pool,
+    access_log: AccessLog,
+    who: Principal,
+    keyring: Keyring,
+    case_id: UUID,
+    batch: DisclosureBatch,
+) -> dict[str, Any]:
+    """Each referral's agency's items, as `disclose` would answer it alone, in one transaction: the case read once,
+    the consent ledger read once, every agency's items access-logged (a row per agency and item). A refusal (no or
+    withdrawn consent) is that referral's answer, a 409 problem in its place; the others are answered all the same.
+    A missing or erased case is the whole batch's 404 or 410: no agency may get anything of it."""
+    async with pool.acquire() as conn, conn.transaction():
+        case = await open_case(conn, case_id, keyring)
+        values = case.personal_values()
+        states = current(await consent_storage.entries(conn, case_id))
+        answers: list[dict[str, Any]] = []
+        accesses: list[Access] = []
+        for asked in batch.referrals:
+            answer: dict[str, Any] = {"referral_id": str(asked.referral_id), "agency_id": asked.agency_id}
+            try:
+                allowed = disclosure_allowed(states.get(asked.agency_id), asked.agency_id, asked.items)
+            except Conflict as refused:
+                answers.append(answer | {"status": 409, "title": refused.title, "detail": refused.detail})
+                continue
+            disclosed = {item: values[item] for item in allowed if item in values}
+            accesses += disclosure_accesses(case_id, asked, disclosed)
+            answers.append(answer | {"status": 200, "items": disclosed})
+        await access_log.record(conn, who, *accesses)
+    return {"case_id": str(case_id), "version": 1, "disclosures": answers}
 
 
 async def contact_of(
@@ -78,7 +141,7 @@ async def contact_of(
     }
 
 
-async def open_case(pool: asyncpg.Pool, case_id: UUID, keyring: Keyring) -> CaseDetails:
+async def open_case(pool: asyncpg.Pool | asyncpg.Connection, case_id: UUID, keyring: Keyring) -> CaseDetails:
     case = await storage.load_case(pool, case_id, keyring)
     if case is None:
         raise NotFound(f"no case {case_id}")

@@ -1,0 +1,139 @@
+"""The gateway asks intake once for the referrals of one case asked for together (one per agency's lane), and each
+lane gets its own agency's answer: its items, its own refusal, or the system's outage."""
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from agency_gateway.personal import IntakeDisclosures, NotFetched
+from kit.outages import DependencyUnavailable
+from schemas.events import ReferralCase, ReferralRequested
+from schemas.vocab import CrimeType, Need, Urgency
+
+CASE = uuid4()
+
+
+def referral(agency_id: str, items: list[str], case_id: UUID = CASE) -> ReferralRequested:
+    return ReferralRequested(
+        case_id=case_id,
+        producer="routing",
+        referral_id=uuid4(),
+        agency_id=agency_id,
+        case=ReferralCase(crime_type=CrimeType.stalking, needs=[Need.safety], urgency=Urgency.urgent),
+        personal_items=items,
+    )
+
+
+def intake(answer: Callable[[dict[str, Any]], httpx.Response], seen: list[httpx.Request]) -> IntakeDisclosures:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(json.loads(request.content))
+
+    disclosures = IntakeDisclosures("http://intake.test", "s" * 32, window_seconds=0.05)
+    disclosures._client = httpx.AsyncClient(base_url="http://intake.test", transport=httpx.MockTransport(handle))
+    return disclosures
+
+
+def per_agency(body: dict[str, Any]) -> httpx.Response:
+    """Intake's batch answer: the police are refused (consent withdrawn), the others get their name."""
+    answers = [
+        {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "status": 409, "detail": "consent withdrawn"}
+        if r["agency_id"] == "police"
+        else {
+            "referral_id": r["referral_id"],
+            "agency_id": r["agency_id"],
+            "status": 200,
+            "items": {"victim.name": r["agency_id"]},
+        }
+        for r in body["referrals"]
+    ]
+    return httpx.Response(200, json={"version": 1, "disclosures": answers})
+
+
+async def test_a_cases_referrals_asked_together_are_fetched_in_one_call_each_getting_its_own() -> None:
+    seen: list[httpx.Request] = []
+    disclosures = intake(per_agency, seen)
+    wanted = [
+        referral("legal-aid", ["victim.name"]),
+        referral("police", ["victim.name"]),
+        referral("smile-center", ["victim.name"]),
+    ]
+
+    legal, police, smile = await asyncio.gather(*(disclosures.with_items(r) for r in wanted))
+
+    [request] = seen
+    assert request.url.path == f"/cases/{CASE}/disclosures/batch"
+    asked = json.loads(request.content)
+    assert asked["version"] == 1
+    assert {(r["referral_id"], r["agency_id"]) for r in asked["referrals"]} == {
+        (str(r.referral_id), r.agency_id) for r in wanted
+    }
+    assert isinstance(legal, ReferralRequested) and legal.case.victim_name == "legal-aid"
+    assert isinstance(smile, ReferralRequested) and smile.case.victim_name == "smile-center"
+    # The police's refusal is theirs alone: final for them, nothing for the others.
+    assert isinstance(police, NotFetched) and police.intake_status == 409 and not police.transient
+
+
+async def test_referrals_of_other_cases_or_asked_later_are_fetched_apart() -> None:
+    seen: list[httpx.Request] = []
+    disclosures = intake(lambda body: httpx.Response(200, json={"items": {"victim.name": body["agency_id"]}}), seen)
+
+    first, other = await asyncio.gather(
+        disclosures.with_items(referral("legal-aid", ["victim.name"])),
+        disclosures.with_items(referral("police", ["victim.name"], case_id=uuid4())),
+    )
+    later = await disclosures.with_items(referral("police", ["victim.name"]))
+
+    assert [r.url.path.rsplit("/", 1)[-1] for r in seen] == ["disclosures"] * 3, "each alone: the single endpoint"
+    assert all(isinstance(r, ReferralRequested) for r in (first, other, later))
+
+
+@pytest.mark.parametrize("status", [503, 401])
+async def test_intake_failing_the_batch_is_every_waiting_lanes_outage(status: int) -> None:
+    disclosures = intake(lambda body: httpx.Response(status, json={"detail": "down"}), [])
+    wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
+
+    outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted), return_exceptions=True)
+
+    assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
+
+
+async def test_an_erased_case_is_final_for_every_referral_of_the_batch() -> None:
+    disclosures = intake(lambda body: httpx.Response(410, json={"detail": "erased"}), [])
+    wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
+
+    outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted))
+
+    assert all(isinstance(o, NotFetched) and o.intake_status == 410 and not o.transient for o in outcomes)
+
+
+async def test_an_answer_missing_a_referral_is_intakes_fault_never_the_agencys() -> None:
+    def forgetful(body: dict[str, Any]) -> httpx.Response:
+        first = body["referrals"][0]
+        answer = {"referral_id": first["referral_id"], "agency_id": first["agency_id"], "status": 200, "items": {}}
+        return httpx.Response(200, json={"version": 1, "disclosures": [answer]})
+
+    disclosures = intake(forgetful, [])
+    wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
+
+    outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted), return_exceptions=True)
+
+    assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
+
+
+async def test_a_lane_stopped_while_waiting_leaves_the_others_their_answer() -> None:
+    seen: list[httpx.Request] = []
+    disclosures = intake(per_agency, seen)
+    stopped = asyncio.create_task(disclosures.with_items(referral("legal-aid", ["victim.name"])))
+    going_on = asyncio.create_task(disclosures.with_items(referral("smile-center", ["victim.name"])))
+    await asyncio.sleep(0)
+    stopped.cancel()
+
+    filled = await going_on
+
+    assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "smile-center"
+    assert len(seen) == 1
