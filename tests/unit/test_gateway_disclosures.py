@@ -3,12 +3,14 @@ lane gets its own agency's answer: its items, its own refusal, or the system's o
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from agency_gateway import personal
 from agency_gateway.personal import IntakeDisclosures, NotFetched
 from kit.outages import DependencyUnavailable
 from schemas.events import ReferralCase, ReferralRequested
@@ -39,7 +41,10 @@ def intake(answer: Callable[[dict[str, Any]], httpx.Response], seen: list[httpx.
 
 
 def per_agency(body: dict[str, Any]) -> httpx.Response:
-    """Intake's batch answer: the police are refused (consent withdrawn), the others get their name."""
+    """Intake's answer: the police are refused (consent withdrawn), the others get their name."""
+    if "referrals" not in body:  # asked alone
+        [alone] = per_agency({"referrals": [body]}).json()["disclosures"]
+        return httpx.Response(alone["status"], json=alone)
     answers = [
         {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "status": 409, "detail": "consent withdrawn"}
         if r["agency_id"] == "police"
@@ -137,3 +142,61 @@ async def test_a_lane_stopped_while_waiting_leaves_the_others_their_answer() -> 
 
     assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "smile-center"
     assert len(seen) == 1
+
+
+async def test_referrals_seen_in_a_fetch_are_fetched_with_the_first_ask_and_kept_for_their_lanes() -> None:
+    """Lanes drift apart: the police's lane asks seconds after the legal aid's; its items came with the first call."""
+    seen: list[httpx.Request] = []
+    disclosures = intake(per_agency, seen)
+    case_id = uuid4()
+    first, later, refused = (
+        referral("legal-aid", ["victim.name"], case_id),
+        referral("smile-center", ["victim.name"], case_id),
+        referral("police", ["victim.name"], case_id),
+    )
+    for expected in (first, later, refused):
+        disclosures.expect(case_id, expected.referral_id, expected.agency_id, expected.personal_items)
+
+    filled = await disclosures.with_items(first)
+    [request] = seen
+    assert {r["agency_id"] for r in json.loads(request.content)["referrals"]} == {"legal-aid", "smile-center", "police"}
+    assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "legal-aid"
+
+    kept = await disclosures.with_items(later)
+    no_consent = await disclosures.with_items(refused)
+    assert len(seen) == 1, "kept for them: no call of their own"
+    assert isinstance(kept, ReferralRequested) and kept.case.victim_name == "smile-center"
+    assert isinstance(no_consent, NotFetched) and no_consent.intake_status == 409
+    again = await disclosures.with_items(later)
+    assert isinstance(again, ReferralRequested) and len(seen) == 2, "a kept answer is used once"
+
+
+async def test_kept_items_are_forgotten_after_their_time() -> None:
+    seen: list[httpx.Request] = []
+    disclosures = intake(per_agency, seen)
+    case_id = uuid4()
+    first, late = referral("legal-aid", ["victim.name"], case_id), referral("smile-center", ["victim.name"], case_id)
+    disclosures.expect(case_id, late.referral_id, late.agency_id, late.personal_items)
+    await disclosures.with_items(first)
+    assert len(seen) == 1
+
+    disclosures._clock = lambda: time.monotonic() + personal.PREFETCH_TTL_SECONDS + 2
+    assert isinstance(await disclosures.with_items(late), ReferralRequested)
+    assert len(seen) == 2, "its kept items were forgotten: fetched again, alone"
+
+
+async def test_nothing_is_kept_from_a_failed_fetch() -> None:
+    answers = iter([httpx.Response(503, json={"detail": "down"})])
+    seen: list[httpx.Request] = []
+
+    def first_down(body: dict[str, Any]) -> httpx.Response:
+        return next(answers, None) or httpx.Response(200, json={"items": {"victim.name": body["agency_id"]}})
+
+    disclosures = intake(first_down, seen)
+    case_id = uuid4()
+    first, later = referral("legal-aid", ["victim.name"], case_id), referral("police", ["victim.name"], case_id)
+    disclosures.expect(case_id, later.referral_id, later.agency_id, later.personal_items)
+    with pytest.raises(DependencyUnavailable):
+        await disclosures.with_items(first)
+    filled = await disclosures.with_items(later)
+    assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "police" and len(seen) == 2

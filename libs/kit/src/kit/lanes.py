@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -56,7 +56,7 @@ LANES_MAX_RECORDS = 500
 # record arriving at an idle consumer waits, and the idle consumer's polling rate.
 LANES_WAIT_MS = 100
 
-Record = ConsumerRecord[Any, Any]
+Record: TypeAlias = ConsumerRecord[Any, Any]
 _CURRENT_RECORD: ContextVar[ConsumerRecord[Any, Any]] = ContextVar("current_record")
 
 
@@ -103,9 +103,11 @@ def subscribe_lanes(
     *,
     max_attempts: int,
     lane_of: Callable[[str], str] = lambda topic: topic,
+    on_fetched: Callable[[Sequence[Record]], None] | None = None,
 ) -> LogicSubscriber[Any]:
     """Consume `topics` in `group_id` with one consumer, calling `handle` with each decoded event in its topic's lane
-    (the module's docstring gives the rules). Returns the subscriber (its lag is a metric)."""
+    (the module's docstring gives the rules). `on_fetched` sees each fetch's records before the lanes get them (to
+    prepare work that spans lanes; it must not raise). Returns the subscriber (its lag is a metric)."""
     if not topics:
         raise ValueError("subscribe_lanes needs at least one topic")
     committer = LaneCommitter()
@@ -117,6 +119,8 @@ def subscribe_lanes(
         consumer = getattr(message, "consumer", None)
         if isinstance(consumer, AIOKafkaConsumer):
             message.committed = AckStatus.ACKED  # offsets are committed by the lanes
+        if on_fetched is not None:
+            on_fetched(records)
         by_partition: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
         for record in records:
             by_partition.setdefault(TopicPartition(record.topic, record.partition), []).append(record)

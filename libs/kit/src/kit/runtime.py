@@ -23,7 +23,7 @@ from .access_log import AccessLog
 from .batches import Apply, subscribe_batch
 from .db import create_pool
 from .health import Dependency, summary
-from .lanes import adopt_offsets, subscribe_lanes
+from .lanes import Record, adopt_offsets, subscribe_lanes
 from .messaging import E, Handler, ensure_topics, flush_commits, make_broker, subscribe
 from .outbox import OutboxRelay, outbox_state
 from .retention import Purge, purge_all, standard_purges
@@ -124,10 +124,12 @@ class ServiceRuntime:
         *,
         lane_of: Callable[[str], str] = lambda topic: topic,
         replaces: Mapping[str, str] | None = None,
+        on_fetched: Callable[[Sequence[Record]], None] | None = None,
     ) -> None:
         """As `consume`, over many topics with one consumer, each topic's records in a lane of their own (`lane_of`
         may group topics into one lane): a handler that waits holds up only its lane (kit/lanes.py). `replaces`
-        (topic -> the group that read it before) lets a new group start where the old ones left off."""
+        (topic -> the group that read it before) lets a new group start where the old ones left off; `on_fetched`
+        sees each fetch's records before the lanes do."""
         if replaces:
             self._adoptions.append((group_id, replaces))
         self._topics |= set(topics) | {dlq_topic(t) for t in topics}
@@ -139,6 +141,7 @@ class ServiceRuntime:
             handle,
             max_attempts=self.settings.handler_max_attempts,
             lane_of=lane_of,
+            on_fetched=on_fetched,
         )
         self._consumers.extend((group_id, t, subscriber) for t in topics)
 

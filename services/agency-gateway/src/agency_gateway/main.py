@@ -1,12 +1,15 @@
 """The agency gateway: per agency, a channel from its plugin and a lane of the one consumer; its HTTP API in api.py."""
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from uuid import UUID
 
 import asyncpg
 from fastapi import FastAPI
 from kit import metrics
 from kit.app import service_app
+from kit.lanes import Record
 from kit.messaging import source_topic
 from kit.runtime import ServiceRuntime
 from schemas.catalogue import load_catalogue
@@ -18,6 +21,7 @@ from schemas.events import (
     ReferralCancelled,
     ReferralCompleted,
     ReferralDeclined,
+    ReferralRequested,
 )
 from schemas.topics import CASE_ERASED, REFERRAL_EVENTS
 
@@ -39,6 +43,33 @@ ENDING = (ReferralDeclined, ReferralCompleted, ReferralCancelled)
 def circuit_state(breaker: CircuitBreaker) -> Callable[[], float]:
     """onestop_circuit_open's value for one agency: 1 while its circuit is not closed."""
     return lambda: float(breaker.tripped)
+
+
+def expected_disclosures(
+    deliveries: list[AgencyDeliveries], disclosures: IntakeDisclosures
+) -> Callable[[Sequence[Record]], None]:
+    """What a fetch of records tells intake's disclosures to expect: the new referrals (not retries, which wait their
+    time) that carry personal items to an agency whose channel sends them and whose circuit is closed — the ones
+    their lane will ask the items of next (personal.py fetches a case's together)."""
+    sending = {d.topic: d for d in deliveries if d.channel.sends_personal_items}
+
+    def expect(records: Sequence[Record]) -> None:
+        now = time.time()
+        for record in records:
+            delivery = sending.get(record.topic)
+            if delivery is None or delivery.breaker.is_open(now) or record.value is None:
+                continue
+            try:
+                body = json.loads(record.value)
+                if body.get("type") != ReferralRequested.type or body.get("agency_id") != delivery.agency.id:
+                    continue
+                case_id, referral_id = UUID(body["case_id"]), UUID(body["referral_id"])
+                items = [str(item) for item in body.get("personal_items") or ()]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # its lane rejects it
+            disclosures.expect(case_id, referral_id, delivery.agency.id, items)
+
+    return expect
 
 
 def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = None) -> FastAPI:
@@ -74,7 +105,14 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
     # It replaces the two consumer groups each agency had: it starts where they were, not from the beginning.
     replaces = {d.topic: consumer_name(d.agency) for d in deliveries}
     replaces |= {d.retry_topic: f"{consumer_name(d.agency)}.retry" for d in deliveries}
-    runtime.consume_lanes(sorted(by_topic), DELIVERIES_CONSUMER, AGENCY_TOPIC_EVENTS, deliver, replaces=replaces)
+    runtime.consume_lanes(
+        sorted(by_topic),
+        DELIVERIES_CONSUMER,
+        AGENCY_TOPIC_EVENTS,
+        deliver,
+        replaces=replaces,
+        on_fetched=expected_disclosures(deliveries, disclosures),
+    )
     runtime.produces(REFERRAL_EVENTS)
 
     async def handle_erasure(event: CaseErased) -> None:

@@ -7,19 +7,21 @@ values live only in memory for the send. A Kafka-native agency, which reads its 
 (`GET /referrals/{id}/personal`) with its own credential, and the gateway asks intake the same way.
 
 Fewer calls per case. Routing makes a case's referrals to its agencies at once, and they reach the gateway side by
-side, one per agency's lane. Each lane's ask waits a moment (`window_seconds`, 20 ms by default) for the other lanes'
-asks of the same case, then one call (`POST /cases/{id}/disclosures/batch`) fetches them all; each lane is answered
-its own agency's items, or its own refusal, and intake access-logs each agency's items at that fetch. Only referrals
-about to leave are asked for (each lane has made its own checks: not erased, not cancelled, circuit closed), so
-nothing is disclosed, nor logged, for an agency that is not being delivered to. A lone ask, the common case for a
-retry, goes as before (`POST /cases/{id}/disclosures`). The lanes stay apart: the shared call is made before any
-agency is called, a slow or dead agency never holds it up, and an outage of intake is every waiting lane's outage,
-each retried on its own partition as before.
+side, one per agency's lane, but the lanes drift apart (each waits on its own agency). So when a fetch of records
+holds several referrals of one case, the gateway notes them (`expect`); the first lane to ask for the case's items
+waits a moment (`window_seconds`) for the others' asks, then one call (`POST /cases/{id}/disclosures/batch`)
+fetches the items of every referral of the case asked or expected. Intake access-logs each agency's items at that
+fetch. A lane that asked gets its answer at once; an expected referral's answer is kept for its lane, in memory, for
+`PREFETCH_TTL_SECONDS` at most, then forgotten (its lane, if it comes later, fetches again). A lone ask, the common
+case for a retry, goes as before (`POST /cases/{id}/disclosures`). The lanes stay apart: the shared call is made
+before any agency is called, a slow or dead agency never holds it up, and an outage of intake is every waiting
+lane's outage, each retried on its own partition as before (nothing is kept from a failed fetch).
 """
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -59,6 +61,14 @@ DISCLOSURE_REFERRALS = Counter(
 
 # How long an ask for a case's items waits for the other agencies' asks of the same case.
 WINDOW_SECONDS = 0.02
+# How long items fetched for a referral whose lane has not asked yet are kept for it, and how long a referral seen in
+# a fetch of records is expected.
+PREFETCH_TTL_SECONDS = 10.0
+DISCLOSURE_PREFETCHED = Counter(
+    "onestop_gateway_disclosure_prefetched_total",
+    "Referrals' personal items fetched before their lane asked, by what became of them",
+    ["outcome"],  # used | expired
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,15 @@ class Asked:
     agency_id: str
     items: tuple[str, ...]
     answer: "asyncio.Future[dict[str, str] | NotFetched]"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A referral seen in a fetch of records, whose lane will ask for its items."""
+
+    agency_id: str
+    items: tuple[str, ...]
+    at: float  # IntakeDisclosures' clock
 
 
 @dataclass
@@ -83,6 +102,7 @@ class IntakeDisclosures:
         secret: str | None,
         timeout_seconds: float = 5.0,
         window_seconds: float = WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret = secret
         self._window = window_seconds
@@ -91,6 +111,31 @@ class IntakeDisclosures:
         self._client = httpx.AsyncClient(base_url=intake_url, timeout=timeout_seconds, limits=limits)
         self._gathering: dict[UUID, Gathering] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        self._expected: dict[UUID, dict[UUID, Expected]] = {}  # case -> referral -> what its lane will ask
+        self._prefetched: dict[UUID, tuple[float, dict[str, str] | NotFetched]] = {}  # referral -> (at, answer)
+        self._clock = clock
+        self._swept_at = clock()
+
+    def expect(self, case_id: UUID, referral_id: UUID, agency_id: str, items: Sequence[str]) -> None:
+        """A referral its lane will ask the items of: fetched with the first ask for its case, kept for its lane."""
+        if items and self._secret is not None and referral_id not in self._prefetched:
+            self._expected.setdefault(case_id, {})[referral_id] = Expected(agency_id, tuple(items), self._clock())
+
+    def _sweep(self) -> None:
+        """Forget what is older than PREFETCH_TTL_SECONDS: kept answers (their lane did not come) and expectations."""
+        now = self._clock()
+        if now - self._swept_at < 1.0:
+            return
+        self._swept_at, oldest = now, now - PREFETCH_TTL_SECONDS
+        stale = [referral for referral, (at, _) in self._prefetched.items() if at < oldest]
+        for referral in stale:
+            del self._prefetched[referral]
+        DISCLOSURE_PREFETCHED.labels("expired").inc(len(stale))
+        for case_id, expected in list(self._expected.items()):
+            for referral in [r for r, e in expected.items() if e.at < oldest]:
+                del expected[referral]
+            if not expected:
+                del self._expected[case_id]
 
     async def items(
         self, case_id: UUID, referral_id: UUID, agency_id: str, items: Sequence[str]
@@ -104,6 +149,14 @@ class IntakeDisclosures:
         """
         if self._secret is None:
             return NotFetched("the gateway has no AUTH_SECRET to ask intake for the personal items", False)
+        self._sweep()
+        kept = self._prefetched.pop(referral_id, None)
+        if kept is not None:
+            DISCLOSURE_PREFETCHED.labels("used").inc()
+            return kept[1]
+        expected = self._expected.get(case_id)
+        if expected is not None:
+            expected.pop(referral_id, None)  # asked for now
         gathering = self._gathering.get(case_id)
         if gathering is None or referral_id in gathering.asked:
             gathering = self._gathering[case_id] = Gathering()
@@ -119,8 +172,12 @@ class IntakeDisclosures:
         if self._gathering.get(case_id) is gathering:
             del self._gathering[case_id]
         asked = list(gathering.asked.values())
+        # The case's other referrals seen in a fetch of records, whose lanes have not asked yet.
+        expected = {r: e for r, e in self._expected.pop(case_id, {}).items() if r not in gathering.asked}
+        loop = asyncio.get_running_loop()
+        ahead = [Asked(r, e.agency_id, e.items, loop.create_future()) for r, e in expected.items()]
         try:
-            answers = await self._fetch(case_id, asked)
+            answers = await self._fetch(case_id, asked + ahead)
         except asyncio.CancelledError:  # the gateway stopping
             for one in asked:
                 one.answer.cancel()
@@ -133,6 +190,9 @@ class IntakeDisclosures:
         for one in asked:
             if not one.answer.done():
                 one.answer.set_result(answers[one.referral_id])
+        now = self._clock()
+        for one in ahead:
+            self._prefetched[one.referral_id] = (now, answers[one.referral_id])
 
     async def _fetch(self, case_id: UUID, asked: list[Asked]) -> dict[UUID, dict[str, str] | NotFetched]:
         """One call for every referral asked: each one's items or refusal; raises DependencyUnavailable."""
