@@ -146,7 +146,7 @@ async def test_a_silent_agency_is_reminded_then_overdue_and_its_needs_go_to_the_
     assert "Kim" not in email.get_content()  # the victim's name stays out of e-mails
 
     [rerouting] = await events_of(client, stack, case_id, "referral.rerouting")
-    assert rerouting["detail"] == {"needs": ["investigation"], "cause": "deadline_breached"}
+    assert rerouting["detail"] == {"needs": ["investigation"], "cause": "deadline_breached", "requested_by": "notify"}
     [request] = await eventually(lambda: rerouting_requests(stack, case_id), 30, "the request on referral.rerouting")
     assert (str(request.referral_id), request.cause, request.needs) == (
         police["referral_id"],

@@ -283,7 +283,13 @@ async def test_every_service_says_what_it_depends_on_and_whether_it_answers(
     intake = (await client.get(f"{stack.url('intake')}/health")).json()
     routing = next(d for d in intake["dependencies"] if d["name"] == "routing")
     assert routing["kind"] == "http" and not routing["required"] and routing["reachable"]
-    assert intake["produces"] == ["case.closed", "case.erased", "case.submitted", "consent.withdrawn"]
+    assert intake["produces"] == [
+        "case.closed",
+        "case.erased",
+        "case.submitted",
+        "consent.recorded",
+        "consent.withdrawn",
+    ]
     gateway = (await client.get(f"{stack.url('agency-gateway')}/health")).json()
     assert {"topic": "referrals.police", "group": "agency-gateway.deliveries"} in gateway["consumes"]
     assert {"topic": "referrals.police.retry", "group": "agency-gateway.deliveries"} in gateway["consumes"]

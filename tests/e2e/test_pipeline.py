@@ -185,7 +185,7 @@ async def test_a_decline_asks_routing_to_find_another_agency_for_the_unmet_needs
 
         [request] = await eventually(rerouting_requested, 60, "a re-routing request after legal-aid declined")
         assert request["agency_id"] == "legal-aid"
-        assert request["detail"] == {"needs": ["legal"], "cause": "declined"}
+        assert request["detail"] == {"needs": ["legal"], "cause": "declined", "requested_by": "notify"}
         on_topic = [
             r
             for r in await read_topic(stack.kafka.bootstrap_servers, "referral.rerouting")
