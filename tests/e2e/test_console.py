@@ -609,3 +609,64 @@ def test_a_caseworker_closes_a_need_no_agency_could_take_with_a_reason(
     expect(page.locator("tr.pending-need")).to_have_count(0)
     pending = staff_get(stack, "routing", f"/cases/{case_id}/pending-needs").json()["pending_needs"]
     assert pending == []
+
+
+EMPLOYMENT = ("employment-center", "seoul-job-center")  # both take employment in Seoul
+
+
+def complete_by_api(stack: Stack, referral: dict[str, Any], outcome: str, reason: str | None = None) -> None:
+    """The agency ends its work on the referral, with its own token (as its own system would)."""
+    agency = referral["agency_id"]
+    body = {"outcome": outcome, "reason": reason} if reason else {"outcome": outcome}
+    answer = httpx.post(
+        f"{stack.url('notify')}/referrals/{referral['referral_id']}/complete",
+        json=body,
+        headers={"authorization": f"Bearer {stack.token('agency', agency)}"},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_caseworker_works_off_follow_ups_and_accepts_a_re_routing_in_the_console(
+    caseworker: Page, console: str, stack: Stack
+) -> None:
+    case_id = submit_case_by_api(stack, ["employment"], list(EMPLOYMENT))
+    [first] = wait_for(
+        "the employment referral accepted",
+        lambda: [r for r in referrals_of(stack, case_id) if r["state"] == "accepted"],
+    )
+    [other] = set(EMPLOYMENT) - {first["agency_id"]}
+    complete_by_api(stack, first, "not_successful", "lack_of_capacity")
+
+    # The caseworker's home lists the follow-up; its case page proposes re-routing, with a label, never a code.
+    caseworker.goto(f"{console}/cases")
+    due = caseworker.locator(f"tr.follow-up-due[data-case='{case_id}']")
+    expect(due).to_contain_text("재연계 제안")
+    expect(caseworker.locator("body")).not_to_contain_text("reroute_proposed")
+    due.get_by_role("link").click()
+    task = caseworker.locator(f"tr.follow-up[data-agency='{first['agency_id']}']")
+    expect(task).to_have_attribute("data-state", "open")
+    expect(task.locator(".proposal")).to_have_attribute("data-proposal", "proposed")
+    caseworker.screenshot(path=str(SHOTS / "console-follow-ups.png"), full_page=True)
+    task.get_by_role("button", name=re.compile("다른 기관 찾기")).click()
+    expect(task).to_have_attribute("data-state", "done")
+    expect(task).to_contain_text("다른 기관으로 재연계함")
+
+    # Routing gives the need to the other agency, whose simulator accepts; it completes successfully, and the
+    # caseworker closes that follow-up with what the victim said.
+    second = wait_for(
+        "the need re-routed and accepted",
+        lambda: [r for r in referrals_of(stack, case_id) if r["agency_id"] == other and r["state"] == "accepted"],
+    )[0]
+    complete_by_api(stack, second, "successful")
+    caseworker.goto(f"{console}/cases/{case_id}")
+    task = caseworker.locator(f"tr.follow-up[data-agency='{other}']")
+    expect(task).to_have_attribute("data-state", "open")
+    task.get_by_label("확인 결과").select_option("needs_met")
+    task.get_by_role("button", name=re.compile("사후 확인 완료")).click()
+    task = caseworker.locator(f"tr.follow-up[data-agency='{other}']")
+    expect(task).to_have_attribute("data-state", "done")
+    expect(task).to_contain_text("피해자가 필요한 도움을 받음")
+    tasks = staff_get(stack, "notify", f"/cases/{case_id}/status", "caseworker").json()["follow_ups"]
+    assert {(t["agency_id"], t["outcome"]) for t in tasks} == {(first["agency_id"], "rerouted"), (other, "needs_met")}
+    caseworker.goto(f"{console}/cases")
+    expect(caseworker.locator(f"tr.follow-up-due[data-case='{case_id}']")).to_have_count(0)

@@ -172,6 +172,7 @@ class FakeApis:
         self.answers: dict[str, Any] = {
             "/agencies": [{"id": "police", "name_ko": "서울경찰청", "name_en": "Seoul Police"}],
             "/cases/needing-attention": [],
+            "/follow-ups?state=open&limit=100": [],
         }
 
     async def call(self, service: str, method: str, path: str, token: str | None, **_: Any) -> Any:
@@ -244,6 +245,8 @@ def test_signing_in_keeps_the_token_in_a_secure_http_only_strict_cookie(dev_cons
         "/operations/agencies/police/dead-letters/replay",
         "/cases/0/plan/advance",
         "/cases/0/pending-needs/housing/close",
+        "/cases/0/follow-ups/0/done",
+        "/cases/0/follow-ups/0/reroute",
         "/capacities/police",
     ],
 )
@@ -277,6 +280,64 @@ def test_each_role_sees_only_its_pages(dev_console: tuple[TestClient, FakeApis])
     client.cookies.set(SESSION_COOKIE, "not-a-token")
     assert client.get("/cases").headers["location"] == "/signin"
     assert all(call[0] != "notify" or call[2] != "/referrals" for call in fake.calls)
+
+
+CASE = "00000000-0000-0000-0000-00000000abcd"
+TASK = "00000000-0000-0000-0000-0000000000f1"
+
+
+def follow_up(due_at: str, proposed: bool = False) -> dict[str, Any]:
+    """A follow-up task as notify shows it (GET /follow-ups, the status's follow_ups)."""
+    return {
+        "task_id": TASK,
+        "case_id": CASE,
+        "referral_id": "00000000-0000-0000-0000-0000000000e1",
+        "agency_id": "police",
+        "needs": ["safety"],
+        "completion": {"outcome": "not_successful" if proposed else "successful", "reason": None},
+        "kind": "check_with_victim",
+        "no_contact": None,
+        "due_at": due_at,
+        "proposal": {"action": "reroute", "needs": ["safety"], "state": "proposed"} if proposed else None,
+        "state": "open",
+        "outcome": None,
+        "closed_at": None,
+    }
+
+
+def test_follow_ups_are_the_caseworkers_to_do_list_on_the_home_page_and_the_case_page(
+    dev_console: tuple[TestClient, FakeApis],
+) -> None:
+    client, fake = dev_console
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    client.cookies.set("console_lang", "en")
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    fake.answers["/follow-ups?state=open&limit=100"] = [follow_up(past, proposed=True)]
+    attention = {"referral_id": "r", "agency_id": "police", "reason": "reroute_proposed", "task_id": TASK}
+    fake.answers["/cases/needing-attention"] = [{"case_id": CASE, "attention": [attention]}]
+    home = client.get("/cases").text
+    assert "Completed without success: re-routing proposed" in home and "reroute_proposed" not in home
+    assert f'data-task="{TASK}"' in home and "overdue" in home and "re-routing proposed" in home
+
+    status = {"case_id": CASE, "status": "needs_attention", "referrals": [], "attention": [attention]}
+    fake.answers[f"/cases/{CASE}/status"] = {**status, "follow_ups": [follow_up(past, proposed=True)]}
+    fake.answers[f"/cases/{CASE}/consents"] = {"agencies": []}
+    page = client.get(f"/cases/{CASE}").text
+    assert f"/cases/{CASE}/follow-ups/{TASK}/done" in page and f"/cases/{CASE}/follow-ups/{TASK}/reroute" in page
+    assert 'value="rerouted"' not in page and 'value="case_closed"' not in page  # not a caseworker's to give
+
+    csrf = csrf_of(client)
+    fake.answers[f"/cases/{CASE}/follow-ups/{TASK}/done"] = {"state": "done"}
+    sent = client.post(f"/cases/{CASE}/follow-ups/{TASK}/done", data={"csrf_token": csrf, "outcome": "needs_met"})
+    assert sent.status_code == 303 and fake.calls[-1][:3] == ("notify", "POST", f"/cases/{CASE}/follow-ups/{TASK}/done")
+    calls = len(fake.calls)
+    for outcome in ("rerouted", "case_closed", "whatever"):  # refused here, before any service is asked
+        refused = client.post(f"/cases/{CASE}/follow-ups/{TASK}/done", data={"csrf_token": csrf, "outcome": outcome})
+        assert refused.status_code == 422 and "Traceback" not in refused.text, outcome
+    assert len(fake.calls) == calls
+    fake.answers[f"/cases/{CASE}/follow-ups/{TASK}/reroute"] = {"state": "done"}
+    assert client.post(f"/cases/{CASE}/follow-ups/{TASK}/reroute", data={"csrf_token": csrf}).status_code == 303
+    assert fake.calls[-1][:3] == ("notify", "POST", f"/cases/{CASE}/follow-ups/{TASK}/reroute")
 
 
 def test_the_language_switch_goes_back_only_to_a_page_of_this_site(dev_console: tuple[TestClient, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What staff do to a case beyond following it: close it or one of its pending needs with a reason (staff), provide
+"""What staff do to a case beyond following it: close it or one of its pending needs with a reason, close a follow-up
+task with its outcome or accept its proposal to re-route (staff), provide
 data to an agency without consent on a legal basis, and erase the case on request after typing its id
 (supervisors). Each is the API's own operation under the user's token; the API decides, and records who did it."""
 
@@ -8,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from schemas.events import AgencyId
-from schemas.vocab import CaseClosedReason, LegalBasis, Need, NeedClosedReason
+from schemas.vocab import FOLLOW_UP_CLOSINGS, CaseClosedReason, FollowUpOutcome, LegalBasis, Need, NeedClosedReason
 
 from .apis import ApiError
 from .pages import OperatorPage, StaffPage
@@ -17,7 +18,7 @@ from .session import posted_form
 router = APIRouter()
 
 
-Choice = TypeVar("Choice", CaseClosedReason, LegalBasis, NeedClosedReason)
+Choice = TypeVar("Choice", CaseClosedReason, FollowUpOutcome, LegalBasis, NeedClosedReason)
 
 
 def _chosen(kind: type[Choice], value: str) -> Choice:
@@ -42,6 +43,25 @@ async def close_pending_need(case_id: UUID, need: Need, request: Request, p: Sta
     reason = _chosen(NeedClosedReason, form.get("reason"))
     await p.api("routing", "POST", f"/cases/{case_id}/pending-needs/{need.value}/close", body={"reason": reason.value})
     return RedirectResponse(f"/cases/{case_id}#pending-needs", status_code=303)
+
+
+@router.post("/cases/{case_id}/follow-ups/{task_id}/done")
+async def follow_up_done(case_id: UUID, task_id: UUID, request: Request, p: StaffPage) -> Response:
+    """A follow-up closed with what the caseworker found (a proposal to re-route it made is thereby declined)."""
+    form = await posted_form(request)
+    outcome = _chosen(FollowUpOutcome, form.get("outcome"))
+    if outcome not in FOLLOW_UP_CLOSINGS:
+        raise ApiError(422, "choose a value from the list")
+    await p.api("notify", "POST", f"/cases/{case_id}/follow-ups/{task_id}/done", body={"outcome": outcome.value})
+    return RedirectResponse(f"/cases/{case_id}#follow-ups", status_code=303)
+
+
+@router.post("/cases/{case_id}/follow-ups/{task_id}/reroute")
+async def follow_up_reroute(case_id: UUID, task_id: UUID, request: Request, p: StaffPage) -> Response:
+    """The follow-up's proposal accepted: routing looks for another agency for the completed referral's needs."""
+    await posted_form(request)  # its CSRF token
+    await p.api("notify", "POST", f"/cases/{case_id}/follow-ups/{task_id}/reroute", body={})
+    return RedirectResponse(f"/cases/{case_id}#follow-ups", status_code=303)
 
 
 @router.post("/cases/{case_id}/consents/{agency_id}/override")

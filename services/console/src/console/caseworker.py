@@ -51,7 +51,12 @@ def choices() -> dict[str, Any]:
 @router.get("/cases", response_class=HTMLResponse)
 async def needing_attention(p: StaffPage) -> Response:
     cases = await p.api("notify", "GET", "/cases/needing-attention")
-    return p.render("attention.html", cases=cases, names=await agency_names(p), labels=labels)
+    # The open follow-up tasks, the soonest due first (each case listed is access-logged by notify).
+    tasks = await p.api("notify", "GET", "/follow-ups?state=open&limit=100")
+    now = datetime.now(UTC)
+    follow_ups = [{**t, "overdue": datetime.fromisoformat(t["due_at"]) < now} for t in tasks]
+    shown = {"cases": cases, "follow_ups": follow_ups, "names": await agency_names(p), "labels": labels}
+    return p.render("attention.html", **shown)
 
 
 @router.get("/cases/open")

@@ -2,6 +2,7 @@
 (`N_` marks them for `pybabel extract` without translating here). Needs have their own names in schemas.vocab."""
 
 from schemas.vocab import (
+    FOLLOW_UP_CLOSINGS,
     NEED_LABELS,
     CompletionOutcome,
     CrimeType,
@@ -91,6 +92,11 @@ EVENTS = {
     "consent.withdrawn": N_("Consent withdrawn"),
     "case.erased": N_("Case erased"),
     "case.plan": N_("Plan changed"),
+    "case.closed": N_("Case closed"),
+    "need.closed": N_("Pending need closed"),
+    "follow_up.opened": N_("Follow-up opened"),
+    "follow_up.closed": N_("Follow-up done"),
+    "consent.recorded": N_("Consent recorded"),
 }
 STAGE_STATES = {"waiting": N_("Waiting"), "active": N_("Under way"), "done": N_("Done")}
 CONSENT_STATES = {
@@ -123,7 +129,28 @@ ATTENTION = {
     "overdue": N_("Answer overdue"),
     "declined_without_new_agency": N_("Declined, and no other agency found"),
     "failed_without_new_agency": N_("Delivery failed, and no other agency found"),
+    "follow_up_open": N_("Follow-up: check with the victim"),
+    "reroute_proposed": N_("Completed without success: re-routing proposed"),
 }
+FOLLOW_UP_KINDS = {
+    "check_with_victim": N_("Check with the victim"),
+    "review_without_contact": N_("Review on file, without contacting the victim"),
+}
+NO_CONTACT = {
+    "do_not_contact": N_("the victim must not be contacted"),
+    "no_safe_channel": N_("no safe channel recorded"),
+}
+FOLLOW_UP_OUTCOMES = {
+    "needs_met": N_("The victim got the help they needed"),
+    "needs_remain": N_("Help is still needed"),
+    "victim_not_reached": N_("The victim could not be reached"),
+    "victim_declined_further_help": N_("The victim declined further help"),
+    "reviewed_without_contact": N_("Reviewed on file, without contact"),
+    "rerouted": N_("Re-routed to another agency"),
+    "case_closed": N_("The case was closed"),
+}
+# What a caseworker may choose when closing a task (schemas.vocab.FOLLOW_UP_CLOSINGS), in this order.
+FOLLOW_UP_CHOICES = [(value, text) for value, text in FOLLOW_UP_OUTCOMES.items() if value in FOLLOW_UP_CLOSINGS]
 ROLES = {
     "caseworker": N_("Caseworker"),
     "supervisor": N_("Supervisor"),
