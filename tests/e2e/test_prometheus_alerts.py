@@ -1,5 +1,6 @@
 """A real Prometheus on the running stack, with deploy/prometheus's configuration and alert rules: it scrapes every
-service, and an agency that keeps failing fires AgencyCircuitOpen, which resolves once the agency answers again.
+service, and an agency that keeps failing fires AgencyCircuitOpen, which resolves once the agency answers again; the
+console's operations page draws its charts over time from it.
 
 For the test only: scrapes and evaluations every second and every rule's `for:` set to 0, written to copies of the
 real files (the rules are otherwise the very ones `./dev up` loads); the gateway opens an agency's circuit after 3
@@ -7,6 +8,7 @@ failures and probes after 1 s.
 """
 
 import json
+import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from console.session import SESSION_COOKIE
 from devstack import grafana
 from devstack.paths import repo_root
 from devstack.ports import free_ports
@@ -52,14 +55,18 @@ def fast_copies(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def prometheus(stack: Stack) -> Iterator[PrometheusServer]:
-    """The gateway tuned to open circuits fast, and a Prometheus of the test's own scraping the stack."""
+    """The gateway tuned to open circuits fast, a Prometheus of the test's own scraping the stack, and the console
+    drawing its operator's charts from that Prometheus."""
     original = dict(stack.processes["agency-gateway"].env)
     original.pop("HTTP_PORT", None)
+    console = dict(stack.processes["console"].env)
+    console.pop("HTTP_PORT", None)
     work = Path(tempfile.mkdtemp(prefix="onestop-prometheus-"))
     config, rules = fast_copies(work)
     [port] = free_ports(1)
     server = PrometheusServer(work, port, stack.metrics_targets(), config=config, rules=rules)
     restart(stack, ("agency-gateway",), {**original, **GATEWAY_TUNING})
+    restart(stack, ("console",), {**console, "CONSOLE_PROMETHEUS_URL": server.url})
     try:
         server.start()
         server.wait_ready(60)
@@ -67,6 +74,7 @@ def prometheus(stack: Stack) -> Iterator[PrometheusServer]:
     finally:
         server.stop()
         restart(stack, ("agency-gateway",), original)
+        restart(stack, ("console",), console)
 
 
 @pytest.fixture
@@ -143,3 +151,24 @@ async def test_an_agency_failing_fires_its_circuit_alert_which_resolves_when_it_
         return await circuit_alert() == []
 
     await eventually(resolved, 45, f"AgencyCircuitOpen for {AGENCY} resolved")
+
+
+async def test_the_consoles_operations_page_charts_what_prometheus_kept(
+    prometheus: PrometheusServer, stack: Stack
+) -> None:
+    """The supervisor's operations page, as the browser gets it: per agency a line of deliveries over the window
+    (the police delivered in the test above), per consumer group a line of its lag — Prometheus's series, drawn."""
+    session = {"cookie": f"{SESSION_COOKIE}={stack.token('supervisor')}; console_lang=en"}
+
+    async def charted() -> str | None:
+        async with httpx.AsyncClient(timeout=15.0) as browser:
+            page = (await browser.get(f"{stack.url('console')}/operations?window=1h", headers=session)).text
+        police = re.search(rf'<tr data-agency="{AGENCY}">.*?</tr>', page, re.S)
+        lag = re.search(r'<tr data-group="agency-gateway[^"]*">.*?</tr>', page, re.S)
+        drawn = police and lag and '<polyline class="delivered"' in police[0] and "<polyline" in lag[0]
+        # A line, not a dot: the window holds two of its points (a minute apart) once Prometheus has scraped a minute.
+        points = [int(n) for n in re.findall(r'data-points="(\d+)"', police[0])] if police else []
+        return page if drawn and max(points, default=0) >= 2 else None
+
+    page = await eventually(charted, 150, "the operations page's charts drawn from Prometheus's series")
+    assert "No history" not in page

@@ -484,6 +484,9 @@ def test_every_service_is_given_its_environment(compose: dict[str, Any]) -> None
             if key.endswith("_URL") and key != "DATABASE_URL":  # another of our services, by its compose name
                 url = urlsplit(value)
                 assert url.hostname in services, f"{app.name}: {key}={value} names no service"
+                if url.hostname == "prometheus":  # the console's charts: Prometheus's own listen address
+                    assert f"--web.listen-address=:{url.port}" in services["prometheus"]["command"], key
+                    continue
                 assert str(url.port) == environment(services[url.hostname])["HTTP_PORT"], f"{app.name}: {key}"
         if not app.migrates:
             continue

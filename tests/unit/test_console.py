@@ -1,14 +1,16 @@
 """The console's pure parts (forms, flow, labels, dates, the Korean catalogue) and its guards (sign-in, CSRF, roles),
 without the services: the APIs are replaced by a fake that answers what the page asks."""
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from babel.messages.extract import extract_from_dir
-from console import flow
+from console import flow, history
 from console.apis import ApiError
 from console.forms import Form, case_payload, check_case, consents_given, field_errors
 from console.i18n import Translator, catalogue, language_of
@@ -166,6 +168,8 @@ def test_every_label_of_the_console_has_a_korean_translation() -> None:
 
 class FakeApis:
     """The services as the console sees them: each call recorded; answers by path, or the API's refusal."""
+
+    client = None  # the console's own HTTP client (Prometheus's charts); unused without CONSOLE_PROMETHEUS_URL
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str | None]] = []
@@ -467,3 +471,58 @@ def test_a_supervisor_sets_or_forgets_any_agencys_capacity_with_their_own_token(
     assert fake.calls[-1] == ("routing", "PUT", "/agencies/police/capacity", supervisor)
     assert client.post("/capacities/police", data={"csrf_token": csrf, "forget": "1"}).status_code == 303
     assert fake.calls[-1] == ("routing", "DELETE", "/agencies/police/capacity", supervisor)
+
+
+def test_the_operators_charts_come_from_prometheus_over_the_chosen_window() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    asked: list[dict[str, str]] = []
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        asked.append(params)
+        assert request.url.path == "/api/v1/query_range"
+        end = float(params["end"])
+        if "deliveries" in params["query"]:
+            values = [[end - 120, "0"], [end - 60, "3"], [end, "1"]]
+            result = [{"metric": {"agency_id": "police"}, "values": values}]
+        else:
+            result = [{"metric": {"group": "notify.events", "service": "notify"}, "values": [[end, "7"]]}]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    async def fetch(url: str | None, window: str) -> history.History:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(prometheus)) as client:
+            return await history.fetch(client, url, window, now)
+
+    over = asyncio.run(fetch("http://prometheus.test:9190/", "1h"))
+    assert over.unavailable is None and over.end - over.start == 3600
+    assert len(asked) == 4 and {a["step"] for a in asked} == {"60s"} and asked[0]["end"] == f"{now.timestamp():.3f}"
+    police = over.of("delivered", "police")
+    assert police is not None and (police.total, police.peak, police.latest) == (4.0, 3.0, 1.0)
+    assert over.of("lag", "notify.events") is not None and over.of("lag", "routing.cases") is None
+    # The last point is now at the right edge; the peak touches the top, 0 the bottom (a pixel free each side).
+    assert history.sparkline(police, over.start, over.end) == "116.0,23.0 118.0,1.0 120.0,15.7"
+    assert history.sparkline(None, over.start, over.end) == ""
+    assert asyncio.run(fetch("http://prometheus.test:9190", "forever")).window == history.DEFAULT_WINDOW
+
+    assert asyncio.run(fetch(None, "6h")).unavailable == "not_configured"
+    asked.clear()
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async def unreachable() -> history.History:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as client:
+            return await history.fetch(client, "http://prometheus.test:9190", "6h", now)
+
+    assert asyncio.run(unreachable()).unavailable == "not_answering"
+    assert history.series_of({"status": "error", "error": "bad query"}, "agency_id") == {}
+
+
+def test_the_operations_page_says_why_it_has_no_history(dev_console: tuple[TestClient, FakeApis]) -> None:
+    client, fake = dev_console
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.supervisor, "sv-1"))
+    client.cookies.set("console_lang", "en")
+    fake.answers["/dead-letters"] = []
+    page = client.get("/operations?window=24h").text
+    assert "No history: the console knows no Prometheus" in page and '<strong aria-current="true">24h</strong>' in page
+    assert 'data-points="0"' in page and "<polyline" not in page

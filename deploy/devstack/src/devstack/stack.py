@@ -330,6 +330,8 @@ class Stack:
         env = {**self.env, "HTTP_PORT": str(self.ports[spec.name])}
         if spec.name == "console":  # the development stack: its sign-in page lists the dev identities
             env.setdefault("CONSOLE_DEV_SIGN_IN", "true")
+            if self.prometheus is not None:  # the operator's charts over time
+                env.setdefault("CONSOLE_PROMETHEUS_URL", self.prometheus.url)
         if spec.name == "intake" and not env.get("CASE_KEYS"):  # only intake holds the key-encryption key
             env["CASE_KEYS"] = dev_case_keys(self.state_dir)
         if self.kafka_security is not None and spec.name in self.kafka_security.principals:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from schemas.events import AgencyId
 from schemas.vocab import CrimeType
 
-from . import flow, labels
+from . import flow, history, labels
 from .apis import ApiError
 from .caseworker import agency_names
 from .i18n import SEOUL
@@ -27,9 +27,14 @@ router = APIRouter()
 
 @router.get("/operations", response_class=HTMLResponse)
 async def operations(
-    p: OperatorPage, case_id: str | None = None, replayed: int | None = None, agency: AgencyId | None = None
+    p: OperatorPage,
+    case_id: str | None = None,
+    replayed: int | None = None,
+    agency: AgencyId | None = None,
+    window: str = history.DEFAULT_WINDOW,
 ) -> Response:
-    """`replayed` and `agency`: what the replay just done put back (a count and an agency id, nothing personal)."""
+    """`replayed` and `agency`: what the replay just done put back (a count and an agency id, nothing personal);
+    `window`: how far back the small charts go (1h, 6h, 24h, 7d), from Prometheus when the console knows one."""
     if case_id:
         try:
             return RedirectResponse(f"/operations/cases/{UUID(case_id.strip())}", status_code=303)
@@ -40,8 +45,12 @@ async def operations(
     texts = await asyncio.gather(*(p.apis.metrics(s) for s in SERVICES))
     figures = read_figures({s: text for s, text in zip(SERVICES, texts, strict=True) if text is not None})
     agencies = await p.api("agency-gateway", "GET", "/agencies")
+    over_time = await history.fetch(p.apis.client, p.settings.console_prometheus_url, window)
     return p.render(
         "operations.html",
+        history=over_time,
+        windows=list(history.WINDOWS),
+        sparkline=history.sparkline,
         health=health,
         agencies=agencies,
         figures=figures,

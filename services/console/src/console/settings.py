@@ -35,6 +35,9 @@ class ConsoleSettings(BaseSettings):
     console_session_hours: Annotated[float, Field(gt=0, le=24)] = 8.0
     # Where operators follow a trace (Jaeger's UI), e.g. http://127.0.0.1:16686; none: trace ids are shown as text.
     console_trace_url: str | None = None
+    # Prometheus's HTTP API, for the operator's charts over time (e.g. http://127.0.0.1:9190; `./dev up` and compose
+    # set it); none: the operations page shows its numbers since each service started, without history.
+    console_prometheus_url: str | None = None
 
     @field_validator("auth_secret")
     @classmethod
