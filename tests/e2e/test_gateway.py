@@ -20,11 +20,13 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from agency_gateway import replay
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
-from devstack.stack import Stack
+from devstack.stack import DATABASE, Stack
 from schemas.events import decode_event
 
 from tests.e2e.helpers import StackAuth, eventually, read_topic, restart, timeline
@@ -343,6 +345,17 @@ async def replay_through_the_api(world: GatewayWorld, client: httpx.AsyncClient,
     assert (await client.post(f"{gateway}/agencies/no-such-agency/dead-letters/replay")).status_code == 404
 
     await set_behaviour(client, stack, agency_id, {"action": "accept", "delay_seconds": 0})
+    # Another replay of the agency under way elsewhere (a replica, the command line) holds its lock: refused, nothing
+    # put back; once it lets go, the replay runs.
+    other = await asyncpg.connect(stack.postgres.dsn(DATABASE))
+    try:
+        async with replay.one_at_a_time(other, agency_id):
+            busy = await client.post(replay_path)
+            assert busy.status_code == 409 and "under way" in busy.json()["detail"], busy.text
+    finally:
+        await other.close()
+    [still] = (await client.get(f"{gateway}/agencies/{agency_id}/dead-letters")).json()
+    assert still["case_id"] == case_id
     replayed = (await client.post(replay_path)).json()
     assert replayed["replayed"] == 1 and replayed["letters"][0]["case_id"] == case_id
     assert (await client.post(replay_path)).json()["replayed"] == 0  # the replay group remembers

@@ -12,7 +12,9 @@ import re
 import subprocess
 import sys
 
+import asyncpg
 import pytest
+from agency_gateway import replay
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
@@ -142,12 +144,29 @@ def test_casectl_dlq_lists_and_shows_the_dead_letters(broker: KafkaCluster, caps
     assert casectl(["dlq", "show", "no-such-topic", "--bootstrap-servers", broker.bootstrap_servers]) == 1
 
 
-def test_casectl_dlq_replay_is_the_gateways_replay(broker: KafkaCluster, capsys: pytest.CaptureFixture[str]) -> None:
+async def replay_while_another_runs(dsn: str, bootstrap: str) -> None:
+    """casectl's replay while another replay of legal-aid (a gateway's, say) holds its lock: refused, nothing put
+    back (the lock is PostgreSQL's, so it holds across every process on the gateway's database)."""
+    other = await asyncpg.connect(dsn)
+    try:
+        async with replay.one_at_a_time(other, "legal-aid"):
+            with pytest.raises(SystemExit, match="a replay of legal-aid's dead letters is under way"):
+                await asyncio.to_thread(casectl, ["dlq", "replay", "legal-aid", "--bootstrap-servers", bootstrap])
+    finally:
+        await other.close()
+
+
+def test_casectl_dlq_replay_is_the_gateways_replay(
+    broker: KafkaCluster, postgres: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     bootstrap = broker.bootstrap_servers
+    monkeypatch.setenv("DATABASE_URL", postgres)  # where the replay takes its lock, as the gateway's own does
     legal_aid = [TopicPartition("referrals.legal-aid", 0)]
     before = sum(asyncio.run(end_offsets(bootstrap, legal_aid)).values())
     assert casectl(["dlq", "replay", "legal-aid", "--dry-run", "--bootstrap-servers", bootstrap]) == 0
     assert "would replay 2 dead letter(s) from referrals.legal-aid.dlq" in capsys.readouterr().err
+    assert sum(asyncio.run(end_offsets(bootstrap, legal_aid)).values()) == before
+    asyncio.run(replay_while_another_runs(postgres, bootstrap))
     assert sum(asyncio.run(end_offsets(bootstrap, legal_aid)).values()) == before
     assert casectl(["dlq", "replay", "legal-aid", "--bootstrap-servers", bootstrap]) == 0
     assert "replayed 2 dead letter(s)" in capsys.readouterr().err

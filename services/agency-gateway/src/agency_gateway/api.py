@@ -3,12 +3,10 @@ items of a referral delivered to it; an operator (a supervisor) looks at the age
 agency's once the cause is fixed (replay.py, as `onestop-replay-dlq` does). Every read of a case's data is
 access-logged; auditors read the log (kit.access_log_api)."""
 
-import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -38,12 +36,10 @@ DeliveriesDep = Annotated[Deliveries, Depends(provided(Deliveries))]
 
 @dataclass(frozen=True)
 class DeadLetterQueues:
-    """The gateway's Kafka and login, through which an operator's replay reads an agency's DLQ and puts it back; one
-    replay at a time per agency in this process (two at once would put the same letters back twice)."""
+    """The gateway's Kafka and login, through which an operator's replay reads an agency's DLQ and puts it back."""
 
     bootstrap_servers: str
     client_config: Mapping[str, Any]
-    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
 
 DeadLettersDep = Annotated[DeadLetterQueues, Depends(provided(DeadLetterQueues))]
@@ -188,12 +184,18 @@ async def replay_dead_letters(
 ) -> dict[str, Any]:
     """Once the cause is fixed: put the agency's dead letters not replayed before back on the topic each came from;
     the gateway delivers each as if new, with the same referral id (a referral whose needs went to another agency
-    meanwhile is passed over). Operators (supervisors) only; access-logged per case."""
+    meanwhile is passed over). Operators (supervisors) only; access-logged per case. One replay of an agency at a
+    time across the gateway's replicas and `onestop-replay-dlq`: 409 while another runs, nothing put back."""
     _agency_known(deliveries, agency_id)
     # Failing half-way, nothing is marked replayed: the next replay puts back again what went (the same referral ids).
-    async with queues.locks[agency_id]:
-        with _kafka_answers():
-            letters = await replay.replay_dlq(queues.bootstrap_servers, agency_id, client_config=queues.client_config)
+    async with pool.acquire() as conn:
+        try:
+            async with replay.one_at_a_time(conn, agency_id):
+                with _kafka_answers():
+                    config = queues.client_config
+                    letters = await replay.replay_dlq(queues.bootstrap_servers, agency_id, client_config=config)
+        except replay.ReplayUnderWay as busy:
+            raise Problem(409, str(busy)) from None
     await access_log.record_now(pool, who, *_cases(letters, "dead_letters.replay"))
     log.info("%s replayed %d dead letter(s) of %s", who.subject, len(letters), agency_id)
     return {"agency_id": agency_id, "replayed": len(letters), "letters": [_shown(letter) for letter in letters]}

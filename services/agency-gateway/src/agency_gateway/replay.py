@@ -9,12 +9,14 @@ agency's DLQ from its beginning, each letter saying whether a replay has put it 
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from schemas.topics import agency_topic, dlq_topic
@@ -31,6 +33,28 @@ class DeadLetter:
     target: str
     failed_at: datetime
     replayed: bool = False  # put back by an earlier replay
+
+
+class ReplayUnderWay(Exception):
+    """Another replay of the agency's dead letters holds its lock: nothing was put back."""
+
+
+def replay_lock_key(agency_id: str) -> str:
+    """The PostgreSQL advisory lock a replay of the agency's dead letters holds while it runs."""
+    return f"agency-gateway.dlq-replay.{agency_id}"
+
+
+@contextlib.asynccontextmanager
+async def one_at_a_time(conn: asyncpg.Connection, agency_id: str) -> AsyncIterator[None]:
+    """One replay of an agency's dead letters at a time, across every replica of the gateway and the command line:
+    two at once would read the same committed offsets and put the same letters back twice. A session-level advisory
+    lock on `conn`, so a process that dies mid-replay lets go with its connection."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", replay_lock_key(agency_id)):
+        raise ReplayUnderWay(f"a replay of {agency_id}'s dead letters is under way; look again once it is done")
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", replay_lock_key(agency_id))
 
 
 def replay_group(agency_id: str) -> str:
@@ -179,7 +203,21 @@ def main(argv: list[str] | None = None) -> None:
     settings = GatewaySettings()
     bootstrap = args.bootstrap_servers or settings.kafka_bootstrap_servers
     config = settings.kafka_client_config()
-    letters = asyncio.run(replay_dlq(bootstrap, args.agency_id, dry_run=args.dry_run, client_config=config))
+
+    async def run() -> list[DeadLetter]:
+        if args.dry_run:  # a look changes nothing: no lock
+            return await replay_dlq(bootstrap, args.agency_id, dry_run=True, client_config=config)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with one_at_a_time(conn, args.agency_id):
+                return await replay_dlq(bootstrap, args.agency_id, client_config=config)
+        finally:
+            await conn.close()
+
+    try:
+        letters = asyncio.run(run())
+    except ReplayUnderWay as busy:
+        sys.exit(f"onestop-replay-dlq: {busy}")
     verb = "would replay" if args.dry_run else "replayed"
     for letter in letters:
         print(f"  {letter.partition}@{letter.offset} case {letter.key} ({letter.reason}) -> {letter.target}")
