@@ -108,10 +108,14 @@ async def test_a_short_fault_scenario_loses_nothing_and_duplicates_nothing(
 async def test_a_hostile_agency_changes_nothing_and_every_bad_record_is_parked(
     fault_stack: Stack, observer: Observer
 ) -> None:
-    settings = replace(SHORT, options=replace(SHORT.options, hostile_referrals=6, cpu_window=10.0))
+    # It waits for every referral to the agency to be taken at most 240 s (a minute here, usually), well inside the
+    # test's timeout: a stall then fails with the scenario's own account of what was missing, not a bare timeout.
+    options = replace(SHORT.options, hostile_referrals=6, cpu_window=10.0, hostile_wait=240.0)
+    settings = replace(SHORT, options=options)
     outcome = await run_scenario(HostileAgencyAnswers(), fault_stack, observer, settings, print)
     print(table([outcome]))
 
+    assert "hostile_gave_up_waiting_s" not in outcome.notes, (outcome.notes, outcome.samples)
     assert outcome.notes["hostile"]["referrals_scripted"] == 6 and outcome.notes["hostile"]["kafka_records"] > 100
     assert outcome.poison_sent > 0 and outcome.poison_in_dlq == outcome.poison_expected_in_dlq, outcome.poison_missing
     assert not outcome.poison_wrong_reason
