@@ -57,10 +57,6 @@ class Series:
     points: Sequence[tuple[float, float]]
 
     @property
-    def latest(self) -> float:
-        return self.points[-1][1] if self.points else 0.0
-
-    @property
     def peak(self) -> float:
         return max((v for _, v in self.points), default=0.0)
 
