@@ -18,6 +18,7 @@ import httpx
 import pytest
 from console.i18n import catalogue
 from devstack.stack import DATABASE, Stack
+from kit.auth import Role, issue_token
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
@@ -130,6 +131,10 @@ def test_a_caseworker_submits_a_case_with_consents_and_sees_it_accepted(
     expect(page.locator("li[data-event='referral.delivered']")).to_have_count(3)
     expect(page.locator("tr.consent")).to_have_count(3)
     assert count_cases(stack) == before + 1
+    # The signed-in caseworker follows the case: the form had their address from their token, the id is theirs.
+    case_id = page.url.rsplit("/", 1)[-1]
+    recorded = staff_get(stack, "intake", f"/cases/{case_id}", "caseworker").json()["caseworker"]
+    assert recorded == {"id": "dev-caseworker", "email": "dev-caseworker@centre.example"}
     page.screenshot(path=str(SHOTS / "console-case.png"), full_page=True)
 
 
@@ -629,7 +634,8 @@ def complete_by_api(stack: Stack, referral: dict[str, Any], outcome: str, reason
 def test_a_caseworker_works_off_follow_ups_and_accepts_a_re_routing_in_the_console(
     caseworker: Page, console: str, stack: Stack
 ) -> None:
-    case_id = submit_case_by_api(stack, ["employment"], list(EMPLOYMENT))
+    mine = {"id": "dev-caseworker", "email": "dev-caseworker@centre.example"}  # the console's dev caseworker
+    case_id = submit_case_by_api(stack, ["employment"], list(EMPLOYMENT), caseworker=mine)
     [first] = wait_for(
         "the employment referral accepted",
         lambda: [r for r in referrals_of(stack, case_id) if r["state"] == "accepted"],
@@ -637,8 +643,19 @@ def test_a_caseworker_works_off_follow_ups_and_accepts_a_re_routing_in_the_conso
     [other] = set(EMPLOYMENT) - {first["agency_id"]}
     complete_by_api(stack, first, "not_successful", "lack_of_capacity")
 
-    # The caseworker's home lists the follow-up; its case page proposes re-routing, with a label, never a code.
+    # Another caseworker's own list leaves it out; everyone's has it, once notify has opened the task.
+    stranger = {"authorization": f"Bearer {issue_token(stack.env['AUTH_SECRET'], Role.caseworker, 'cw-other')}"}
+
+    def listed(query: str) -> set[str]:
+        answer = httpx.get(f"{stack.url('notify')}/follow-ups?{query}", headers=stranger)
+        return {task["case_id"] for task in answer.json()}
+
+    wait_for("the follow-up opened", lambda: case_id in listed("state=open"))
+    assert case_id not in listed("state=open&mine=true")
+
+    # The caseworker's home lists the follow-up as theirs; its case page proposes re-routing, with a label.
     caseworker.goto(f"{console}/cases")
+    expect(caseworker.locator("p.whose a[aria-current=page]")).to_have_text("내 사건")
     due = caseworker.locator(f"tr.follow-up-due[data-case='{case_id}']")
     expect(due).to_contain_text("재연계 제안")
     expect(caseworker.locator("body")).not_to_contain_text("reroute_proposed")

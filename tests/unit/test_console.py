@@ -173,14 +173,18 @@ class FakeApis:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str | None]] = []
+        self.submitted: list[tuple[str, Any]] = []  # each call's path and JSON body, where it sent one
         self.answers: dict[str, Any] = {
             "/agencies": [{"id": "police", "name_ko": "서울경찰청", "name_en": "Seoul Police"}],
             "/cases/needing-attention": [],
             "/follow-ups?state=open&limit=100": [],
+            "/follow-ups?state=open&limit=100&mine=true": [],
         }
 
-    async def call(self, service: str, method: str, path: str, token: str | None, **_: Any) -> Any:
+    async def call(self, service: str, method: str, path: str, token: str | None, **sent: Any) -> Any:
         self.calls.append((service, method, path, token))
+        if sent.get("body") is not None:
+            self.submitted.append((path, sent["body"]))
         if path not in self.answers:
             raise ApiError(404, "not here")
         return self.answers[path]
@@ -316,7 +320,7 @@ def test_follow_ups_are_the_caseworkers_to_do_list_on_the_home_page_and_the_case
     client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
     client.cookies.set("console_lang", "en")
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    fake.answers["/follow-ups?state=open&limit=100"] = [follow_up(past, proposed=True)]
+    fake.answers["/follow-ups?state=open&limit=100&mine=true"] = [follow_up(past, proposed=True)]
     attention = {"referral_id": "r", "agency_id": "police", "reason": "reroute_proposed", "task_id": TASK}
     fake.answers["/cases/needing-attention"] = [{"case_id": CASE, "attention": [attention]}]
     home = client.get("/cases").text
@@ -342,6 +346,64 @@ def test_follow_ups_are_the_caseworkers_to_do_list_on_the_home_page_and_the_case
     fake.answers[f"/cases/{CASE}/follow-ups/{TASK}/reroute"] = {"state": "done"}
     assert client.post(f"/cases/{CASE}/follow-ups/{TASK}/reroute", data={"csrf_token": csrf}).status_code == 303
     assert fake.calls[-1][:3] == ("notify", "POST", f"/cases/{CASE}/follow-ups/{TASK}/reroute")
+
+
+def test_a_caseworkers_home_lists_their_own_follow_ups_unless_asked_for_everyones(
+    dev_console: tuple[TestClient, FakeApis],
+) -> None:
+    client, fake = dev_console
+    client.cookies.set("console_lang", "en")
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    fake.answers["/follow-ups?state=open&limit=100"] = [follow_up(future)]  # everyone's: one task
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.caseworker, "cw-1"))
+    mine = client.get("/cases").text
+    assert fake.calls[-2][2] == "/follow-ups?state=open&limit=100&mine=true"  # notify matches the token's subject
+    assert f'data-task="{TASK}"' not in mine and "No follow-up is waiting." in mine
+    assert '<a href="/cases?follow_ups=mine#follow-ups" aria-current="page">' in mine
+    everyone = client.get("/cases?follow_ups=all").text
+    assert (
+        f'data-task="{TASK}"' in everyone
+        and '<a href="/cases?follow_ups=all#follow-ups" aria-current="page">' in everyone
+    )
+    assert client.get("/cases?follow_ups=theirs").status_code == 422  # no third choice
+    # A supervisor's home lists everyone's by default.
+    client.cookies.set(SESSION_COOKIE, issue_token(SECRET, Role.supervisor, "sv-1"))
+    assert f'data-task="{TASK}"' in client.get("/cases").text
+
+
+def fields(*items: tuple[str, str]) -> dict[str, list[str]]:
+    """A form's fields as TestClient posts them: each name with all its values."""
+    posted: dict[str, list[str]] = {}
+    for key, value in items:
+        posted.setdefault(key, []).append(value)
+    return posted
+
+
+def test_the_signed_in_user_is_the_cases_caseworker_when_they_give_an_address(
+    dev_console: tuple[TestClient, FakeApis],
+) -> None:
+    client, fake = dev_console
+    token = issue_token(SECRET, Role.caseworker, "cw-7", email="cw-7@centre.example")
+    client.cookies.set(SESSION_COOKIE, token)
+    form_page = client.get("/cases/new").text
+    assert 'value="cw-7@centre.example"' in form_page  # from the token's email claim
+    csrf = csrf_of(client)
+    fake.answers["/cases"] = {"case_id": CASE}
+    # The form cannot name another caseworker: the id is the token's subject, whatever is posted.
+    posted = fields(
+        *CASE_FORM, ("caseworker.email", "cw-7@centre.example"), ("caseworker.id", "cw-99"), ("csrf_token", csrf)
+    )
+    assert client.post("/cases", data=posted).status_code == 303
+    [submitted] = [c for c in fake.submitted if c[0] == "/cases"]
+    assert submitted[1]["caseworker"] == {"id": "cw-7", "email": "cw-7@centre.example"}
+    # Left empty, the case has no caseworker; and case_payload alone never invents one.
+    assert client.post("/cases", data=fields(*CASE_FORM, ("csrf_token", csrf))).status_code == 303
+    assert "caseworker" not in fake.submitted[-1][1]
+    assert "caseworker" not in case_payload(Form([*CASE_FORM, ("caseworker.email", "cw-7@centre.example")]))
+    bad_address = fields(*CASE_FORM, ("caseworker.email", "not-an-address"), ("csrf_token", csrf))
+    bad = client.post("/cases/preview", data=bad_address)
+    assert bad.status_code == 422 and 'id="caseworker-email-error"' in bad.text
+    assert "not-an-address" not in [c[2] for c in fake.calls]
 
 
 def test_the_language_switch_goes_back_only_to_a_page_of_this_site(dev_console: tuple[TestClient, Any]) -> None:

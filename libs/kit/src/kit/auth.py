@@ -46,6 +46,7 @@ class Principal:
     role: Role
     agency: str | None
     client: str  # the client's address, for the access log
+    email: str | None = None  # the token's `email` claim (OpenID Connect's standard one), where it has one
 
     @property
     def credential(self) -> str:
@@ -54,7 +55,13 @@ class Principal:
 
 
 def issue_token(
-    secret: str, role: Role | str, subject: str, *, agency: str | None = None, ttl_seconds: float = 3600.0
+    secret: str,
+    role: Role | str,
+    subject: str,
+    *,
+    agency: str | None = None,
+    ttl_seconds: float = 3600.0,
+    email: str | None = None,
 ) -> str:
     """A signed token (for devstack's dev tokens, service-to-service calls and tests)."""
     role = Role(role)
@@ -71,6 +78,8 @@ def issue_token(
     }
     if agency is not None:
         claims["agency"] = agency
+    if email is not None:
+        claims["email"] = email
     return jwt.encode(claims, _key(secret), algorithm=ALGORITHM)
 
 
@@ -111,7 +120,10 @@ def verify_token(secret: str, token: str, client: str = "unknown") -> Principal:
     agency = claims.get("agency")
     if (role is Role.agency) != isinstance(agency, str) or not isinstance(claims["sub"], str):
         raise Unauthenticated("invalid")
-    return Principal(subject=claims["sub"], role=role, agency=agency, client=client)
+    email = claims.get("email")
+    return Principal(
+        subject=claims["sub"], role=role, agency=agency, client=client, email=email if isinstance(email, str) else None
+    )
 
 
 def _key(secret: str) -> bytes:

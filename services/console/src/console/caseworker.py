@@ -5,11 +5,12 @@ import time
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from kit.auth import Role
 from schemas.events import AgencyId
 from schemas.vocab import CrimeType, IntakeChannel, Need, Urgency
 
@@ -49,13 +50,17 @@ def choices() -> dict[str, Any]:
 
 
 @router.get("/cases", response_class=HTMLResponse)
-async def needing_attention(p: StaffPage) -> Response:
+async def needing_attention(p: StaffPage, follow_ups: Literal["mine", "all"] | None = None) -> Response:
+    """The caseworker's home: cases needing attention, and the open follow-ups, the soonest due first — a
+    caseworker's own cases' by default (`?follow_ups=all`: everyone's), a supervisor's everyone's."""
+    whose = follow_ups or ("mine" if p.role is Role.caseworker else "all")
     cases = await p.api("notify", "GET", "/cases/needing-attention")
-    # The open follow-up tasks, the soonest due first (each case listed is access-logged by notify).
-    tasks = await p.api("notify", "GET", "/follow-ups?state=open&limit=100")
+    # Each case listed is access-logged by notify; `mine` is the cases whose caseworker is the token's subject.
+    query = "/follow-ups?state=open&limit=100" + ("&mine=true" if whose == "mine" else "")
+    tasks = await p.api("notify", "GET", query)
     now = datetime.now(UTC)
-    follow_ups = [{**t, "overdue": datetime.fromisoformat(t["due_at"]) < now} for t in tasks]
-    shown = {"cases": cases, "follow_ups": follow_ups, "names": await agency_names(p), "labels": labels}
+    due = [{**t, "overdue": datetime.fromisoformat(t["due_at"]) < now} for t in tasks]
+    shown = {"cases": cases, "follow_ups": due, "whose": whose, "names": await agency_names(p), "labels": labels}
     return p.render("attention.html", **shown)
 
 
@@ -70,7 +75,10 @@ async def open_case(p: StaffPage, case_id: str = "") -> Response:
 
 @router.get("/cases/new", response_class=HTMLResponse)
 async def new_case(p: StaffPage) -> Response:
-    return p.render("case_form.html", form=Form([]), errors={}, **choices())
+    """The form, with the signed-in user's address for alerts filled in from their token's `email` claim, if any."""
+    email = p.user.principal.email if p.user is not None else None
+    form = Form([("caseworker.email", email)] if email else [])
+    return p.render("case_form.html", form=form, errors={}, **choices())
 
 
 class FormRefused(Exception):
@@ -103,7 +111,7 @@ def refused_form(p: Page, refused: FormRefused) -> Response:
 async def preview(request: Request, p: StaffPage) -> Response:
     form = await posted_form(request)
     try:
-        shown = await send_case(p, form, "/cases/preview", case_payload(form))
+        shown = await send_case(p, form, "/cases/preview", case_payload(form, caseworker=p.subject))
     except FormRefused as refused:
         return refused_form(p, refused)
     return p.render("preview.html", form=form, preview=shown, idempotency_key=str(uuid.uuid4()), errors={}, **choices())
@@ -113,7 +121,8 @@ async def preview(request: Request, p: StaffPage) -> Response:
 async def submit(request: Request, p: StaffPage) -> Response:
     """One case per preview shown: its idempotency key makes a double click, or a retry, the same case."""
     form = await posted_form(request)
-    body = case_payload(form, consents_given(form, form.all("agency"), form.all("sensitive_asked")))
+    consents = consents_given(form, form.all("agency"), form.all("sensitive_asked"))
+    body = case_payload(form, consents, caseworker=p.subject)
     key = form.get("idempotency_key")
     try:
         created = await send_case(p, form, "/cases", body, {"Idempotency-Key": key} if key else None)

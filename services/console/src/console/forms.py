@@ -21,6 +21,7 @@ CASE_FIELDS = (
     "victim.contact_rules.safe_hours.start",
     "victim.contact_rules.safe_hours.end",
     "summary",
+    "caseworker.email",
 )
 CASE_FLAGS = ("victim.contact_rules.do_not_contact", "staged")
 CASE_LISTS = ("needs",)
@@ -57,8 +58,12 @@ def _nested(path: str, value: Any, into: dict[str, Any]) -> None:
     into[last] = value
 
 
-def case_payload(form: Form, consents: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """The JSON body of intake's preview and submission: only what was filled in, with the consents given."""
+def case_payload(
+    form: Form, consents: Sequence[Mapping[str, Any]] = (), caseworker: str | None = None
+) -> dict[str, Any]:
+    """The JSON body of intake's preview and submission: only what was filled in, with the consents given. The
+    case's caseworker is the signed-in user (`caseworker`, their token's subject, never a field of the form) when they
+    gave the address their alerts go to; their follow-ups are then listed as theirs."""
     body: dict[str, Any] = {"needs": form.all("needs"), "consents": list(consents)}
     for key in CASE_FIELDS:
         if form.get(key):
@@ -66,6 +71,11 @@ def case_payload(form: Form, consents: Sequence[Mapping[str, Any]] = ()) -> dict
     for flag in CASE_FLAGS:
         if form.checked(flag):
             _nested(flag, True, body)
+    if "caseworker" in body:
+        if caseworker is None:
+            del body["caseworker"]
+        else:
+            body["caseworker"]["id"] = caseworker
     return body
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from kit.auth import Role
 
 from .apis import Apis
 from .i18n import Translator, language_of
@@ -57,6 +58,17 @@ class Page:
             **context,
         }
         return templates.TemplateResponse(self.request, template, shown, status_code=http_status)
+
+    @property
+    def subject(self) -> str:
+        """Who is signed in: their token's subject (a staff page only)."""
+        assert self.user is not None
+        return self.user.principal.subject
+
+    @property
+    def role(self) -> Role:
+        assert self.user is not None
+        return self.user.role
 
     @property
     def user_agency(self) -> str:

@@ -85,7 +85,8 @@ def dev_token(settings: ConsoleSettings, identity: str, agencies: list[str]) -> 
     hours = settings.console_session_hours * 3600
     for role in DEV_STAFF:
         if identity == role.value:
-            return issue_token(secret, role, f"dev-{role.value}", ttl_seconds=hours)
+            subject = f"dev-{role.value}"
+            return issue_token(secret, role, subject, ttl_seconds=hours, email=f"{subject}@centre.example")
     agency = identity.removeprefix("agency-")
     if identity.startswith("agency-") and agency in agencies:
         return issue_token(secret, Role.agency, identity, agency=agency, ttl_seconds=hours)
