@@ -14,9 +14,12 @@ import pytest
 import yaml
 from agency_gateway.main import create_app as gateway_app
 from agency_gateway.settings import GatewaySettings
+from console.main import create_app as console_app
+from console.settings import ConsoleSettings
 from devstack import kubernetes as k8s
 from devstack.kafka_security import access_rules, catalogue_agencies
 from devstack.kubernetes_kafka import PARTITIONS, consumer_groups
+from fastapi.testclient import TestClient
 from intake.settings import IntakeSettings
 from notify.main import create_app as notify_app
 from notify.settings import NotifySettings
@@ -315,12 +318,16 @@ def test_migrations_first_readiness_on_health_and_liveness_never_on_dependencies
         spec = deployment["spec"]["template"]["spec"]
         workload = next(w for w in (*k8s.WORKLOADS, k8s.SIMULATOR) if w.name == deployment["metadata"]["name"])
         [container] = spec["containers"]
+        assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["cpu"] == "1"
+        probes = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+        if workload.probe_path is not None:  # the console: its /health asks the services it calls
+            assert probes == {workload.probe_path} and not spec["initContainers"]
+            continue
         assert container["readinessProbe"]["httpGet"]["path"] == "/health"  # 200 ok/impaired, 503 degraded
         if workload.db_role is not None:
             assert [c["command"] for c in spec["initContainers"]] == [["python", "-m", workload.module, "migrate"]]
             assert container["livenessProbe"]["httpGet"]["path"] == "/metrics"  # answers from memory
             assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] > 120
-        assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["cpu"] == "1"
 
 
 def test_scaling_is_bounded_by_the_partitions(rendered: dict[str, str]) -> None:
@@ -335,8 +342,10 @@ def test_scaling_is_bounded_by_the_partitions(rendered: dict[str, str]) -> None:
             if "topic" in metadata:
                 assert scaled_object["spec"]["maxReplicaCount"] <= partitions[metadata["topic"]]
         assert scaled_object["spec"]["maxReplicaCount"] <= PARTITIONS
-    [hpa] = of_kind(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "intake"
+    hpas = {h["metadata"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {"intake", "console"}  # HTTP only: no lag to scale on
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name and hpa["spec"]["maxReplicas"] <= PARTITIONS
 
 
 def test_network_policies_allow_only_the_architecture_s_flows(rendered: dict[str, str]) -> None:
@@ -351,12 +360,90 @@ def test_network_policies_allow_only_the_architecture_s_flows(rendered: dict[str
         } - {""}
 
     policy = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
-    assert peers(policy["intake"], "ingress") == {"agency-gateway", "notify"}
-    assert peers(policy["routing"], "ingress") == {"intake"}
-    assert peers(policy["notify"], "ingress") == {"agency-simulator"}
+    assert peers(policy["intake"], "ingress") == {"agency-gateway", "notify", "console"}
+    assert peers(policy["routing"], "ingress") == {"intake", "console"}
+    assert peers(policy["agency-gateway"], "ingress") == {"console"}
+    assert peers(policy["notify"], "ingress") == {"agency-simulator", "console"}
+    assert peers(policy["console"], "ingress") == set()  # staff and agencies come through the front door
     assert peers(policy["agency-gateway"], "egress") == {"intake", "agency-simulator"}
+    assert peers(policy["console"], "egress") == {"intake", "routing", "agency-gateway", "notify"}
     assert peers(policy["routing"], "egress") == set()
     assert all(p["spec"]["policyTypes"] == ["Ingress", "Egress"] for p in policy.values())
+
+
+# ---------------------------------------------------------------------------------------------- the console
+
+CONSOLE_CALLS = {"intake": 8001, "routing": 8002, "agency-gateway": 8003, "notify": 8004}  # the services it reads
+PROMETHEUS_API = "http://prometheus-operated.monitoring.svc:9090"  # the Prometheus Operator's Service
+CONSOLE = next(w for w in k8s.WORKLOADS if w.name == "console")
+
+
+def test_the_console_has_no_database_kafka_or_development_sign_in(
+    rendered: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its Deployment gives it the four services' URLs, Prometheus's API and AUTH_SECRET, nothing of PostgreSQL or
+    Kafka (it has no role and no KafkaUser: a reference to their Secrets would keep the pod from starting), and never
+    the development sign-in; the console's own settings read them as meant (HTTP_HOST=0.0.0.0 is the image's,
+    tests/unit/test_compose.py)."""
+    docs = objects(rendered["production"])
+    spec = named(docs, "Deployment", "console")["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert not spec["initContainers"] and container["command"] == ["python", "-m", "console"]
+    env = {v["name"]: v for v in container["env"]}
+    assert not [n for n in env if n.startswith(("DB_", "DATABASE_", "KAFKA_", "ACCESS_LOG_", "CASE_KEYS", "WEBHOOK"))]
+    assert env["AUTH_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "onestop-auth", "key": "AUTH_SECRET"}
+    settings_map = named(docs, "ConfigMap", "onestop-settings")["data"]
+    assert "CONSOLE_DEV_SIGN_IN" not in env and "CONSOLE_DEV_SIGN_IN" not in settings_map
+
+    for variable in ("CONSOLE_DEV_SIGN_IN", "CONSOLE_SECURE_COOKIES", "CONSOLE_TRACE_URL", "HTTP_HOST"):
+        monkeypatch.delenv(variable, raising=False)
+    for name, value in {**settings_map, **{n: v["value"] for n, v in env.items() if "value" in v}}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AUTH_SECRET", "k" * 64)
+    settings = ConsoleSettings()
+    assert settings.service_urls() == {name: f"http://{name}:{port}" for name, port in CONSOLE_CALLS.items()}
+    assert settings.console_prometheus_url == env["CONSOLE_PROMETHEUS_URL"]["value"] == PROMETHEUS_API
+    assert settings.http_port == container["ports"][0]["containerPort"] == 8005
+    assert not settings.console_dev_sign_in and settings.console_secure_cookies  # behind the ingress's TLS
+
+
+def test_the_console_reaches_the_four_services_and_prometheus_and_they_admit_it(rendered: dict[str, str]) -> None:
+    policy = {p["metadata"]["name"]: p["spec"] for p in of_kind(objects(rendered["production"]), "NetworkPolicy")}
+
+    def allows(rules: list[Manifest], direction: str, peer: Manifest, port: int) -> bool:
+        return any(peer in rule[direction] and {"protocol": "TCP", "port": port} in rule["ports"] for rule in rules)
+
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    front_door = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    console = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "console"}}}
+    for name, port in CONSOLE_CALLS.items():
+        service = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+        assert allows(policy["console"]["egress"], "to", service, port), name
+        assert allows(policy[name]["ingress"], "from", console, port), name
+    assert allows(policy["console"]["egress"], "to", monitoring, 9090)  # the charts: Prometheus's API
+    assert not [r for r in policy["console"]["egress"] if "cnpg.io" in str(r) or "strimzi.io" in str(r)]
+    assert allows(policy["console"]["ingress"], "from", front_door, 8005)
+    assert not allows(policy["console"]["ingress"], "from", monitoring, 8005)  # nothing to scrape
+
+
+def test_the_console_scales_on_cpu_has_no_service_monitor_and_its_image_is_the_registry_s(
+    rendered: dict[str, str],
+) -> None:
+    docs = objects(rendered["production"])
+    hpa = named(docs, "HorizontalPodAutoscaler", "console")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "console"}
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu" and hpa["minReplicas"] == 2
+    assert "console" not in {o["metadata"]["name"] for o in of_kind(docs, "ScaledObject")}
+    assert {m["metadata"]["name"] for m in of_kind(docs, "ServiceMonitor")} == {
+        "intake",
+        "routing",
+        "agency-gateway",
+        "notify",
+    }
+    # Every image is the overlay's registry's: an `onestop-<service>` left as it is would be pulled from Docker Hub.
+    images = {c["image"] for d in of_kind(docs, "Deployment") for c in containers(d)}
+    assert "registry.example.org/onestop/console:0.1.0" in images
+    assert all(image.startswith("registry.example.org/onestop/") for image in images), images
 
 
 # ---------------------------------------------------------------------------------------------- against the code
@@ -388,7 +475,24 @@ def test_each_database_role_is_the_service_s_schema() -> None:
         "agency-gateway": GatewaySettings.model_fields["db_schema"].default,
         "notify": NotifySettings.model_fields["db_schema"].default,
     }
-    assert {w.name: w.db_role for w in k8s.WORKLOADS} == defaults
+    assert {w.name: w.db_role for w in k8s.WORKLOADS if w.db_role is not None} == defaults
+    assert {w.name for w in k8s.WORKLOADS if w.db_role is None} == {"console"}
     sql = k8s.database_roles()["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
     for role in defaults.values():
         assert f"CREATE SCHEMA {role} AUTHORIZATION {role}" in sql
+
+
+def test_the_console_answers_its_probe_path_without_the_services_and_serves_no_metrics() -> None:
+    """Its probes ask a path that calls nothing (its /health asks each service it calls in turn); it has no /metrics
+    for a ServiceMonitor to scrape."""
+    away = "http://127.0.0.1:9"  # nothing listens: every service it calls is down
+    settings = ConsoleSettings(
+        auth_secret="k" * 64, intake_url=away, routing_url=away, agency_gateway_url=away, notify_url=away
+    )
+    assert CONSOLE.probe_path is not None
+    with TestClient(console_app(settings)) as client:
+        assert client.get(CONSOLE.probe_path).status_code == 200
+        assert client.get("/metrics").status_code == 404
+        health = client.get("/health").json()
+    assert {d["name"] for d in health["dependencies"]} == set(CONSOLE.calls) == set(CONSOLE_CALLS)
+    assert not CONSOLE.spec.metrics

@@ -1,10 +1,11 @@
 """The Kubernetes manifests that follow from the code and the catalogue, generated into deploy/kubernetes/.
 
 `python -m devstack kubernetes` writes them; `--check` says which committed file differs (a unit test runs the same
-comparison). What is generated: every Strimzi KafkaTopic and KafkaUser (devstack.kubernetes_kafka), each service's
-Deployment, Service, PodDisruptionBudget, NetworkPolicy and ServiceMonitor, KEDA's ScaledObjects, the HPA of the
-HTTP-only services, the CloudNativePG roles and schemas, and the PrometheusRule made from deploy/prometheus/rules.yml
-when that file exists. The Kafka and PostgreSQL clusters themselves and the overlays are written by hand.
+comparison). What is generated: every Strimzi KafkaTopic and KafkaUser (devstack.kubernetes_kafka), each workload's
+Deployment, Service, PodDisruptionBudget, NetworkPolicy and (where it serves /metrics) ServiceMonitor, KEDA's
+ScaledObjects, the HPA of the HTTP-only workloads (intake, the console), the CloudNativePG roles and schemas, and the
+PrometheusRule made from deploy/prometheus/rules.yml when that file exists. The Kafka and PostgreSQL clusters
+themselves and the overlays are written by hand.
 """
 
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from devstack.kafka_security import catalogue_agencies
+from devstack.kafka_security import SERVICE_PRINCIPALS, catalogue_agencies
 from devstack.kubernetes_kafka import (
     BOOTSTRAP,
     KAFKA_CLUSTER,
@@ -42,6 +43,10 @@ SECRET_ENV = re.compile(r'^secret_env\s*=\s*"([A-Z][A-Z0-9_]*)"', re.MULTILINE)
 # NetworkPolicies where a cluster names them otherwise.
 FRONT_DOOR_NAMESPACE = "ingress-nginx"
 MONITORING_NAMESPACE = "monitoring"
+# Prometheus's HTTP API, for a workload that queries it: the Service the Prometheus Operator makes for its
+# Prometheus (`prometheus-operated`, port 9090). Patch the variable in an overlay where Prometheus lives elsewhere.
+PROMETHEUS_PORT = 9090
+PROMETHEUS_URL = f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc:{PROMETHEUS_PORT}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,10 @@ class Workload:
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key)
     external: tuple[int, ...] = ()  # TCP ports it may reach outside the cluster (agencies' webhooks, SMTP)
     cpu_autoscaled: bool = False  # no Kafka consumer: a HorizontalPodAutoscaler on CPU instead of KEDA
+    prometheus_env: str | None = None  # the variable it finds Prometheus's HTTP API by (PROMETHEUS_URL); None: none
+    # A path it answers without calling anything, for all three probes, where its /health asks the workloads it calls
+    # (and would time out while one hangs: out of service, or restarted, for another's outage).
+    probe_path: str | None = None
 
     @property
     def spec(self) -> ServiceSpec:
@@ -108,9 +117,17 @@ WORKLOADS: tuple[Workload, ...] = (
         "agency-gateway", Resources("450m", "128Mi"), "gateway", ("intake", "agency-simulator"), external=(443, *SMTP)
     ),
     Workload("notify", Resources("450m", "160Mi"), "notify", calls=("intake",), external=SMTP),  # notices by e-mail
-    # services/console (being built): add it here with cpu_autoscaled=True, calls=(the services it reads), and
-    # front_door=True, and to devstack.stack.SERVICES; regenerate, and it gets its Deployment, Service, PDB,
-    # NetworkPolicy, ServiceMonitor and HPA.
+    # The console: pages over the four services' APIs, no database, no Kafka, no /metrics of its own; the operator's
+    # charts from Prometheus. Not in the benchmark: 100m is a guess, 128Mi covers its peak RSS (84 MB) serving pages.
+    # Its /health asks each service in turn (10 s timeout each): its probes ask for its stylesheet instead.
+    Workload(
+        "console",
+        Resources("100m", "128Mi"),
+        calls=("intake", "routing", "agency-gateway", "notify"),
+        cpu_autoscaled=True,
+        prometheus_env="CONSOLE_PROMETHEUS_URL",
+        probe_path="/static/console.css",
+    ),
 )
 # Only in the dev overlay: plays the agencies' side (webhooks in, acknowledgements to notify).
 SIMULATOR = Workload("agency-simulator", Resources("100m", "128Mi"), calls=("notify",), front_door=False)
@@ -155,8 +172,14 @@ def _database_env(workload: Workload) -> list[Manifest]:
     ]
 
 
+def _kafka_user(workload: Workload) -> bool:
+    """It has a KafkaUser (so the User Operator's Secret of its password exists): the services, not the simulator or
+    the console."""
+    return workload.name in SERVICE_PRINCIPALS
+
+
 def _kafka_env(workload: Workload) -> list[Manifest]:
-    if workload.db_role is None:
+    if not _kafka_user(workload):
         return []
     return [
         {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": BOOTSTRAP},
@@ -182,6 +205,8 @@ def _env(workload: Workload, webhook_secrets: list[str]) -> list[Manifest]:
         *_kafka_env(workload),
         _secret("AUTH_SECRET", AUTH_SECRET, "AUTH_SECRET"),
     ]
+    if workload.prometheus_env is not None:
+        env.append({"name": workload.prometheus_env, "value": PROMETHEUS_URL})
     if workload.db_role is not None:
         env.append(_secret("ACCESS_LOG_KEY", AUTH_SECRET, "ACCESS_LOG_KEY"))
     env += [_secret(variable, name, key) for variable, (name, key) in sorted(workload.secrets.items())]
@@ -238,7 +263,9 @@ def deployment(workload: Workload, webhook_secrets: list[str]) -> Manifest:
     # or Kafka unreachable), so such a pod gets no requests. Liveness must not restart a pod for an outage of
     # Kafka or PostgreSQL: it asks /metrics, which answers from memory while the event loop runs. The simulator has
     # no dependencies: /health is its liveness too. Start-up waits up to STARTUP_TIMEOUT_SECONDS (120 s) for both.
-    live = "/metrics" if workload.db_role is not None else "/health"
+    # A workload with a probe_path (the console) is asked that path by all three.
+    ready = workload.probe_path or "/health"
+    live = workload.probe_path or ("/metrics" if workload.spec.metrics else "/health")
     container: Manifest = {
         "name": workload.name,
         "image": image(workload),
@@ -249,7 +276,7 @@ def deployment(workload: Workload, webhook_secrets: list[str]) -> Manifest:
         "envFrom": [{"configMapRef": {"name": "onestop-settings"}}],
         "resources": _resources(workload),
         "startupProbe": _probe(live, 5, 30),
-        "readinessProbe": _probe("/health", 10, 3),
+        "readinessProbe": _probe(ready, 10, 3),
         "livenessProbe": _probe(live, 20, 3),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
@@ -321,15 +348,15 @@ def _by_name(name: str) -> dict[str, str]:
 
 
 def network_policy(workload: Workload, workloads: Iterable[Workload]) -> Manifest:
-    """Only the flows of docs/architecture.md: in, from the workloads that call it, the front door and Prometheus;
-    out, to DNS, Kafka's brokers, its PostgreSQL, the workloads it calls and, for the gateway and notify, the
-    agencies' and mail servers' ports outside the cluster."""
+    """Only the flows of docs/architecture.md: in, from the workloads that call it, the front door and Prometheus
+    (where it serves /metrics); out, to DNS, Kafka's brokers, its PostgreSQL, the workloads it calls, Prometheus's
+    API (the console) and, for the gateway and notify, the agencies' and mail servers' ports outside the cluster."""
     callers = [w.name for w in workloads if workload.name in w.calls]
     sources: list[Manifest] = [_pods(_by_name(name)) for name in callers]
     if workload.front_door:
         sources.append(_namespace(FRONT_DOOR_NAMESPACE))
     ingress = [{"from": sources, "ports": _tcp(workload.port)}] if sources else []
-    if workload.db_role is not None:
+    if workload.spec.metrics:
         ingress.append({"from": [_namespace(MONITORING_NAMESPACE)], "ports": _tcp(workload.port)})
     egress: list[Manifest] = [
         {
@@ -337,14 +364,17 @@ def network_policy(workload: Workload, workloads: Iterable[Workload]) -> Manifes
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         }
     ]
-    if workload.db_role is not None:
+    if _kafka_user(workload):
         egress.append(
             {"to": [_pods({"strimzi.io/cluster": KAFKA_CLUSTER, "strimzi.io/kind": "Kafka"})], "ports": _tcp(9092)}
         )
+    if workload.db_role is not None:
         egress.append({"to": [_pods({"cnpg.io/cluster": DB_CLUSTER})], "ports": _tcp(5432)})
     for target in workload.calls:
         port = next(spec.port for spec in SERVICES if spec.name == target)
         egress.append({"to": [_pods(_by_name(target))], "ports": _tcp(port)})
+    if workload.prometheus_env is not None:
+        egress.append({"to": [_namespace(MONITORING_NAMESPACE)], "ports": _tcp(PROMETHEUS_PORT)})
     if workload.external:
         egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(*workload.external)})
     return _owned(
@@ -455,7 +485,7 @@ def _workload_manifests(workload: Workload, webhook_secrets: list[str]) -> list[
         disruption_budget(workload),
         network_policy(workload, (*WORKLOADS, SIMULATOR)),
     ]
-    if workload.db_role is not None:
+    if workload.spec.metrics:  # the console and the simulator serve no /metrics
         manifests.append(service_monitor(workload))
     if workload.cpu_autoscaled:
         manifests.append(cpu_autoscaler(workload))
