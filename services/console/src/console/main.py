@@ -16,7 +16,7 @@ from kit.health import Dependency, install_health_route
 from kit.limits import BodySizeLimit
 from kit.logs import configure_logging
 
-from . import agency, case_actions, caseworker, operator, signin, supervisor
+from . import agency, case_actions, caseworker, oidc, operator, signin, supervisor
 from .apis import ApiError, Apis
 from .pages import NotForThisRole, SignInNeeded, page
 from .session import CsrfRefused, csrf_cookie, end_session
@@ -60,7 +60,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.state.settings = settings
     app.state.apis = apis
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    routers = (signin, caseworker, case_actions, agency, operator, supervisor)
+    routers = (signin, oidc, caseworker, case_actions, agency, operator, supervisor)
     for router in (module.router for module in routers):
         app.include_router(router)
     install_health_route(app, ServicesHealth(settings, apis))

@@ -1,15 +1,16 @@
 """Signing in and out, the language switch, and the home page each role starts from.
 
 Development: the sign-in page lists the identities `./dev up` has tokens for, when CONSOLE_DEV_SIGN_IN is set (the
-development stack only). Anywhere: a bearer token issued to the user (`casectl token`) may be pasted. An
-organisation's OpenID Connect provider plugs in here (docs/console.md): its callback verifies the ID token and keeps
-the access token the services accept with `keep_session`, exactly as these two do."""
+development stack only). Anywhere: a bearer token issued to the user (`casectl token`) may be pasted. With the
+centre's OpenID Connect provider configured, a link to it (console/oidc.py). Each keeps the token the services
+accept with `keep_session`."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from kit.auth import Role, Unauthenticated, verify_token
 
 from .i18n import LANGUAGES
+from .labels import N_
 from .pages import AnyPage, Page
 from .session import DEV_STAFF, LANGUAGE_COOKIE, dev_token, end_session, keep_session, posted_form
 
@@ -40,9 +41,23 @@ async def dev_identities(p: Page) -> list[str]:
     return [r.value for r in DEV_STAFF] + [f"agency-{a['id']}" for a in agencies]
 
 
+REFUSED = N_("That sign-in was refused.")
+
+
+async def sign_in_page(p: Page, http_status: int = 200, refusal: str | None = None) -> Response:
+    """The sign-in page: the ways in this console offers, and why the last attempt was refused (an English label)."""
+    return p.render(
+        "signin.html",
+        http_status,
+        identities=await dev_identities(p),
+        oidc=p.settings.oidc_enabled,
+        refusal=p.t.gettext(refusal) if refusal else None,
+    )
+
+
 @router.get("/signin", response_class=HTMLResponse)
 async def signin_page(p: AnyPage) -> Response:
-    return p.render("signin.html", identities=await dev_identities(p), refused=False)
+    return await sign_in_page(p)
 
 
 @router.post("/signin/dev")
@@ -53,7 +68,7 @@ async def signin_dev(request: Request, p: AnyPage) -> Response:
     agencies = [i.removeprefix("agency-") for i in identities if i.startswith("agency-")]
     token = dev_token(p.settings, chosen, agencies) if chosen in identities else None
     if token is None:
-        return p.render("signin.html", http_status=403, identities=identities, refused=True)
+        return await sign_in_page(p, 403, REFUSED)
     response = RedirectResponse("/", status_code=303)
     keep_session(response, token, p.settings)
     return response
@@ -70,7 +85,7 @@ async def signin_token(request: Request, p: AnyPage) -> Response:
         if principal.role in (Role.service, Role.auditor):
             raise Unauthenticated("wrong_role")
     except Unauthenticated:
-        return p.render("signin.html", http_status=401, identities=await dev_identities(p), refused=True)
+        return await sign_in_page(p, 401, REFUSED)
     response = RedirectResponse("/", status_code=303)
     keep_session(response, token, p.settings)
     return response
