@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from faststream.message import AckStatus
 from opentelemetry.trace import SpanKind
@@ -206,7 +206,8 @@ def subscribe_batch(
     committer = OffsetCommitter()
     retries = PartitionRetries(max_attempts)
 
-    async def on_batch(message: KafkaMessage) -> None:
+    async def on_batch(received: Any) -> None:
+        message: KafkaMessage = received  # the message itself: `attach`'s decoder is `_the_message`
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
         consumer = getattr(message, "consumer", None)
         if isinstance(consumer, AIOKafkaConsumer):

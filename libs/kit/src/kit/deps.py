@@ -1,9 +1,12 @@
 """What a route takes by type (as full-stack-fastapi-template's `deps.py`): the database pool, the access log, the
 caller in a role, and the service's own objects, each an `Annotated[..., Depends(...)]` read from the app that
 `kit.app.service_app` built. A route declares `pool: PoolDep, who: StaffDep` and never reaches into `app.state`;
-a test puts fakes on the app (or in `app.dependency_overrides`)."""
+a test puts fakes on the app (or in `app.dependency_overrides`).
 
-from collections.abc import Callable
+Every dependency is `async def`, though none awaits anything: FastAPI runs a plain `def` dependency in a worker
+thread, a thread hop per dependency per request (py-spy showed them in every request's profile)."""
+
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar, cast
 
 import asyncpg
@@ -15,21 +18,21 @@ from .auth import STAFF, Principal, Role, require
 T = TypeVar("T")
 
 
-def pool(request: Request) -> asyncpg.Pool:
+async def pool(request: Request) -> asyncpg.Pool:
     """The service's PostgreSQL pool (its runtime's, once started)."""
     return cast(asyncpg.Pool, request.app.state.runtime.pool)
 
 
-def access_log(request: Request) -> AccessLog:
+async def access_log(request: Request) -> AccessLog:
     """The service's access log: every read and change of a case's data is recorded in it."""
     return cast(AccessLog, request.app.state.access_log)
 
 
-def provided(kind: type[T]) -> Callable[[Request], T]:
+def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A dependency on the object of type `kind` the service's `main.py` gave `service_app(..., provides=[...])`:
     the catalogue and rules routing's routes read, notify's `Context`…"""
 
-    def get(request: Request) -> T:
+    async def get(request: Request) -> T:
         return cast(T, request.app.state.provided[kind])
 
     get.__name__ = f"provided_{kind.__name__}"

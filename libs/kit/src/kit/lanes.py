@@ -29,7 +29,7 @@ from typing import Any, TypeAlias
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from faststream.message import AckStatus
 from schemas.events import EventRejected
@@ -114,7 +114,8 @@ def subscribe_lanes(
     retries = PartitionRetries(max_attempts)
     locks: dict[str, asyncio.Lock] = {}
 
-    async def on_batch(message: KafkaMessage) -> None:
+    async def on_batch(received: Any) -> None:
+        message: KafkaMessage = received  # the message itself: `attach`'s decoder is `_the_message`
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
         consumer = getattr(message, "consumer", None)
         if isinstance(consumer, AIOKafkaConsumer):

@@ -92,13 +92,18 @@ def page(request: Request) -> Page:
     )
 
 
-AnyPage = Annotated[Page, Depends(page)]
+async def page_of(request: Request) -> Page:
+    """`page` as a dependency: `async`, or FastAPI would run it in a worker thread on every request."""
+    return page(request)
+
+
+AnyPage = Annotated[Page, Depends(page_of)]
 
 
 def requiring(allowed: Callable[[User], bool]) -> Any:
     """A dependency: the page of a signed-in user that `allowed` admits."""
 
-    def check(p: AnyPage) -> Page:
+    async def check(p: AnyPage) -> Page:
         if p.user is None:
             raise SignInNeeded
         if not allowed(p.user):

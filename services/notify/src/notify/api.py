@@ -131,13 +131,13 @@ class Commands:
         return {"referral_id": str(referral_id), "state": state, "changed": outcome == "applied"}
 
 
-def agency_commands(
+async def agency_commands(
     request: Request, who: AgencyDep, pool: PoolDep, ctx: ContextDep, access_log: AccessLogDep
 ) -> Commands:
     return Commands(request, who, pool, ctx, access_log)
 
 
-def staff_commands(
+async def staff_commands(
     request: Request, who: StaffDep, pool: PoolDep, ctx: ContextDep, access_log: AccessLogDep
 ) -> Commands:
     return Commands(request, who, pool, ctx, access_log)
