@@ -32,6 +32,7 @@ from agency_gateway.personal import IntakeDisclosures, NotFetched
 from agency_gateway.registry import ChannelRegistry
 from agency_gateway.replay import DeadLetter, summary
 from agency_gateway.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
+from agency_gateway.storage import Standing
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
 from aiokafka import ConsumerRecord
@@ -343,6 +344,15 @@ class FakeConnection:
         return True
 
 
+def standing(*, cancelled: bool) -> Any:
+    """`storage.standing` answering: not delivered yet, not erased, cancelled or not."""
+
+    async def known(*_: Any) -> Standing:
+        return Standing(processed=False, erased=False, cancelled=cancelled)
+
+    return known
+
+
 class FakePool:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[FakeConnection]:
@@ -381,8 +391,7 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
     async def record_notice(conn: Any, notice: Notice, channel: str, attempts: int, outcome: Outcome) -> None:
         recorded.append((notice.type, outcome))
 
-    monkeypatch.setattr(handlers, "already_processed", not_seen)
-    monkeypatch.setattr(handlers, "erased_already", not_seen)
+    monkeypatch.setattr(handlers.storage, "standing", standing(cancelled=False))
     monkeypatch.setattr(handlers, "first_time", seen_first_time)
     monkeypatch.setattr(handlers, "add_to_outbox", to_outbox)
     monkeypatch.setattr(handlers.storage, "record_notice", record_notice)
@@ -407,17 +416,21 @@ async def test_a_notice_that_cannot_be_delivered_never_fails_its_referral(
         assert broker.published[0][1]["retry.attempts"] == "1" and recorded == []
 
 
-@pytest.mark.parametrize("attempts", ["2", "0"], ids=["retried", "deferred-by-an-open-circuit"])
+@pytest.mark.parametrize(
+    ("attempts", "not_before", "known_before"),
+    [("2", "0", True), ("0", "0", True), ("1", "1000.02", False)],
+    ids=["retried", "deferred-by-an-open-circuit", "cancelled-while-the-retry-waited"],
+)
 async def test_a_referral_whose_cancellation_came_through_is_not_delivered_any_more(
-    monkeypatch: pytest.MonkeyPatch, attempts: str
+    monkeypatch: pytest.MonkeyPatch, attempts: str, not_before: str, known_before: bool
 ) -> None:
-    """On every path, the first try included: a referral deferred by an open circuit comes back with 0 attempts."""
+    """On every path, the first try included: a referral deferred by an open circuit comes back with 0 attempts. A
+    retry that waits asks again after the wait: the cancellation may have come meanwhile."""
     delivered: list[ReferralRequested] = []
+    asked_after_a_wait: list[Any] = []
 
-    async def not_seen(*_: Any) -> bool:
-        return False
-
-    async def cancelled(*_: Any) -> bool:
+    async def cancelled(*args: Any) -> bool:
+        asked_after_a_wait.append(args[1])
         return True
 
     class Recording(Failing):
@@ -425,25 +438,21 @@ async def test_a_referral_whose_cancellation_came_through_is_not_delivered_any_m
             delivered.append(referral)
             return Delivered("ok", 202)
 
-    monkeypatch.setattr(handlers, "already_processed", not_seen)
-    monkeypatch.setattr(handlers, "erased_already", not_seen)
+    monkeypatch.setattr(handlers.storage, "standing", standing(cancelled=known_before))
     monkeypatch.setattr(handlers.storage, "was_cancelled", cancelled)
-    record = kafka_record(("retry.attempts", attempts), ("retry.not_before", "0"))
+    record = kafka_record(("retry.attempts", attempts), ("retry.not_before", not_before))
     broker = FakeBroker()
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
+    channel = Recording("police", ChannelSettings(type="x"))
     deliveries = AgencyDeliveries(
-        runtime,
-        agency({"type": "kafka"}),
-        Recording("police", ChannelSettings(type="x")),
-        POLICY,
-        CircuitBreaker(5, 30),
-        NO_INTAKE,
+        runtime, agency({"type": "kafka"}), channel, POLICY, CircuitBreaker(5, 30), NO_INTAKE, clock=lambda: 1000.0
     )
-
+    waiting = referral()
     with reading(record):
-        await deliveries.on_retry(referral())
+        await deliveries.on_retry(waiting)
 
     assert delivered == [] and broker.published == []
+    assert asked_after_a_wait == ([] if known_before else [waiting.referral_id])
 
 
 async def test_the_channel_skeleton_carries_notices_too(tmp_path: Path) -> None:
@@ -529,9 +538,7 @@ async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circ
     async def record_attempt(*_: Any, **__: Any) -> None:
         return None
 
-    monkeypatch.setattr(handlers, "already_processed", not_seen)
-    monkeypatch.setattr(handlers, "erased_already", not_seen)
-    monkeypatch.setattr(handlers.storage, "was_cancelled", not_seen)
+    monkeypatch.setattr(handlers.storage, "standing", standing(cancelled=False))
     monkeypatch.setattr(handlers.storage, "record_attempt", record_attempt)
     record = kafka_record()
     broker = FakeBroker()

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import asyncpg
 from kit import metrics
 from kit.erasure import erased_already, is_erased
-from kit.inbox import already_processed, first_time
+from kit.inbox import first_time
 from kit.lanes import current_record, record_headers
 from kit.outbox import add_to_outbox
 from kit.runtime import ServiceRuntime
@@ -133,21 +133,27 @@ class AgencyDeliveries:
     async def handle(self, event: OnAgencyTopic, attempts_before: int, not_before: float | None) -> None:
         if event.agency_id != self.agency.id:
             raise EventRejected("wrong_agency", f"a {event.type} for {event.agency_id} on {self.agency.id}'s topic")
-        if await already_processed(self.runtime.pool, self.inbox, event.event_id):
+        pool = self.runtime.pool
+        referral_id = event.referral_id if isinstance(event, ReferralRequested) else None
+        # Delivered already, erased, cancelled: one round trip for the three.
+        known = await storage.standing(pool, self.inbox, event.event_id, event.case_id, referral_id)
+        if known.processed:
             return
-        if await erased_already(self.runtime.pool, event.case_id):
+        if known.erased:
             # Erased on request: nothing more of it goes to the agency (a facts-only referral included).
             log.info("the case was erased: its %s is not delivered to %s", event.type, self.agency.id)
             return
+        cancelled = known.cancelled
         if not_before is not None:
             # Only this agency's retries wait here; its main topic and every other agency go on.
             wait = min(not_before - self.clock(), self.policy.max_seconds + self.breaker.open_seconds)
             if wait > 0:
                 await asyncio.sleep(wait)
+                # Asked again after the wait, just before the agency is called.
+                cancelled = referral_id is not None and await storage.was_cancelled(pool, referral_id)
         # Any try may have been overtaken by the referral's cancellation (a deadline breached, consent withdrawn, the
         # case closed), the first included: one deferred by an open circuit comes back with no attempt made yet.
-        # Checked after the wait, just before the agency is called.
-        if isinstance(event, ReferralRequested) and await storage.was_cancelled(self.runtime.pool, event.referral_id):
+        if cancelled:
             log.info("referral to %s cancelled before it could be delivered: not delivered", self.agency.id)
             return
         now = self.clock()

@@ -8,6 +8,7 @@ quote the victim). A delivery or notice recorded after the erasure is stored the
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -169,16 +170,45 @@ async def record_notice(
     )
 
 
+# Whether referral $1 is no longer wanted: notify's cancellation of it has reached the gateway (delivered to the
+# agency or not), or routing gave its needs to another agency (`record_ended`).
+CANCELLED = (
+    "(EXISTS (SELECT 1 FROM notices WHERE referral_id = {0} AND notice_type = 'referral.cancelled')"
+    " OR EXISTS (SELECT 1 FROM ended_referrals WHERE referral_id = {0} AND why IN ('replaced', 'cancelled')))"
+)
+
+
 async def was_cancelled(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID) -> bool:
-    """Whether the referral is no longer wanted: notify's cancellation of it has reached the gateway (delivered to
-    the agency or not), or routing gave its needs to another agency (`record_ended`)."""
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM notices WHERE referral_id = $1 AND notice_type = 'referral.cancelled')"
-            " OR EXISTS (SELECT 1 FROM ended_referrals WHERE referral_id = $1 AND why IN ('replaced', 'cancelled'))",
-            referral_id,
-        )
+    """Whether the referral is no longer wanted (CANCELLED)."""
+    return bool(await db.fetchval("SELECT " + CANCELLED.format("$1"), referral_id))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the gateway must know of a record before it calls the agency, asked in one round trip."""
+
+    processed: bool  # its consumer's inbox has it: delivered already
+    erased: bool  # `case.erased` has come for its case
+    cancelled: bool  # a referral no longer wanted (CANCELLED); always False for a notice
+
+
+async def standing(
+    db: asyncpg.Pool | asyncpg.Connection, inbox: str, event_id: UUID, case_id: UUID, referral_id: UUID | None
+) -> Standing:
+    """The record's standing, with no lock (a check before acting, as `kit.inbox.already_processed` and
+    `kit.erasure.erased_already` are; the delivery's transaction checks again under its locks). `referral_id`: a
+    referral's, to ask whether it was cancelled; None for a notice."""
+    row = await db.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2) AS processed,"
+        " EXISTS (SELECT 1 FROM erased_cases WHERE case_id = $3) AS erased,"
+        " $4::uuid IS NOT NULL AND " + CANCELLED.format("$4::uuid") + " AS cancelled",
+        inbox,
+        event_id,
+        case_id,
+        referral_id,
     )
+    assert row is not None
+    return Standing(row["processed"], row["erased"], row["cancelled"])
 
 
 async def record_ended(db: asyncpg.Pool | asyncpg.Connection, referral_id: UUID, case_id: UUID, why: str) -> None:
