@@ -27,6 +27,8 @@ __all__ = [
     "current_trace_headers",
     "current_trace_ids",
     "instrument_libraries",
+    "records_spans",
+    "sampled_flag",
     "untraced",
 ]
 
@@ -77,9 +79,23 @@ def configure_tracing(service: str) -> TracerProvider:
 
 def span_sampler(environ: Mapping[str, str]) -> Sampler | None:
     """None (the SDK's choice from OTEL_TRACES_SAMPLER) when spans are exported; else record none of them."""
-    if exports_traces(environ) or "OTEL_TRACES_SAMPLER" in environ:
+    if records_spans(environ):
         return None
     return ParentBased(ALWAYS_OFF)
+
+
+def records_spans(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process records spans at all: an exporter is named, or a sampler is (for a test's own)."""
+    return exports_traces(environ) or "OTEL_TRACES_SAMPLER" in environ
+
+
+def sampled_flag(environ: Mapping[str, str] = os.environ) -> str:
+    """The W3C trace flags for a trace this process resumes from stored ids: sampled only when it records spans.
+
+    A stored trace id carries no sampling decision; claiming "sampled" without an exporter would make every
+    service downstream record spans that nobody reads (ParentBased honours the flag).
+    """
+    return "01" if records_spans(environ) else "00"
 
 
 def exports_traces(environ: Mapping[str, str]) -> bool:
@@ -90,13 +106,18 @@ def exports_traces(environ: Mapping[str, str]) -> bool:
     )
 
 
-def instrument_libraries() -> None:
-    """Spans for every PostgreSQL statement (the SQL text, never its parameters) and every outgoing HTTP call."""
+def instrument_libraries(environ: Mapping[str, str] = os.environ) -> None:
+    """Spans for every PostgreSQL statement (the SQL text, never its parameters) and every outgoing HTTP call.
+
+    Outgoing HTTP calls are always instrumented: that carries the trace context to intake and to the agencies.
+    PostgreSQL statements only when spans are recorded: their spans are leaves, carry nothing anywhere, and
+    making one per statement cost a tenth of a busy service's CPU (py-spy under `./dev bench`, issue #15).
+    """
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     asyncpg_instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call]
-    if not asyncpg_instrumentor.is_instrumented_by_opentelemetry:
+    if records_spans(environ) and not asyncpg_instrumentor.is_instrumented_by_opentelemetry:
         asyncpg_instrumentor.instrument()
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().instrument()

@@ -5,7 +5,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from kit.telemetry import current_trace_ids
+from kit.telemetry import current_trace_ids, sampled_flag
 from schemas.events import Caseworker, Envelope, SafeHours, encode_event
 from schemas.vocab import ReferralState, Urgency
 
@@ -250,7 +250,7 @@ async def trace_of_referral(pool: asyncpg.Pool, referral_id: UUID) -> dict[str, 
         " ORDER BY referral_id IS NULL, id DESC LIMIT 1",
         referral_id,
     )
-    return {} if row is None else {"traceparent": f"00-{row['trace_id']}-{row['span_id']}-01"}
+    return {} if row is None else {"traceparent": f"00-{row['trace_id']}-{row['span_id']}-{sampled_flag()}"}
 
 
 # --- cases: urgency, caseworker, the victim's contact rules -------------------------------------------------
