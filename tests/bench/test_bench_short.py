@@ -1,5 +1,5 @@
 """The benchmark's short run, as CI runs it: it completes, every case reaches its agencies (those queued while the
-consumers were stopped too), the results are written with the CPU each case cost.
+consumers were stopped too), the results are written with the CPU and the PostgreSQL statements each case cost.
 
 Its figures are printed for the CI log; nothing here passes or fails on timing.
 """
@@ -19,7 +19,7 @@ def test_the_short_benchmark_runs_every_case_through_and_writes_its_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--short", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--short", "--statements", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=840,
@@ -30,6 +30,7 @@ def test_the_short_benchmark_runs_every_case_through_and_writes_its_results(
     reports = list(tmp_path.glob("bench-*.json"))
     assert len(reports) == 1, f"expected one JSON report in {tmp_path}, found {reports}"
     assert reports[0].with_suffix(".png").stat().st_size > 0
+    assert "PostgreSQL statements per delivered case" in reports[0].with_suffix(".md").read_text()
     report = json.loads(reports[0].read_text())
     pipeline = [p for p in report["phases"] if p["system"] == "pipeline"]
     baseline = [p for p in report["phases"] if p["system"] == "baseline"]
@@ -47,6 +48,9 @@ def test_the_short_benchmark_runs_every_case_through_and_writes_its_results(
         assert {"intake", "routing", "agency-gateway", "notify", "kafka", "postgres"} <= set(cpu["system_processes"])
         assert cpu["system"] > 0 and cpu["agency_simulator"] is not None and cpu["load_generator"] > 0, cpu
         assert set(cpu["per_process"]) == set(phase["processes"]), phase["name"]
+        statements = phase["statements"]  # `--statements`: pg_stat_statements, from zero at the phase's start
+        assert statements["calls_per_case"] > 0 and statements["top"], phase["name"]
+        assert any(t["query"].startswith("INSERT INTO outbox") for t in statements["top"]), statements["top"]
     caught_up = next(p for p in pipeline if p["mode"] == "catch-up")
     assert caught_up["accepted"] == caught_up["submitted"] == 100, "the short catch-up queues 100 cases"
     assert caught_up["acknowledged"] == caught_up["accepted"], "a queued case was never acknowledged"

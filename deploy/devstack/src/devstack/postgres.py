@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from devstack.errors import DevstackError
@@ -47,9 +48,13 @@ def _major_version(bin_dir: Path) -> int:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster in `<state_dir>/pg`; `fast=True` trades durability for speed in tests."""
+    """One PostgreSQL cluster in `<state_dir>/pg`; `fast=True` trades durability for speed in tests; `settings` are
+    more server settings (`{"shared_preload_libraries": "'pg_stat_statements'"}`: values as postgresql.conf has
+    them)."""
 
-    def __init__(self, state_dir: Path, port: int | None = None, *, fast: bool = False) -> None:
+    def __init__(
+        self, state_dir: Path, port: int | None = None, *, fast: bool = False, settings: Mapping[str, str] | None = None
+    ) -> None:
         self.root = state_dir.resolve() / "pg"
         self.data_dir = self.root / "data"
         self.socket_dir = self.root / "run"
@@ -57,6 +62,7 @@ class PostgresServer:
         self.fixed_port = port is not None
         self.port = port if port is not None else free_ports(1)[0]
         self.fast = fast
+        self.extra_settings = dict(settings or {})
         self.bin_dir = postgres_bin_dir()
         self._as_root = os.geteuid() == 0
 
@@ -211,6 +217,7 @@ class PostgresServer:
             "fsync": "off" if self.fast else "on",
             "synchronous_commit": "off" if self.fast else "on",
             "full_page_writes": "off" if self.fast else "on",
+            **self.extra_settings,
         }
         path = self.data_dir / "devstack.conf"
         path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))

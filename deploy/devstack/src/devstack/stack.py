@@ -149,6 +149,7 @@ class Stack:
         *,
         kafka_nodes: int = 1,
         fast_postgres: bool = False,
+        postgres_settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 90.0,
         secure_kafka: bool | KafkaSecurity = False,
@@ -170,7 +171,7 @@ class Stack:
             else None
         )
         self.kafka = KafkaCluster(self.state_dir, kafka_nodes, ports.kafka, security=self.kafka_security)
-        self.postgres = PostgresServer(self.state_dir, ports.postgres, fast=fast_postgres)
+        self.postgres = PostgresServer(self.state_dir, ports.postgres, fast=fast_postgres, settings=postgres_settings)
         self.ports = {spec.name: ports.services.get(spec.name, spec.port) for spec in self.specs}
         # Scraping every service that serves /metrics, with the alert rules loaded (`./dev up` runs it).
         self.prometheus = (

@@ -20,6 +20,7 @@ from devstack.paths import repo_root
 from kit.auth import Role, issue_token
 from rich.console import Console
 
+from bench import statements
 from bench.procs import ProcessSampler, pids_listening
 from bench.report import comparison, machine, markdown, plot, print_report, targets
 from bench.run import Bench, Plan, Results, Target
@@ -55,6 +56,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--agency-delay", type=float, default=0.5, help="seconds the simulated agencies take to accept (default 0.5)"
     )
     parser.add_argument("--fsync", action="store_true", help="PostgreSQL with fsync and synchronous_commit on")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="PostgreSQL statements per delivered case, per phase (pg_stat_statements; the own stack only)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL (default WARNING)")
     parser.add_argument("--out", type=Path, help="where to write the JSON, PNG and Markdown (default .state/bench)")
     reuse = parser.add_argument_group("a running stack instead of a new one (all four needed)")
@@ -195,7 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "RATE_LIMIT_PER_SECOND": "1000000",
                 "RATE_LIMIT_BURST": "1000000",
             }
-            stack = Stack(state_dir, StackPorts.free(), fast_postgres=not args.fsync, env=env, ready_timeout=300)
+            stack = Stack(
+                state_dir,
+                StackPorts.free(),
+                fast_postgres=not args.fsync,
+                postgres_settings=statements.SETTINGS if args.statements else None,
+                env=env,
+                ready_timeout=300,
+            )
             began = time.monotonic()
             with console.status("starting Kafka, PostgreSQL and the services on free ports ..."):
                 stack.start()
@@ -209,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 add_replica=replica_starter(stack),
                 consumers=StackConsumers(stack),
                 token=stack.token("caseworker"),
+                statements=statements.Statements(stack.postgres.dsn("postgres")) if args.statements else None,
             )
             pids = {name: process.pid for name, process in stack.processes.items() if process.pid is not None}
             pids["kafka"] = stack.kafka.pids[0] or 0

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.measure import SERVICES
+from bench.statements import SHOWN
 
 
 def machine() -> dict[str, Any]:
@@ -177,6 +178,33 @@ def catch_up_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+STATEMENT_HEADERS = ["phase", "statements per case", "execution ms per case", "distinct statements"]
+
+
+def statement_rows(phases: list[dict[str, Any]]) -> list[list[str]]:
+    """`--statements`: PostgreSQL's work per delivered case in each phase."""
+    return [
+        [p["name"], str(s["calls_per_case"]), str(s["exec_ms_per_case"]), str(s["distinct"])]
+        for p in phases
+        if (s := p.get("statements"))
+    ]
+
+
+TOP_STATEMENT_HEADERS = ["calls per case", "execution ms per case", "statement"]
+
+
+def top_statement_rows(phases: list[dict[str, Any]]) -> tuple[str, list[list[str]]]:
+    """The statements called most often per case in the first phase that counted them (the JSON has them all)."""
+    counted = next((p for p in phases if p.get("statements")), None)
+    if counted is None:
+        return "", []
+    rows = [
+        [str(t["calls_per_case"]), str(t["exec_ms_per_case"]), t["query"].replace("|", "\\|")]
+        for t in counted["statements"]["top"][:SHOWN]
+    ]
+    return counted["name"], rows
+
+
 def _s(value: float | None) -> str:
     return "– (not all)" if value is None else f"{value:.1f}"
 
@@ -214,6 +242,8 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         console.print(
             _table("Catch-up: cases queued while the consumers were stopped, then drained", CATCH_UP_HEADERS, caught_up)
         )
+    for title, headers, rows in statement_tables(report["phases"]):
+        console.print(_table(title, headers, rows))
     compared = report.get("comparison", {})
     if compared:
         hops = Table(title=f"Kafka hops at {compared['at_rate']:g} cases/s, p50 ms: pipeline vs bare aiokafka chain")
@@ -236,6 +266,17 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         console.print(f"note: {note}")
 
 
+def statement_tables(phases: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    rows = statement_rows(phases)
+    if not rows:
+        return []
+    phase, top = top_statement_rows(phases)
+    return [
+        ("PostgreSQL statements per delivered case (pg_stat_statements)", STATEMENT_HEADERS, rows),
+        (f"The statements called most per case, {phase}", TOP_STATEMENT_HEADERS, top),
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -247,6 +288,8 @@ def markdown(report: dict[str, Any]) -> str:
     caught_up = catch_up_rows(report["phases"])
     if caught_up:
         lines += _markdown_table(CATCH_UP_HEADERS, caught_up)
+    for title, headers, rows in statement_tables(report["phases"]):
+        lines += ["", f"{title}:", *_markdown_table(headers, rows)]
     compared = report.get("comparison", {})
     if compared:
         lines += ["", f"Pipeline ÷ bare aiokafka chain at {compared['at_rate']:g} cases/s, p50: "

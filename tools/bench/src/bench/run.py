@@ -26,6 +26,7 @@ from bench.measure import (
     received_by_case,
 )
 from bench.procs import ProcessSampler
+from bench.statements import Statements, per_case
 
 TIMELINE_SAMPLE = 50
 # Catch-up: how long a submission is retried (same Idempotency-Key); how long notify may stay silent while the
@@ -80,6 +81,7 @@ class Target:
     # Starts one more replica of a service and returns (name, pid, stop); None where that cannot be done.
     add_replica: Callable[[str], Awaitable[tuple[str, int, Callable[[], Awaitable[None]]]]] | None = None
     consumers: Consumers | None = None  # None where they cannot be stopped
+    statements: Statements | None = None  # pg_stat_statements to reset and read per phase (`--statements`)
 
 
 @dataclass
@@ -175,6 +177,7 @@ class Bench:
     ) -> None:
         tracker = Tracker()
         self.observer.follow(tracker)
+        await self._statements_from_zero()
         self.sampler.begin()
         sent = _Count()
         began = time.time()
@@ -218,6 +221,7 @@ class Bench:
             for service in consumers.names:
                 self.sampler.remove(service)
             await consumers.stop()
+        await self._statements_from_zero()
         self.sampler.begin()
         sent = _Count()
         began = time.time()
@@ -282,11 +286,17 @@ class Bench:
             return {}
         hops = await self._notify_hops(list(tracker.cases))
         figures = pipeline_figures(tracker, load_seconds, hops, acks, self.delay)
+        if self.target.statements is not None:
+            figures["statements"] = per_case(await self.target.statements.read(), figures["delivered"])
         return {
             **figures,
             "processes": processes,
             "cpu_ms_per_case": cpu_per_case(processes, figures["delivered"], sampling),
         }
+
+    async def _statements_from_zero(self) -> None:
+        if self.target.statements is not None:
+            await self.target.statements.reset()
 
     async def _baseline(self) -> None:
         sizes = event_sizes()
