@@ -1,15 +1,17 @@
 """Notify on a real PostgreSQL when the victim withdraws a consent: the open referrals to that agency are cancelled
-and the agency told, also one routing made before the withdrawal reached notify; ended referrals stay as they are;
+and the agency told, also one routing made before the withdrawal reached notify (or after its case was closed: then
+all its referrals are cancelled); ended referrals stay as they are;
 withdrawing only the sensitive items' consent cancels nothing."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from notify.context import Context
-from notify.events import on_consent_withdrawn, on_referral_event
+from notify.events import on_case_closed, on_consent_withdrawn, on_referral_event
 from schemas.events import (
+    CaseClosed,
     CaseRouted,
     ConsentWithdrawn,
     ReferralCompleted,
@@ -17,7 +19,7 @@ from schemas.events import (
     RoutedReferral,
     decode_event,
 )
-from schemas.vocab import CompletionOutcome, Need, WithdrawalScope
+from schemas.vocab import CaseClosedReason, CompletionOutcome, Need, WithdrawalScope
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -92,12 +94,39 @@ async def test_the_open_referral_to_the_agency_is_cancelled_and_the_agency_told(
 async def test_a_referral_routed_before_the_withdrawal_reached_notify_is_cancelled_when_it_arrives(
     pool: asyncpg.Pool,
 ) -> None:
-    case_id, legal = uuid4(), uuid4()
+    case_id, legal, police = uuid4(), uuid4(), uuid4()
     await on_consent_withdrawn(pool, CTX, withdrawn(case_id, "legal-aid"))
     assert await states(pool, case_id) == {}
-    await on_referral_event(pool, CTX, routed(case_id, (legal, "legal-aid", "legal")))
-    assert await states(pool, case_id) == {"legal-aid": ("cancelled", "consent_withdrawn")}
+    await on_referral_event(pool, CTX, routed(case_id, (legal, "legal-aid", "legal"), (police, "police", "safety")))
+    assert await states(pool, case_id) == {
+        "legal-aid": ("cancelled", "consent_withdrawn"),
+        "police": ("requested", None),  # the consent to the police stands
+    }
     assert [topic for topic, _, _ in await cancellations(pool, case_id)] == ["referral.events", "referrals.legal-aid"]
+
+
+async def test_a_referral_routed_after_its_case_was_closed_is_cancelled_when_it_arrives(pool: asyncpg.Pool) -> None:
+    case_id, legal, police = uuid4(), uuid4(), uuid4()
+    closing = CaseClosed(
+        case_id=case_id,
+        producer="intake",
+        reason=CaseClosedReason.back_to_daily_life,
+        closed_by="caseworker:cw-1",
+        closed_at=NOW,
+        retention_until=NOW + timedelta(days=365),
+    )
+    await on_case_closed(pool, CTX, closing)
+    await on_referral_event(pool, CTX, routed(case_id, (legal, "legal-aid", "legal"), (police, "police", "safety")))
+    assert await states(pool, case_id) == {
+        "legal-aid": ("cancelled", "case_closed"),
+        "police": ("cancelled", "case_closed"),
+    }
+    assert sorted(await cancellations(pool, case_id)) == [
+        ("referral.events", "legal-aid", "case_closed"),
+        ("referral.events", "police", "case_closed"),
+        ("referrals.legal-aid", "legal-aid", "case_closed"),
+        ("referrals.police", "police", "case_closed"),
+    ]
 
 
 async def test_an_ended_referral_stays_as_it_ended(pool: asyncpg.Pool) -> None:

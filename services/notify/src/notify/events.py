@@ -162,9 +162,15 @@ async def _on_routed(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) 
     await schedule_deadlines(conn, ctx, event.case_id)
     for referral_id in new:
         await apply_parked_acks(conn, ctx, referral_id)
-    for routed in event.referrals:  # routed just before the victim withdrew their consent, or the case was closed
-        await cancel_if_consent_withdrawn(conn, ctx, routed.referral_id)
-        await cancel_if_case_closed(conn, ctx, routed.referral_id)
+    # Routed just before the victim withdrew their consent, or the case was closed: two questions for the case, and
+    # only the referrals they concern are looked at again (not four statements for each referral).
+    withdrawn = await withdrawals.agencies_withdrawn(conn, event.case_id) if event.referrals else set()
+    closed = bool(event.referrals) and await pending.closed(conn, event.case_id)
+    for routed in event.referrals:
+        if routed.agency_id in withdrawn:
+            await cancel_if_consent_withdrawn(conn, ctx, routed.referral_id)
+        if closed:
+            await cancel_if_case_closed(conn, ctx, routed.referral_id)
 
 
 async def _replace_left_behind(conn: asyncpg.Connection, ctx: Context, event: CaseRouted) -> None:

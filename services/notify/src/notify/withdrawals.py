@@ -23,6 +23,12 @@ async def withdrawn(conn: asyncpg.Connection, case_id: UUID, agency_id: str) -> 
     return bool(found)
 
 
+async def agencies_withdrawn(conn: asyncpg.Connection, case_id: UUID) -> set[str]:
+    """The agencies the victim withdrew their consent to, for the case."""
+    rows = await conn.fetch("SELECT agency_id FROM consent_withdrawals WHERE case_id = $1", case_id)
+    return {row["agency_id"] for row in rows}
+
+
 async def referrals_to(conn: asyncpg.Connection, case_id: UUID, agency_id: str) -> list[UUID]:
     """The case's referrals to the agency, whatever their state."""
     rows = await conn.fetch(
