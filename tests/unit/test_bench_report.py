@@ -1,6 +1,6 @@
-"""`./dev bench --statements`: PostgreSQL's statements per delivered case, and how the report shows them."""
+"""The benchmark's report: PostgreSQL's statements per delivered case (`--statements`), and issue #15's targets."""
 
-from bench.report import statement_tables
+from bench.report import statement_tables, targets
 from bench.statements import SHOWN, per_case
 
 
@@ -30,3 +30,31 @@ def test_the_report_lists_each_phase_and_the_most_called_statements_with_pipes_e
     assert len(top) == SHOWN, "the report shows the first SHOWN; the JSON has them all"
     assert top[0] == ["10.0", "0.05", "SELECT 0 \\|\\| 'x'"]
     assert statement_tables([{"name": "no counts"}]) == []
+
+
+def test_the_targets_are_issue_15s_each_against_what_was_measured() -> None:
+    def phase(mode: str, **more: object) -> dict[str, object]:
+        return {"system": "pipeline", "mode": mode, "replicas": 1, "offered_rate": None, "processes": {}, **more}
+
+    phases = [
+        phase(
+            "rate",
+            offered_rate=20,
+            latency_ms={"delivered_all": {"p50": 40.0, "p99": 300.0}},
+            processes={"notify": {"peak_rss_mb": 120.0}, "kafka": {"peak_rss_mb": 500.0}},
+        ),
+        phase("max", cpu_ms_per_case={"system": 19.5}, sustained_cases_per_s=85.0),
+        phase("catch-up", catch_up={"queued": 3000, "to_acknowledge_all_s": 61.0}),
+    ]
+    compared = {"at_rate": 10, "p50_ratio": {"case.submitted": 2.5, "referrals.<agency>": 9.0}}
+    met = {row["target"]: row["met"] for row in targets(phases, compared)}
+    assert met == {
+        "system CPU per case at maximum rate (services, Kafka, PostgreSQL) ≤ 20 ms": True,
+        "sustained cases/s at maximum (3 agencies each) ≥ 80": True,
+        "at 20 cases/s, accepted → all delivered p50 ≤ 50 ms": True,
+        "at 20 cases/s, accepted → all delivered p99 ≤ 250 ms": False,
+        "hop case.submitted at 10 cases/s ≤ 3× the bare chain's p50": True,
+        "hop referrals.<agency> at 10 cases/s ≤ 8× the bare chain's p50": False,
+        "catch-up of 3000 queued cases, delivered and acknowledged, ≤ 60 s": False,
+        "peak RSS per Python service ≤ 150 MB": True,  # Kafka's JVM is not a Python service
+    }
