@@ -60,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for the drain")
     parser.add_argument("--fresh-stack", action="store_true", help="a new stack for every scenario")
     parser.add_argument("--seed", type=int, help="random seed (which service is killed, which events replayed)")
-    parser.add_argument("--out", type=Path, help="JSON results (default: .state/faults/results-<time>.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results: a file, or a folder for results-<time>.json (default: .state/faults/results-<time>.json)",
+    )
     parser.add_argument("--keep-state", action="store_true", help="keep each stack's data and logs")
     parser.add_argument("--log-level", default="WARNING", help="the services' log level (default WARNING)")
     parser.add_argument(
@@ -93,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         unsafe_postgres=args.unsafe_postgres,
     )
-    out = args.out or default_state_dir() / "faults" / time.strftime("results-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    out = results_path(args.out, default_state_dir() / "faults")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, _stop)
@@ -145,3 +149,12 @@ async def _run_group(group: list[Scenario], stack: Stack, settings: RunSettings)
             say(f"[{scenario.name}] {'passed' if outcome.passed else 'FAILED: ' + '; '.join(outcome.problems)}")
             outcomes.append(outcome)
     return outcomes
+
+
+def results_path(given: Path | None, default_dir: Path) -> Path:
+    """Where the results go: `given` when it names a file, `results-<time>.json` in it when it is a folder (decided
+    before the run, not after an hour of it), else in `default_dir`."""
+    name = time.strftime("results-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    if given is None:
+        return default_dir / name
+    return given / name if given.is_dir() else given
