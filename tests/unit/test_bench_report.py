@@ -1,5 +1,7 @@
 """The benchmark's report: PostgreSQL's statements per delivered case (`--statements`), and issue #15's targets."""
 
+import pytest
+from bench.cli import parse
 from bench.report import statement_tables, targets
 from bench.statements import SHOWN, per_case
 
@@ -58,3 +60,10 @@ def test_the_targets_are_issue_15s_each_against_what_was_measured() -> None:
         "catch-up of 3000 queued cases, delivered and acknowledged, ≤ 60 s": False,
         "peak RSS per Python service ≤ 150 MB": True,  # Kafka's JVM is not a Python service
     }
+
+
+def test_statements_are_refused_with_a_running_stack_whose_postgresql_the_bench_cannot_set_up() -> None:
+    running = ["--intake-url", "http://a", "--notify-url", "http://b", "--simulator-url", "http://c", "--kafka", "k:1"]
+    assert parse(running).statements is False
+    with pytest.raises(SystemExit):
+        parse([*running, "--statements"])

@@ -73,6 +73,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     given = [args.intake_url, args.notify_url, args.simulator_url, args.kafka]
     if any(given) and not all(given):
         parser.error("a running stack needs --intake-url, --notify-url, --simulator-url and --kafka")
+    if args.statements and any(given):
+        parser.error(
+            "--statements loads pg_stat_statements into the benchmark's own PostgreSQL: not with a running stack"
+        )
     if args.short:
         args.rate, args.duration, args.window = min(args.rate, 10.0), min(args.duration, 4.0), min(args.window, 16)
         args.catch_up = min(args.catch_up, 100)
