@@ -2,12 +2,15 @@
 makes and what each must come to, how answers are judged, CPU read from /proc, delivery latency by window, and the
 dead letters matched by where they came from."""
 
+import asyncio
 import json
 import random
+import time
 import uuid
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 from faults import cpu, hostile, timing
 from faults.load import Load
@@ -338,3 +341,34 @@ def test_a_failure_the_scenario_allows_is_not_counted_lost() -> None:
     ctx.excused.clear()
     count(ctx, outcome, cast(TopicTail, tail), taken, [], set())
     assert outcome.lost == 1
+
+
+async def test_a_script_waiting_for_another_agencys_answer_looks_for_one_itself() -> None:
+    """Every referral of the agency can be taken before any other agency has answered (the simulator accepts 5 s
+    after a delivery); `take_new` is then called no more, and a script waiting for a foreign referral to aim at
+    waited in vain until its deadline (180 s, four scripts at a time: CI's short hostile run hit its timeout)."""
+    case = str(uuid.uuid4())
+    looks: list[str] = []
+
+    def simulator(request: httpx.Request) -> httpx.Response:
+        agency = request.url.path.split("/")[2]
+        looks.append(agency)
+        answered = len(looks) > 1  # the other agency answers after the first look
+        ack = {"status": "sent"} if answered else None
+        return httpx.Response(200, json={"referrals": [{"referral_id": f"r-{agency}", "case_id": case, "ack": ack}]})
+
+    player = hostile.HostileAgency(
+        "police",
+        notify_url="http://notify",
+        simulator_url="http://simulator",
+        bootstrap_servers="",
+        token="t",
+        scripted=1,
+        rng=random.Random(3),
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(simulator)) as client:
+        await player._find_others(client, {case}, ["legal-aid"])  # what `take_new` does, before anyone answered
+        assert player._others == []
+        player._looking = (client, {case}, ["legal-aid"])
+        other = await asyncio.wait_for(player._other(time.monotonic() + 5), 10)
+    assert other == ("legal-aid", "r-legal-aid", case) and player._others == [other]

@@ -465,6 +465,9 @@ class HostileAgency:
         self.report = HostileReport(agency_id)
         self._slots = asyncio.Semaphore(concurrency)
         self._others: list[tuple[str, str, str]] = []  # (agency, referral, case) accepted at notify
+        # Where to look for them (`take_new`'s arguments): a script waiting for one looks again itself.
+        self._looking: tuple[httpx.AsyncClient, set[str], list[str]] | None = None
+        self._finding = asyncio.Lock()
         self._handled: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
@@ -501,6 +504,7 @@ class HostileAgency:
         """Start a script for each referral the agency took since the last call (of these cases); returns how many."""
         answer = await plain_client.get(f"{self.simulator_url}/agencies/{self.agency_id}/referrals", timeout=30.0)
         answer.raise_for_status()
+        self._looking = (plain_client, case_ids, other_agencies)
         if len(self._others) < 20:
             await self._find_others(plain_client, case_ids, other_agencies)
         started = 0
@@ -522,6 +526,10 @@ class HostileAgency:
         await asyncio.gather(*self._tasks)
 
     async def _find_others(self, client: httpx.AsyncClient, case_ids: set[str], agencies: list[str]) -> None:
+        async with self._finding:  # one look at a time: the same referral is not listed twice
+            await self._look_for_others(client, case_ids, agencies)
+
+    async def _look_for_others(self, client: httpx.AsyncClient, case_ids: set[str], agencies: list[str]) -> None:
         for agency in self.rng.sample(agencies, min(3, len(agencies))):
             answer = await client.get(f"{self.simulator_url}/agencies/{agency}/referrals", timeout=30.0)
             if answer.status_code != 200:
@@ -533,8 +541,15 @@ class HostileAgency:
                     self._others.append((agency, referral, case))
 
     async def _other(self, deadline: float) -> tuple[str, str, str] | None:
+        """Another agency's referral, accepted at notify, to aim foreign answers at. It looks for one itself while
+        it waits: `take_new` stops being called once every referral is taken, which can be before any other agency
+        has answered (the simulator accepts 5 s after a delivery), and a script waiting on it alone waited in vain
+        until its deadline."""
         while not self._others and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
+            if self._looking is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    await self._find_others(*self._looking)
         return self.rng.choice(self._others) if self._others else None
 
     async def _play(self, index: int, referral: str, case: str) -> None:
