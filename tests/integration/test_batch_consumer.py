@@ -103,10 +103,15 @@ class Handler:
     tries: dict[str, int] = field(default_factory=dict)
     outage_over: asyncio.Event = field(default_factory=asyncio.Event)
     slow_first: float = 0.0
+    statements: list[str] = field(default_factory=list)  # what the connections it was given ran from then on
+    _watched: set[int] = field(default_factory=set)
 
     async def __call__(self, conn: asyncpg.Connection, event: CaseSubmitted) -> None:
         region = event.case.region
         self.tries[region] = self.tries.get(region, 0) + 1
+        if conn.get_server_pid() not in self._watched:  # asyncpg's own query log, on the real connection
+            self._watched.add(conn.get_server_pid())
+            conn.add_query_logger(lambda logged: self.statements.append(logged.query))
         if not await first_time(conn, CONSUMER, event.event_id):
             return
         await conn.execute("INSERT INTO applied (region, tx) VALUES ($1, txid_current())", region)
@@ -165,6 +170,30 @@ async def test_a_batch_commits_together_in_order_and_parks_only_its_bad_records(
     dead = await read_topic(topic.bootstrap, f"{topic.name}.dlq")
     reasons = sorted({k: v.decode() for k, v in record.headers}["dlq.reason"] for record in dead)
     assert reasons == ["handler_failed", "invalid_json", "refused_here"]
+    assert any(q.startswith("SAVEPOINT") for q in handle.statements), "a batch with a bad record: a savepoint each"
+
+
+async def test_a_batch_that_goes_through_applies_each_record_once_and_pays_for_no_savepoint(
+    topic: Topic, pool: asyncpg.Pool
+) -> None:
+    """Savepoints (two round trips a record) are paid only when a record of the batch fails (the test above)."""
+    first = case_in("c-1")
+    await topic.send(0, "c-1", case=first)
+    await topic.send(0, "d-1", "d-2")
+    await topic.send(0, "c-2", case=first)
+    await topic.send(1, "e-1", "e-2")
+    handle = Handler()
+    broker = consumer(topic, pool, handle)
+    await broker.start()
+    try:
+        await eventually(lambda: _has(pool, "c-2", "e-2"), 60, "every record to be applied")
+    finally:
+        await broker.stop()
+    regions = [region for region, _ in await applied(pool)]
+    assert [r for r in regions if not r.startswith("e-")] == ["c-1", "d-1", "d-2", "c-2"], "in partition order"
+    assert sorted(regions) == sorted(handle.tries) and set(handle.tries.values()) == {1}, "each applied once"
+    assert handle.statements, "the connections were watched"
+    assert not [q for q in handle.statements if q.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
 
 
 async def test_an_outage_holds_the_batch_uncounted_while_a_failure_holds_only_its_partition(

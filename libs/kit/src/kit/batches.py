@@ -1,8 +1,9 @@
 """Batch consumption: the records waiting on a consumer's partitions handled in one database transaction.
 
 A per-record consumer (`messaging.subscribe`) pays a transaction, a commit and its round trips for every record; here
-one transaction covers up to `max_records`, each record in a savepoint of its own, so the failure rules stay per
-record (docs/architecture.md) while the cost of a commit is shared:
+one transaction covers up to `max_records`. When a record of it fails, the transaction is rolled back and the batch
+applied again with each record in a savepoint of its own, so the failure rules stay per record
+(docs/architecture.md) while the cost of a commit is shared, and a batch that goes through pays for no savepoint:
 
 - a record that cannot be decoded, or that the handler rejects (`EventRejected`, its savepoint rolled back), goes to
   `<topic>.dlq` with its reason after the commit; its neighbours are not touched;
@@ -20,7 +21,7 @@ inbox, written in the same transaction as the effects, skips what was done.
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,46 +103,78 @@ async def handle_items(
     inbox: str | None = None,
     wants: Callable[[Any], bool] | None = None,
 ) -> None:
-    """Apply each decoded item in order, in one transaction with a savepoint each (or one transaction each), marking
-    it rejected or failed; the records behind a failed one on its partition are left untouched (`_settle` stops the
-    partition at the failed one). With `inbox`, the events seen before are skipped without any work, and so are those
-    `wants` says no to (no connection is taken when that is all of them). Raises `Outage` when a dependency of the
-    system's own is down."""
-    blocked: set[TopicPartition] = set()
+    """Apply each decoded item in order, in one transaction (or one transaction each), marking it rejected or failed;
+    the records behind a failed one on its partition are left untouched (`_settle` stops the partition at the failed
+    one). With `inbox`, the events seen before are skipped without any work, and so are those `wants` says no to (no
+    connection is taken when that is all of them). Raises `Outage` when a dependency of the system's own is down.
+
+    In one transaction the records are first applied one after the other with nothing in between; only when one of
+    them fails is that transaction rolled back and the batch applied again with a savepoint for each record (the one
+    that failed is not tried again: it is rejected or failed as it was), so a batch that goes through, the usual case,
+    pays no savepoint's two round trips per record."""
     if wants is not None:
         items = [item for item in items if item.event is not None and item.rejected is None and wants(item.event)]
     if not any(item.event is not None and item.rejected is None for item in items):
         return
     try:
         async with pool.acquire() as conn:  # PostgreSQL away here is an outage as much as inside the transaction
-            outer: AbstractAsyncContextManager[Any] = conn.transaction() if one_transaction else nullcontext()
-            async with outer:
-                ids = [item.event.event_id for item in items if item.event is not None]
-                known = await seen_before(conn, inbox, ids) if inbox is not None and ids else set()
-                for item in items:
-                    if item.rejected is not None or item.event is None:
-                        continue
-                    if item.tp in blocked:
-                        continue  # behind a failed record of its partition: read again with it
-                    if item.event.event_id in known:
-                        continue  # done before (a redelivery, or the service's own event coming back)
-                    with record_scope(item):
-                        try:
-                            async with conn.transaction():  # a savepoint inside the batch's transaction
-                                await apply(conn, item.event)
-                        except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
-                            item.rejected = (rejected.reason, rejected.detail)
-                        except Exception as error:
-                            if is_outage(error):
-                                raise Outage(error) from error
-                            item.error = error
-                            blocked.add(item.tp)
+            if not one_transaction:
+                await _apply_each(conn, items, apply, inbox, savepoints=True)
+                return
+            try:
+                async with conn.transaction():
+                    await _apply_each(conn, items, apply, inbox, savepoints=False)
+                return
+            except _Isolate as failed:
+                log.debug("a record of a batch of %d failed (%s); again, each in a savepoint", len(items), failed)
+            async with conn.transaction():
+                await _apply_each(conn, items, apply, inbox, savepoints=True)
     except Outage:
         raise
     except Exception as error:
         if is_outage(error):
             raise Outage(error) from error
         raise
+
+
+class _Isolate(Exception):
+    """A record failed in a batch applied without savepoints: apply it again with one per record."""
+
+
+async def _apply_each(
+    conn: asyncpg.Connection, items: Sequence[Item], apply: Apply[Any], inbox: str | None, *, savepoints: bool
+) -> None:
+    blocked: set[TopicPartition] = set()
+    ids = [item.event.event_id for item in items if item.event is not None]
+    known = await seen_before(conn, inbox, ids) if inbox is not None and ids else set()
+    for item in items:
+        if item.rejected is not None or item.event is None:
+            continue
+        if item.tp in blocked:
+            continue  # behind a failed record of its partition: read again with it
+        if item.error is not None:  # failed when the batch went without savepoints: not applied a second time
+            blocked.add(item.tp)
+            continue
+        if item.event.event_id in known:
+            continue  # done before (a redelivery, or the service's own event coming back)
+        with record_scope(item):
+            try:
+                if savepoints:
+                    async with conn.transaction():  # a savepoint inside the batch's transaction
+                        await apply(conn, item.event)
+                else:
+                    await apply(conn, item.event)
+            except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
+                item.rejected = (rejected.reason, rejected.detail)
+                if not savepoints:
+                    raise _Isolate(rejected.reason) from rejected
+            except Exception as error:
+                if is_outage(error):
+                    raise Outage(error) from error
+                item.error = error
+                blocked.add(item.tp)
+                if not savepoints:
+                    raise _Isolate(type(error).__name__) from error
 
 
 @contextmanager
