@@ -176,24 +176,30 @@ async def test_a_batch_commits_together_in_order_and_parks_only_its_bad_records(
 async def test_a_batch_that_goes_through_applies_each_record_once_and_pays_for_no_savepoint(
     topic: Topic, pool: asyncpg.Pool
 ) -> None:
-    """Savepoints (two round trips a record) are paid only when a record of the batch fails (the test above)."""
+    """Savepoints (two round trips a record) are paid only when a record of the batch fails (the test above), and
+    the batch's inbox rows are written in one statement (`kit.inbox.claim`), a record sent twice applied once."""
     first = case_in("c-1")
     await topic.send(0, "c-1", case=first)
     await topic.send(0, "d-1", "d-2")
+    twice = encode_event(case_in("twice"))
+    for _ in range(2):  # a producer's retry: the same event twice in a row
+        await topic.producer.send_and_wait(topic.name, twice, partition=0)
     await topic.send(0, "c-2", case=first)
     await topic.send(1, "e-1", "e-2")
     handle = Handler()
-    broker = consumer(topic, pool, handle)
+    broker = consumer(topic, pool, handle, inbox=CONSUMER)
     await broker.start()
     try:
         await eventually(lambda: _has(pool, "c-2", "e-2"), 60, "every record to be applied")
     finally:
         await broker.stop()
     regions = [region for region, _ in await applied(pool)]
-    assert [r for r in regions if not r.startswith("e-")] == ["c-1", "d-1", "d-2", "c-2"], "in partition order"
+    assert [r for r in regions if not r.startswith("e-")] == ["c-1", "d-1", "d-2", "twice", "c-2"], "in order"
     assert sorted(regions) == sorted(handle.tries) and set(handle.tries.values()) == {1}, "each applied once"
     assert handle.statements, "the connections were watched"
     assert not [q for q in handle.statements if q.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
+    per_record = "INSERT INTO inbox (consumer, event_id) VALUES"  # kit.inbox.first_time's own statement
+    assert not [q for q in handle.statements if q.startswith(per_record)], "the inbox rows claimed by the batch"
 
 
 async def test_an_outage_holds_the_batch_uncounted_while_a_failure_holds_only_its_partition(

@@ -21,9 +21,10 @@ inbox, written in the same transaction as the effects, skips what was done.
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -35,8 +36,9 @@ from opentelemetry.trace import SpanKind
 from schemas.events import Envelope, EventRejected, decode_event
 
 from . import metrics
+from .erasure import check_erasures, erasures_known
 from .errors import DomainError
-from .inbox import seen_before
+from .inbox import claim, claimed, seen_before
 from .logs import log_context
 from .messaging import (
     _SOURCE_TOPIC,
@@ -102,6 +104,7 @@ async def handle_items(
     one_transaction: bool,
     inbox: str | None = None,
     wants: Callable[[Any], bool] | None = None,
+    checks_erasure: bool = False,
 ) -> None:
     """Apply each decoded item in order, in one transaction (or one transaction each), marking it rejected or failed;
     the records behind a failed one on its partition are left untouched (`_settle` stops the partition at the failed
@@ -118,17 +121,17 @@ async def handle_items(
         return
     try:
         async with pool.acquire() as conn:  # PostgreSQL away here is an outage as much as inside the transaction
-            if not one_transaction:
+            if not one_transaction:  # each record its own transaction: nothing shared between them
                 await _apply_each(conn, items, apply, inbox, savepoints=True)
                 return
             try:
                 async with conn.transaction():
-                    await _apply_each(conn, items, apply, inbox, savepoints=False)
+                    await _apply_each(conn, items, apply, inbox, savepoints=False, checks_erasure=checks_erasure)
                 return
             except _Isolate as failed:
                 log.debug("a record of a batch of %d failed (%s); again, each in a savepoint", len(items), failed)
             async with conn.transaction():
-                await _apply_each(conn, items, apply, inbox, savepoints=True)
+                await _apply_each(conn, items, apply, inbox, savepoints=True, checks_erasure=checks_erasure)
     except Outage:
         raise
     except Exception as error:
@@ -142,39 +145,70 @@ class _Isolate(Exception):
 
 
 async def _apply_each(
-    conn: asyncpg.Connection, items: Sequence[Item], apply: Apply[Any], inbox: str | None, *, savepoints: bool
+    conn: asyncpg.Connection,
+    items: Sequence[Item],
+    apply: Apply[Any],
+    inbox: str | None,
+    *,
+    savepoints: bool,
+    checks_erasure: bool = False,
 ) -> None:
+    """Without savepoints (the whole batch commits or nothing of it does) the inbox rows of all its events are written
+    in one statement first (`kit.inbox.claim`); with them, each record writes its own in its savepoint, so a rejected
+    record is not recorded as processed. `checks_erasure`: the erasure locks and answers of all the batch's cases in
+    two statements (`kit.erasure.check_erasures`), which `is_erased` then answers from."""
     blocked: set[TopicPartition] = set()
-    ids = [item.event.event_id for item in items if item.event is not None]
-    known = await seen_before(conn, inbox, ids) if inbox is not None and ids else set()
-    for item in items:
-        if item.rejected is not None or item.event is None:
-            continue
-        if item.tp in blocked:
-            continue  # behind a failed record of its partition: read again with it
-        if item.error is not None:  # failed when the batch went without savepoints: not applied a second time
-            blocked.add(item.tp)
-            continue
-        if item.event.event_id in known:
-            continue  # done before (a redelivery, or the service's own event coming back)
-        with record_scope(item):
-            try:
-                if savepoints:
-                    async with conn.transaction():  # a savepoint inside the batch's transaction
-                        await apply(conn, item.event)
-                else:
-                    await apply(conn, item.event)
-            except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
-                item.rejected = (rejected.reason, rejected.detail)
-                if not savepoints:
-                    raise _Isolate(rejected.reason) from rejected
-            except Exception as error:
-                if is_outage(error):
-                    raise Outage(error) from error
-                item.error = error
+    events = [item.event for item in items if item.event is not None and item.rejected is None]
+    ids = [event.event_id for event in events]
+    with ExitStack() as scope:
+        fresh: set[UUID] | None = None  # without savepoints: the claimed events not yet applied
+        known: set[UUID] = set()
+        if inbox is not None and ids:
+            if savepoints:
+                known = await seen_before(conn, inbox, ids)
+            else:
+                fresh = await claim(conn, inbox, ids)
+                scope.enter_context(claimed(conn, inbox, fresh))
+                fresh = set(fresh)
+        if checks_erasure and events:
+            scope.enter_context(erasures_known(conn, await check_erasures(conn, (e.case_id for e in events))))
+        for item in items:
+            if item.rejected is not None or item.event is None:
+                continue
+            if item.tp in blocked:
+                continue  # behind a failed record of its partition: read again with it
+            if item.error is not None:  # failed when the batch went without savepoints: not applied a second time
                 blocked.add(item.tp)
-                if not savepoints:
-                    raise _Isolate(type(error).__name__) from error
+                continue
+            if item.event.event_id in known or (fresh is not None and item.event.event_id not in fresh):
+                continue  # done before (a redelivery, or the service's own event coming back), or twice in the batch
+            if fresh is not None:
+                fresh.discard(item.event.event_id)
+            await _apply_one(conn, item, apply, blocked, savepoints=savepoints)
+
+
+async def _apply_one(
+    conn: asyncpg.Connection, item: Item, apply: Apply[Any], blocked: set[TopicPartition], *, savepoints: bool
+) -> None:
+    assert item.event is not None
+    with record_scope(item):
+        try:
+            if savepoints:
+                async with conn.transaction():  # a savepoint inside the batch's transaction
+                    await apply(conn, item.event)
+            else:
+                await apply(conn, item.event)
+        except (EventRejected, DomainError) as rejected:  # refused: to the DLQ with its reason
+            item.rejected = (rejected.reason, rejected.detail)
+            if not savepoints:
+                raise _Isolate(rejected.reason) from rejected
+        except Exception as error:
+            if is_outage(error):
+                raise Outage(error) from error
+            item.error = error
+            blocked.add(item.tp)
+            if not savepoints:
+                raise _Isolate(type(error).__name__) from error
 
 
 @contextmanager
@@ -226,6 +260,7 @@ def subscribe_batch(
     max_attempts: int,
     inbox: str | None = None,
     wants: Callable[[E], bool] | None = None,
+    checks_erasure: bool = False,
 ) -> LogicSubscriber[Any]:
     """Consume `topic` in `group_id` in batches of up to `max_records`, calling `apply(conn, event)` for each record
     inside the batch's transaction (the module's docstring gives the rules). `apply` must do all its work on `conn`
@@ -248,7 +283,9 @@ def subscribe_batch(
         items = [decode(r, r.topic if len(topics) > 1 else topics[0], accepts) for r in records]
         try:
             try:
-                await handle_items(pool(), items, apply, one_transaction=True, inbox=inbox, wants=wants)
+                await handle_items(
+                    pool(), items, apply, one_transaction=True, inbox=inbox, wants=wants, checks_erasure=checks_erasure
+                )
             except Outage:
                 raise
             except Exception as error:

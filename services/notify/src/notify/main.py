@@ -94,12 +94,23 @@ def create_app(settings: NotifySettings) -> FastAPI:
         await apply_agency_ack(conn, ctx, agency_of_topic[source_topic()], event)
 
     # The busy consumers take what is waiting in batches: one transaction per batch (kit/batches.py).
+    # Each of them asks whether the event's case is erased: the batch asks for all its cases at once.
     runtime.consume_batch(
-        CASE_SUBMITTED, CASES_CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CASES_CONSUMER
+        CASE_SUBMITTED,
+        CASES_CONSUMER,
+        (CaseSubmitted, CaseSubmittedV1),
+        handle_case,
+        inbox=CASES_CONSUMER,
+        checks_erasure=True,
     )
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
     runtime.consume_batch(
-        REFERRAL_EVENTS, EVENTS_CONSUMER, REFERRAL_EVENT_TYPES, handle_referral_event, inbox=EVENTS_CONSUMER
+        REFERRAL_EVENTS,
+        EVENTS_CONSUMER,
+        REFERRAL_EVENT_TYPES,
+        handle_referral_event,
+        inbox=EVENTS_CONSUMER,
+        checks_erasure=True,
     )
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
 
@@ -110,7 +121,9 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # Every agency's acknowledgement topic in one consumer and one group: a refused answer goes to its own topic's
     # DLQ and the rest go on, so one consumer per agency (slow to start, idle CPU) bought nothing.
     ack_topics = sorted(agency_of_topic)
-    runtime.consume_batch(ack_topics, ACKS_CONSUMER, AGENCY_ANSWERS, handle_ack, inbox=ACKS_CONSUMER)
+    runtime.consume_batch(
+        ack_topics, ACKS_CONSUMER, AGENCY_ANSWERS, handle_ack, inbox=ACKS_CONSUMER, checks_erasure=True
+    )
     # Reminders and cancellations go to the agency's own topic, behind its referrals.
     runtime.produces(REFERRAL_REROUTING, *(agency_topic(agency.id) for agency in catalogue))
 

@@ -108,8 +108,10 @@ def create_app(settings: RoutingSettings, clock: Clock = utc_now) -> FastAPI:
     async def handle_consent_withdrawn(event: ConsentWithdrawn) -> None:
         await on_consent_withdrawn(runtime.pool, event)
 
-    # Cases waiting are routed in batches, one transaction each (kit/batches.py).
-    runtime.consume_batch(CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CONSUMER)
+    # Cases waiting are routed in batches, one transaction each (kit/batches.py); each asks whether its case is erased.
+    runtime.consume_batch(
+        CASE_SUBMITTED, CONSUMER, (CaseSubmitted, CaseSubmittedV1), handle_case, inbox=CONSUMER, checks_erasure=True
+    )
     runtime.consume(REFERRAL_REROUTING, REROUTING_CONSUMER, (ReroutingRequested,), handle_rerouting)
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
 
