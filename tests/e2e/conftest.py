@@ -84,6 +84,9 @@ def stack(otlp: OtlpReceiver, mailbox: Mailbox) -> Iterator[Stack]:
     env |= {"RATE_LIMIT_BURST": "100", "RATE_LIMIT_PER_SECOND": "10"}
     # A closed case's personal data is kept 20 s, not years (tests/e2e/test_closing.py); no other test closes one.
     env |= {"CASE_RETENTION": "PT20S", "RETENTION_POLL_SECONDS": "1"}
+    # The gateway's attempts 0.3 s apart, doubling: six of them last about 9 s (14 s at most with the spread), so
+    # tests/e2e/test_trust.py shows an intake outage longer than that fails nothing without waiting a minute.
+    env |= {"RETRY_BASE_SECONDS": "0.3"}
     # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as its own user.
     state = Path(tempfile.mkdtemp(prefix="onestop-e2e-"))
     state.chmod(0o755)

@@ -162,11 +162,11 @@ async def test_the_consoles_operations_page_charts_what_prometheus_kept(
 
     async def charted() -> str | None:
         async with httpx.AsyncClient(timeout=15.0) as browser:
-            page = (await browser.get(f"{stack.url('console')}/operations?window=1h", headers=session)).text
+            page = (await browser.get(f"{stack.url('console')}/operations?window=15m", headers=session)).text
         police = re.search(rf'<tr data-agency="{AGENCY}">.*?</tr>', page, re.S)
         lag = re.search(r'<tr data-group="agency-gateway[^"]*">.*?</tr>', page, re.S)
         drawn = police and lag and '<polyline class="delivered"' in police[0] and "<polyline" in lag[0]
-        # A line, not a dot: the window holds two of its points (a minute apart) once Prometheus has scraped a minute.
+        # A line, not a dot: the window holds two of its points (15 s apart) once Prometheus has scraped that long.
         points = [int(n) for n in re.findall(r'data-points="(\d+)"', police[0])] if police else []
         return page if drawn and max(points, default=0) >= 2 else None
 

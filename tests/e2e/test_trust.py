@@ -160,8 +160,9 @@ async def test_an_intake_outage_fails_no_referral_and_each_is_delivered_once_it_
         try:
             gateway.start()
             gateway.wait_ready(120)
-            # With the old rule, 6 attempts over ~1+2+4+8+16 s would have failed every referral by now.
-            await asyncio.sleep(45)
+            # With the old rule, 6 attempts over ~0.3 × (1+2+4+8+16) s (the stack's RETRY_BASE_SECONDS, at most
+            # 1.5× that with the spread) would have failed every referral by now.
+            await asyncio.sleep(20)
         finally:
             stack.processes["intake"].start()
             stack.processes["intake"].wait_ready(120)

@@ -565,6 +565,11 @@ def test_the_operators_charts_come_from_prometheus_over_the_chosen_window() -> N
     assert history.sparkline(police, over.start, over.end) == "116.0,23.0 118.0,1.0 120.0,15.7"
     assert history.sparkline(None, over.start, over.end) == ""
     assert asyncio.run(fetch("http://prometheus.test:9190", "forever")).window == history.DEFAULT_WINDOW
+    asked.clear()  # the shortest window: a point per scrape (15 s), increase() still over a minute
+    fifteen = asyncio.run(fetch("http://prometheus.test:9190", "15m"))
+    assert fifteen.window == "15m" and fifteen.end - fifteen.start == 900
+    deliveries = [a["query"] for a in asked if "deliveries" in a["query"]]
+    assert {a["step"] for a in asked} == {"15s"} and deliveries and all("[60s]" in q for q in deliveries)
 
     assert asyncio.run(fetch(None, "6h")).unavailable == "not_configured"
     asked.clear()

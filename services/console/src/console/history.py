@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 # The windows an operator chooses between, and the step of each (about 60 points per chart).
 WINDOWS: Mapping[str, timedelta] = {
+    "15m": timedelta(minutes=15),  # an incident as it happens: a point per scrape (15 s)
     "1h": timedelta(hours=1),
     "6h": timedelta(hours=6),
     "24h": timedelta(hours=24),
