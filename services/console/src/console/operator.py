@@ -34,7 +34,7 @@ async def operations(
     window: str = history.DEFAULT_WINDOW,
 ) -> Response:
     """`replayed` and `agency`: what the replay just done put back (a count and an agency id, nothing personal);
-    `window`: how far back the small charts go (1h, 6h, 24h, 7d), from Prometheus when the console knows one."""
+    `window`: how far back the small charts go (15m, 1h, 6h, 24h, 7d), from Prometheus when the console knows one."""
     if case_id:
         try:
             return RedirectResponse(f"/operations/cases/{UUID(case_id.strip())}", status_code=303)
