@@ -61,6 +61,34 @@ async def test_a_partition_taken_away_is_left_to_its_new_owner_and_a_failed_comm
     await committer.flush()
     assert kafka.commit.await_args.args == ({P1: 11},), "the later offset supersedes the one that failed"
 
+    await committer.on_partitions_assigned({P1})  # the rebalance is over: P0 is another's
+    kafka.commit.reset_mock()
+    await committer.close()
+    kafka.commit.assert_not_called()
+
+
+async def test_offsets_pending_while_nothing_is_assigned_are_committed_once_the_partitions_come_back() -> None:
+    """The broker restarts: a commit fails, the consumer rejoins its group (nothing assigned for a moment), and gets
+    the same partitions back with no new record on them. The offsets handled before must still be committed, or the
+    group shows a lag that is not there, for as long as the partition gets nothing new."""
+    kafka = consumer({P0, P1})
+    committer = committer_for(kafka)
+    committer.handled(record(kafka, P0, 41))
+    committer.handled(record(kafka, P1, 7))
+    kafka.commit.side_effect = KafkaConnectionError()
+    await committer.flush()
+
+    kafka.assignment.return_value = set()  # rejoining
+    kafka.commit.side_effect = None
+    kafka.commit.reset_mock()
+    await committer.flush()
+    kafka.commit.assert_not_called()
+
+    kafka.assignment.return_value = {P0}  # P1 went to another consumer of the group
+    await committer.on_partitions_assigned({P0})
+    await committer.close()
+    kafka.commit.assert_awaited_once_with({P0: 42})
+
 
 async def test_a_rebalance_is_never_held_up_by_a_commit() -> None:
     kafka = consumer({P0})

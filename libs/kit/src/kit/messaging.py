@@ -313,9 +313,12 @@ class OffsetCommitter(ConsumerRebalanceListener):  # type: ignore[misc]
         if consumer is None:
             return
         assigned = consumer.assignment()
-        # A record finished after its partition was taken away is for the partition's new owner to read again.
+        # Only the partitions assigned now: the others' offsets wait for the next assignment. In the middle of a
+        # rebalance (the broker restarting, say) nothing is assigned for a moment and the same partitions usually
+        # come back; dropping their offsets then left the committed offsets behind, for good on a partition that
+        # got no new record (a lag that was not there, and the records read again at the next restart).
         offsets = {tp: offset for tp, offset in self._pending.items() if tp in assigned}
-        self._pending = {}
+        self._pending = {tp: offset for tp, offset in self._pending.items() if tp not in assigned}
         if not offsets:
             return
         try:
@@ -339,8 +342,12 @@ class OffsetCommitter(ConsumerRebalanceListener):  # type: ignore[misc]
         """Nothing: what was handled but not yet committed there is read again by the partition's next owner."""
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Nothing: an offset still pending is safe to commit whoever reads the partition now (all before it is
-        handled), and dropping it could leave the committed offset behind until the partition gets new records."""
+        """The pending offsets of the partitions assigned here again are committed soon, by a task (nothing waits
+        inside the rebalance): all before them is handled. Those of partitions now another's are dropped: a record
+        finished after its partition was taken away is for the partition's new owner to read again."""
+        self._pending = {tp: offset for tp, offset in self._pending.items() if tp in assigned}
+        if self._pending:
+            self._schedule()
 
 
 def _record(message: KafkaMessage) -> Any:
