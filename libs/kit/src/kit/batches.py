@@ -168,8 +168,7 @@ async def _apply_each(
                 known = await seen_before(conn, inbox, ids)
             else:
                 fresh = await claim(conn, inbox, ids)
-                scope.enter_context(claimed(conn, inbox, fresh))
-                fresh = set(fresh)
+                scope.enter_context(claimed(conn, inbox, fresh))  # a copy of its own: `fresh` is the loop's
         if checks_erasure and events:
             scope.enter_context(erasures_known(conn, await check_erasures(conn, (e.case_id for e in events))))
         for item in items:
