@@ -67,3 +67,32 @@ def test_outside_a_trace_and_a_case_a_line_has_neither() -> None:
     log.setLevel(logging.INFO)
     line = formatted(log, lambda: log.info("started"))
     assert "trace_id" not in line and "case_id" not in line
+
+
+def test_the_services_log_level_holds_for_faststreams_lines_and_no_message_is_logged_unless_debugging() -> None:
+    """FastStream logs "Received" and "Processed" for every message it hands a handler, at the broker's `log_level`
+    through the broker's logger. They were written at LOG_LEVEL=WARNING all the same (FastStream sets its own logger
+    to INFO): two JSON lines per message, about a tenth of a consumer's CPU under `./dev bench`."""
+    from kit.logs import configure_logging
+    from kit.messaging import make_broker
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+
+    def per_message_lines_at(level: str) -> bool:
+        configure_logging("unit", level)
+        broker = make_broker("127.0.0.1:9", "unit-logs")
+        return logging.getLogger("faststream.unit-logs").isEnabledFor(broker.config.logger.log_level)
+
+    def faststream_warnings_at(level: str) -> bool:
+        configure_logging("unit", level)
+        return logging.getLogger("faststream.unit-logs").isEnabledFor(logging.INFO)
+
+    try:
+        assert not per_message_lines_at("WARNING")
+        assert not per_message_lines_at("INFO"), "no line per message at INFO either: only when debugging"
+        assert per_message_lines_at("DEBUG")
+        assert not faststream_warnings_at("WARNING"), "FastStream's own INFO lines follow LOG_LEVEL"
+        assert faststream_warnings_at("INFO")
+    finally:
+        root.handlers[:], root.level = saved_handlers, saved_level

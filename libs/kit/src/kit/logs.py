@@ -62,3 +62,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "faststream"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # FastStream sets its logger to INFO when imported: the service's level is the one that holds.
+    logging.getLogger("faststream").setLevel(logging.NOTSET)

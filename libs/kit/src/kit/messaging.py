@@ -63,6 +63,8 @@ def make_broker(bootstrap_servers: str, client_id: str, client_config: Mapping[s
             KafkaPrometheusMiddleware(registry=metrics.REGISTRY, app_name=client_id),
         ],
         logger=logging.getLogger(f"faststream.{client_id}"),
+        # FastStream's "Received" and "Processed", two lines per message handed to a handler: only when debugging.
+        log_level=logging.DEBUG,
         security=broker_security(client_config or {}),
         # The kit's handlers take the message itself (`attach` gives them `_the_message` as decoder) and decode its
         # records by their own rules: no FastDepends. Its `Context("message")` would be resolved by a synchronous
