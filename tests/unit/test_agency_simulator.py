@@ -16,6 +16,7 @@ import httpx
 import pytest
 from agency_simulator.main import create_app
 from agency_simulator.settings import Settings
+from aiohttp import web
 from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, ReferralRequested, encode_event
 from schemas.vocab import CrimeType, Need, Urgency
 
@@ -24,19 +25,38 @@ from tests.samples import cancellation_for, reminder_for
 SECRET = "Kim Secret-Victim 010-9999-0000"
 
 
-class FakeNotify:
-    """Notify's acknowledgement API: records each call and answers from a script (then 200)."""
+# A step of FakeNotify's script: the connection dropped without an answer (notify going away mid-call).
+DROP = "drop"
 
-    def __init__(self, script: list[int | type[httpx.TransportError]] | None = None) -> None:
+
+class FakeNotify:
+    """Notify's acknowledgement API on a socket of its own: records each call and answers from a script (then 200)."""
+
+    def __init__(self, script: list[int | str] | None = None) -> None:
         self.script = list(script or [])
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append((request.url.path, json.loads(request.content)))
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append((request.path, await request.json()))
         step = self.script.pop(0) if self.script else 200
-        if isinstance(step, int):
-            return httpx.Response(step, json={})
-        raise step("notify unreachable", request=request)
+        if step == DROP:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never sent: the connection is gone
+        assert isinstance(step, int)
+        return web.json_response({}, status=step)
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self.answer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
 
 
 @asynccontextmanager
@@ -46,15 +66,22 @@ async def simulator(
     retry_seconds: float = 5.0,
     settings: Settings | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings or Settings(
-        notify_url="http://notify.test",
-        simulator_behaviour=behaviour or {"default": {"action": "accept", "delay_seconds": 0.05}},
-        simulator_ack_retry_seconds=retry_seconds,
-    )
-    app = create_app(settings, notify_transport=httpx.MockTransport(notify), ack_backoff=(0.02, 0.1))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim.test") as client:
-        yield client
-        await client.delete("/received")  # stops acknowledgements still pending
+    async with notify.serving() as notify_url:
+        settings = (
+            settings
+            or Settings(
+                notify_url=notify_url,
+                simulator_behaviour=behaviour or {"default": {"action": "accept", "delay_seconds": 0.05}},
+                simulator_ack_retry_seconds=retry_seconds,
+            )
+        ).model_copy(update={"notify_url": notify_url})
+        app = create_app(settings, ack_backoff=(0.02, 0.1))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim.test") as client,
+        ):
+            yield client
+            await client.delete("/received")  # stops acknowledgements still pending
 
 
 def referral(agency_id: str = "police") -> ReferralRequested:
@@ -222,7 +249,7 @@ async def test_fails_every_delivery_when_times_is_null() -> None:
 
 
 async def test_retries_the_acknowledgement_while_notify_is_down() -> None:
-    notify = FakeNotify([httpx.ConnectError, 503, 503, 200])
+    notify = FakeNotify([DROP, 503, 503, 200])
     async with simulator(notify) as client:
         event = referral()
         await deliver(client, event)
@@ -231,7 +258,7 @@ async def test_retries_the_acknowledgement_while_notify_is_down() -> None:
     attempts = record["ack"]["attempts"]
     assert [a["outcome"] for a in attempts] == ["retry", "retry", "retry", "ok"]
     assert [a["status_code"] for a in attempts] == [None, 503, 503, 200]
-    assert attempts[0]["error"] == "ConnectError"
+    assert attempts[0]["error"] == "ServerDisconnectedError"
     assert record["ack"]["status"] == "sent"
     assert len(notify.calls) == 4
 

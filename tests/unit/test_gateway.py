@@ -1,8 +1,10 @@
 """The agency gateway's rules and plugins without a broker: backoff, the circuit breaker, what an agency may see,
 finding plugins, signed webhooks as the agency checks them (the scaffolding: test_scaffold.py)."""
 
+import asyncio
 import json
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +45,7 @@ from schemas.catalogue import Agency, KafkaChannel, WebhookChannel
 from schemas.events import ReferralCase, ReferralRequested, encode_event
 from schemas.vocab import CrimeType, Need, Urgency
 
+from tests.asgi_server import serving
 from tests.samples import cancellation_for, reminder_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,13 +200,12 @@ def test_the_readme_lines_verify_the_gateways_signature() -> None:
     assert not verify(body, old[TIMESTAMP_HEADER], old[SIGNATURE_HEADER], "s3cret"), "an old request is refused"
 
 
-def webhook_to_simulator(monkeypatch: pytest.MonkeyPatch, gateway_secret: str, agency_secret: str) -> WebhookDelivery:
-    """The gateway's webhook channel wired to the agency simulator in memory, each with its own secret."""
-    monkeypatch.setenv("WEBHOOK_SECRET_POLICE", gateway_secret)
-    settings = WebhookChannel(
-        type="webhook", url="http://sim.test/agencies/police/referrals", secret_env="WEBHOOK_SECRET_POLICE"
-    )
-    channel = WebhookDelivery("police", settings)
+@asynccontextmanager
+async def webhook_to_simulator(
+    monkeypatch: pytest.MonkeyPatch, gateway_secret: str, agency_secret: str, seen: list[dict[str, str]] | None = None
+) -> AsyncIterator[WebhookDelivery]:
+    """The gateway's webhook channel posting to the agency simulator on a socket of its own, each with its own
+    secret; `seen` gets each request's headers as the simulator received them."""
     simulator = create_app(
         Settings(
             notify_url="http://notify.test",
@@ -211,27 +213,101 @@ def webhook_to_simulator(monkeypatch: pytest.MonkeyPatch, gateway_secret: str, a
             simulator_webhook_secrets={"police": agency_secret},
         )
     )
-    channel._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator))
-    return channel
+
+    async def recording(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if seen is not None and scope["type"] == "http":
+            seen.append({name.decode(): value.decode() for name, value in scope["headers"]})
+        await simulator(scope, receive, send)
+
+    async with serving(recording) as url:
+        channel = webhook_channel(monkeypatch, f"{url}/agencies/police/referrals", gateway_secret)
+        try:
+            yield channel
+        finally:
+            await channel.close()
+
+
+def webhook_channel(
+    monkeypatch: pytest.MonkeyPatch, url: str, secret: str = "shared", timeout: float = 10.0
+) -> WebhookDelivery:
+    monkeypatch.setenv("WEBHOOK_SECRET_POLICE", secret)
+    settings = WebhookChannel(type="webhook", url=url, secret_env="WEBHOOK_SECRET_POLICE", timeout_seconds=timeout)
+    return WebhookDelivery("police", settings)
 
 
 async def test_a_signed_webhook_is_accepted_by_the_agency(monkeypatch: pytest.MonkeyPatch) -> None:
-    channel = webhook_to_simulator(monkeypatch, "shared", "shared")
     event = referral()
-    outcome = await channel.deliver(event, encode_event(event))
-    await channel.close()
+    async with webhook_to_simulator(monkeypatch, "shared", "shared") as channel:
+        outcome = await channel.deliver(event, encode_event(event))
 
     assert isinstance(outcome, Delivered) and outcome.agency_status == 202
     assert json.loads(outcome.agency_answer or "{}") == {"referral_id": str(event.referral_id), "duplicate": False}
 
 
 async def test_a_webhook_signed_with_another_secret_is_refused_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    channel = webhook_to_simulator(monkeypatch, "old-secret", "new-secret")
     event = referral()
-    outcome = await channel.deliver(event, encode_event(event))
-    await channel.close()
+    async with webhook_to_simulator(monkeypatch, "old-secret", "new-secret") as channel:
+        outcome = await channel.deliver(event, encode_event(event))
 
     assert outcome == Failed("the agency's endpoint answered 401", False, 401)
+
+
+async def test_an_agency_endpoint_that_refuses_connections_is_a_transient_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+    channel = webhook_channel(monkeypatch, f"http://127.0.0.1:{closed.getsockname()[1]}/referrals")
+    event = referral()
+    try:
+        outcome = await channel.deliver(event, encode_event(event))
+    finally:
+        await channel.close()
+        closed.close()
+
+    assert outcome == Failed("the agency's endpoint could not be reached (ClientConnectorError)", True)
+
+
+async def test_an_agency_endpoint_that_does_not_answer_in_time_is_a_transient_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answer = asyncio.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await answer.wait()  # until the test ends: longer than the channel's timeout
+
+    event = referral()
+    async with serving(slow) as url:
+        channel = webhook_channel(monkeypatch, f"{url}/referrals", timeout=0.2)
+        try:
+            outcome = await channel.deliver(event, encode_event(event))
+        finally:
+            answer.set()
+            await channel.close()
+
+    assert outcome == Failed("the agency's endpoint did not answer within 0.2s", True)
+
+
+async def test_only_the_start_of_an_agencys_long_answer_is_read_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def verbose(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for _ in range(100):  # 1 MB in all, in chunks
+            await send({"type": "http.response.body", "body": "접수".encode() * 5000, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    event = referral()
+    async with serving(verbose) as url:
+        channel = webhook_channel(monkeypatch, f"{url}/referrals")
+        try:
+            outcome = await channel.deliver(event, encode_event(event))
+        finally:
+            await channel.close()
+
+    assert isinstance(outcome, Delivered) and outcome.agency_status == 200
+    assert outcome.agency_answer == "접수" * 1000
 
 
 # --- e-mail -------------------------------------------------------------------------------------------------
@@ -258,34 +334,27 @@ def test_the_email_holds_the_referral_and_nothing_about_the_victim_in_its_subjec
 async def test_a_reminder_reaches_the_agency_signed_with_its_own_idempotency_key_and_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    channel = webhook_to_simulator(monkeypatch, "shared", "shared")
-    sent: list[httpx.Request] = []
-    channel._client.event_hooks["request"].append(lambda request: _append(sent, request))
+    sent: list[dict[str, str]] = []
     event = referral()
-    await channel.deliver(event, encode_event(event))
     notice = reminder_for(event)
-    first = await channel.deliver_notice(notice, encode_event(notice))
-    again = await channel.deliver_notice(notice, encode_event(notice))  # a redelivery after a lost answer
-    await channel.close()
+    async with webhook_to_simulator(monkeypatch, "shared", "shared", sent) as channel:
+        await channel.deliver(event, encode_event(event))
+        first = await channel.deliver_notice(notice, encode_event(notice))
+        again = await channel.deliver_notice(notice, encode_event(notice))  # a redelivery after a lost answer
 
     assert isinstance(first, Delivered) and first.agency_status == 202
     assert json.loads(first.agency_answer or "{}") == {"event_id": str(notice.event_id), "duplicate": False}
     assert isinstance(again, Delivered) and json.loads(again.agency_answer or "{}")["duplicate"] is True
-    request = sent[1]
-    assert request.headers["x-onestop-event-type"] == "referral.reminded"
-    assert request.headers["idempotency-key"] == str(notice.event_id) != str(event.referral_id)
-    assert request.headers[SIGNATURE_HEADER.lower()].startswith("sha256=")
-
-
-async def _append(sent: list[httpx.Request], request: httpx.Request) -> None:
-    sent.append(request)
+    headers = sent[1]
+    assert headers["x-onestop-event-type"] == "referral.reminded"
+    assert headers["idempotency-key"] == str(notice.event_id) != str(event.referral_id)
+    assert headers[SIGNATURE_HEADER.lower()].startswith("sha256=")
 
 
 async def test_a_cancellation_signed_with_another_secret_is_refused_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    channel = webhook_to_simulator(monkeypatch, "old-secret", "new-secret")
     notice = cancellation_for(referral())
-    outcome = await channel.deliver_notice(notice, encode_event(notice))
-    await channel.close()
+    async with webhook_to_simulator(monkeypatch, "old-secret", "new-secret") as channel:
+        outcome = await channel.deliver_notice(notice, encode_event(notice))
 
     assert outcome == Failed("the agency's endpoint answered 401", False, 401)
 

@@ -113,6 +113,7 @@ def instrument_libraries(environ: Mapping[str, str] = os.environ) -> None:
     PostgreSQL statements only when spans are recorded: their spans are leaves, carry nothing anywhere, and
     making one per statement cost a tenth of a busy service's CPU (py-spy under `./dev bench`, issue #15).
     """
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -121,6 +122,8 @@ def instrument_libraries(environ: Mapping[str, str] = os.environ) -> None:
         asyncpg_instrumentor.instrument()
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().instrument()
+    if not AioHttpClientInstrumentor().is_instrumented_by_opentelemetry:  # the gateway's webhooks
+        AioHttpClientInstrumentor().instrument()
 
 
 def current_trace_headers() -> dict[str, str]:

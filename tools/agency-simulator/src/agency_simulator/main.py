@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-import httpx
 import uvicorn
 from fastapi import FastAPI, Header, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,13 +28,8 @@ WEBHOOK_EVENTS = (ReferralRequested, ReferralReminded, ReferralCancelled)
 AgencyIdPath = Annotated[str, Path(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    notify_transport: httpx.AsyncBaseTransport | None = None,
-    ack_backoff: tuple[float, float] = (0.5, 30.0),
-) -> FastAPI:
-    """Build the app; tests pass a fake notify as `notify_transport` and a short `ack_backoff` (first, cap)."""
+def create_app(settings: Settings | None = None, *, ack_backoff: tuple[float, float] = (0.5, 30.0)) -> FastAPI:
+    """Build the app; tests pass a short `ack_backoff` (first, cap)."""
     settings = settings or Settings()
     records = Records()
     behaviours = BehaviourBook(settings.simulator_behaviour)
@@ -43,9 +37,7 @@ def create_app(
         **(secrets_from_catalogue(settings.catalogue_dir) if settings.catalogue_dir else {}),
         **settings.simulator_webhook_secrets,
     }
-    client = httpx.AsyncClient(transport=notify_transport, timeout=5.0)
     acks = AckSender(
-        client,
         records,
         notify_url=str(settings.notify_url),
         retry_seconds=settings.simulator_ack_retry_seconds,
@@ -58,8 +50,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await acks.cancel_all()
-        await client.aclose()
+        await acks.close()
 
     app = FastAPI(title="Agency simulator", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)

@@ -108,7 +108,7 @@ class Bench:
             headers={"authorization": f"Bearer {target.token}"} if target.token else None,
         )
         self.observer = Observer(target.kafka)
-        self.driver = Driver(self.client, target.intake_url, self.observer)
+        self.driver = Driver(target.intake_url, self.observer, target.token)
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<34}"),
@@ -141,6 +141,7 @@ class Bench:
             self.sampler.stop()
             await self.observer.stop()
             await self.client.aclose()
+            await self.driver.close()
         return self.results
 
     async def _scaled_out(self) -> None:
