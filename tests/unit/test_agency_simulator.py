@@ -6,7 +6,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from schemas.events import ReferralCancelled, ReferralCase, ReferralReminded, Re
 from schemas.vocab import CrimeType, Need, Urgency
 
 from tests.samples import cancellation_for, reminder_for
+from tests.servers import serving_aiohttp
 
 SECRET = "Kim Secret-Victim 010-9999-0000"
 
@@ -46,17 +47,10 @@ class FakeNotify:
         assert isinstance(step, int)
         return web.json_response({}, status=step)
 
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
+    def serving(self) -> AbstractAsyncContextManager[str]:
         app = web.Application()
         app.router.add_post("/{path:.*}", self.answer)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-        finally:
-            await runner.cleanup()
+        return serving_aiohttp(app)
 
 
 @asynccontextmanager

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import pytest
 from agency_gateway import handlers
 from agency_gateway.channels import (
@@ -45,8 +44,9 @@ from schemas.catalogue import Agency, KafkaChannel, WebhookChannel
 from schemas.events import ReferralCase, ReferralRequested, encode_event
 from schemas.vocab import CrimeType, Need, Urgency
 
-from tests.asgi_server import serving
+from tests.fake_intake import FakeIntake, serving_intake
 from tests.samples import cancellation_for, reminder_for
+from tests.servers import serving
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = RetryPolicy(max_attempts=4, base_seconds=1.0, max_seconds=5.0)
@@ -539,29 +539,29 @@ async def test_the_channel_skeleton_carries_notices_too(tmp_path: Path) -> None:
     assert written.name == f"{notice.event_id}.referral.reminded.json"
 
 
-def intake_answering(status: int, body: dict[str, Any], seen: list[httpx.Request]) -> IntakeDisclosures:
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(status, json=body)
-
-    disclosures = IntakeDisclosures("http://intake.test", "s" * 32)
-    disclosures._client = httpx.AsyncClient(base_url="http://intake.test", transport=httpx.MockTransport(answer))
-    return disclosures
+@pytest.fixture
+async def intake() -> AsyncIterator[FakeIntake]:
+    async with serving_intake() as fake:
+        yield fake
 
 
-async def test_the_personal_items_are_fetched_from_intake_only_when_the_referral_leaves() -> None:
-    seen: list[httpx.Request] = []
+def intake_answering(intake: FakeIntake, status: int, body: dict[str, Any]) -> IntakeDisclosures:
+    return intake.disclosures(lambda _: (status, body))
+
+
+async def test_the_personal_items_are_fetched_from_intake_only_when_the_referral_leaves(intake: FakeIntake) -> None:
+    seen = intake.seen
     wanted = referral().model_copy(update={"personal_items": ["victim.name", "summary"]})
-    disclosures = intake_answering(200, {"items": {"victim.name": "Synthetic Name", "summary": "text"}}, seen)
+    disclosures = intake_answering(intake, 200, {"items": {"victim.name": "Synthetic Name", "summary": "text"}})
 
     filled = await disclosures.with_items(wanted)
 
     assert not isinstance(filled, NotFetched)
     assert filled.case.victim_name == "Synthetic Name" and filled.case.summary == "text"
     [request] = seen
-    assert request.url.path == f"/cases/{wanted.case_id}/disclosures"
-    assert request.headers["authorization"].startswith("Bearer ")
-    assert json.loads(request.content) == {
+    assert request.path == f"/cases/{wanted.case_id}/disclosures"
+    assert request.headers["Authorization"].startswith("Bearer ")
+    assert request.body == {
         "referral_id": str(wanted.referral_id),
         "agency_id": wanted.agency_id,
         "items": ["victim.name", "summary"],
@@ -572,9 +572,10 @@ async def test_the_personal_items_are_fetched_from_intake_only_when_the_referral
 
 
 @pytest.mark.parametrize("status", [410, 409])
-async def test_when_intake_refuses_the_items_for_the_case_nothing_is_sent_and_it_is_final(status: int) -> None:
-    seen: list[httpx.Request] = []
-    disclosures = intake_answering(status, {"detail": "case erased"}, seen)
+async def test_when_intake_refuses_the_items_for_the_case_nothing_is_sent_and_it_is_final(
+    status: int, intake: FakeIntake
+) -> None:
+    disclosures = intake_answering(intake, status, {"detail": "case erased"})
     wanted = referral().model_copy(update={"personal_items": ["victim.name"]})
 
     outcome = await disclosures.with_items(wanted)
@@ -584,15 +585,17 @@ async def test_when_intake_refuses_the_items_for_the_case_nothing_is_sent_and_it
 
 
 @pytest.mark.parametrize("status", [503, 500, 429, 401, 403])
-async def test_intake_failing_or_refusing_the_gateways_credential_is_the_systems_outage(status: int) -> None:
+async def test_intake_failing_or_refusing_the_gateways_credential_is_the_systems_outage(
+    status: int, intake: FakeIntake
+) -> None:
     """Not the agency's failure, nor the referral's: the consumer waits (kit.messaging) and tries it again."""
-    disclosures = intake_answering(status, {"detail": "down"}, [])
+    disclosures = intake_answering(intake, status, {"detail": "down"})
     with pytest.raises(DependencyUnavailable):
         await disclosures.with_items(referral().model_copy(update={"personal_items": ["victim.name"]}))
 
 
 async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circuit(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, intake: FakeIntake
 ) -> None:
     sent: list[ReferralRequested] = []
 
@@ -614,21 +617,20 @@ async def test_an_intake_outage_uses_no_attempt_and_never_opens_the_agencys_circ
     runtime: Any = type("Runtime", (), {"broker": broker, "pool": FakePool()})()
     breaker = CircuitBreaker(1, 30)  # one agency failure would open it
     channel = Recording("police", ChannelSettings(type="recording"))
-    seen: list[httpx.Request] = []
     deliveries = AgencyDeliveries(
         runtime,
         agency({"type": "kafka"}),
         channel,
         POLICY,
         breaker,
-        intake_answering(503, {}, seen),
+        intake_answering(intake, 503, {}),
         jitter=lambda: 0.5,
     )
 
     with reading(record), pytest.raises(DependencyUnavailable):  # the partition is held; the record tried again
         await deliveries.on_referral(referral().model_copy(update={"personal_items": ["victim.name"]}))
 
-    assert len(seen) == 1 and sent == []
+    assert len(intake.seen) == 1 and sent == []
     assert broker.published == [], "not put on the retry topic: no delivery attempt was used"
     assert breaker.consecutive_failures == 0 and not breaker.is_open(time.time())
 

@@ -2,19 +2,19 @@
 lane gets its own agency's answer: its items, its own refusal, or the system's outage."""
 
 import asyncio
-import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 import pytest
 from agency_gateway import personal
 from agency_gateway.personal import IntakeDisclosures, NotFetched
 from kit.outages import DependencyUnavailable
 from schemas.events import ReferralCase, ReferralRequested
 from schemas.vocab import CrimeType, Need, Urgency
+
+from tests.fake_intake import Answer, FakeIntake, serving_intake
 
 CASE = uuid4()
 
@@ -30,21 +30,21 @@ def referral(agency_id: str, items: list[str], case_id: UUID = CASE) -> Referral
     )
 
 
-def intake(answer: Callable[[dict[str, Any]], httpx.Response], seen: list[httpx.Request]) -> IntakeDisclosures:
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer(json.loads(request.content))
-
-    disclosures = IntakeDisclosures("http://intake.test", "s" * 32, window_seconds=0.05)
-    disclosures._client = httpx.AsyncClient(base_url="http://intake.test", transport=httpx.MockTransport(handle))
-    return disclosures
+@pytest.fixture
+async def intake() -> AsyncIterator[FakeIntake]:
+    async with serving_intake() as fake:
+        yield fake
 
 
-def per_agency(body: dict[str, Any]) -> httpx.Response:
+def disclosures_of(intake: FakeIntake, answer: Answer) -> IntakeDisclosures:
+    return intake.disclosures(answer, window_seconds=0.05)
+
+
+def per_agency(body: dict[str, Any]) -> tuple[int, Any]:
     """Intake's answer: the police are refused (consent withdrawn), the others get their name."""
     if "referrals" not in body:  # asked alone
-        [alone] = per_agency({"referrals": [body]}).json()["disclosures"]
-        return httpx.Response(alone["status"], json=alone)
+        [alone] = per_agency({"referrals": [body]})[1]["disclosures"]
+        return alone["status"], alone
     answers = [
         {"referral_id": r["referral_id"], "agency_id": r["agency_id"], "status": 409, "detail": "consent withdrawn"}
         if r["agency_id"] == "police"
@@ -56,12 +56,13 @@ def per_agency(body: dict[str, Any]) -> httpx.Response:
         }
         for r in body["referrals"]
     ]
-    return httpx.Response(200, json={"version": 1, "disclosures": answers})
+    return 200, {"version": 1, "disclosures": answers}
 
 
-async def test_a_cases_referrals_asked_together_are_fetched_in_one_call_each_getting_its_own() -> None:
-    seen: list[httpx.Request] = []
-    disclosures = intake(per_agency, seen)
+async def test_a_cases_referrals_asked_together_are_fetched_in_one_call_each_getting_its_own(
+    intake: FakeIntake,
+) -> None:
+    disclosures = disclosures_of(intake, per_agency)
     wanted = [
         referral("legal-aid", ["victim.name"]),
         referral("police", ["victim.name"]),
@@ -70,9 +71,9 @@ async def test_a_cases_referrals_asked_together_are_fetched_in_one_call_each_get
 
     legal, police, smile = await asyncio.gather(*(disclosures.with_items(r) for r in wanted))
 
-    [request] = seen
-    assert request.url.path == f"/cases/{CASE}/disclosures/batch"
-    asked = json.loads(request.content)
+    [request] = intake.seen
+    assert request.path == f"/cases/{CASE}/disclosures/batch"
+    asked = request.body
     assert asked["version"] == 1
     assert {(r["referral_id"], r["agency_id"]) for r in asked["referrals"]} == {
         (str(r.referral_id), r.agency_id) for r in wanted
@@ -83,9 +84,8 @@ async def test_a_cases_referrals_asked_together_are_fetched_in_one_call_each_get
     assert isinstance(police, NotFetched) and police.intake_status == 409 and not police.transient
 
 
-async def test_referrals_of_other_cases_or_asked_later_are_fetched_apart() -> None:
-    seen: list[httpx.Request] = []
-    disclosures = intake(lambda body: httpx.Response(200, json={"items": {"victim.name": body["agency_id"]}}), seen)
+async def test_referrals_of_other_cases_or_asked_later_are_fetched_apart(intake: FakeIntake) -> None:
+    disclosures = disclosures_of(intake, lambda body: (200, {"items": {"victim.name": body["agency_id"]}}))
 
     first, other = await asyncio.gather(
         disclosures.with_items(referral("legal-aid", ["victim.name"])),
@@ -93,13 +93,13 @@ async def test_referrals_of_other_cases_or_asked_later_are_fetched_apart() -> No
     )
     later = await disclosures.with_items(referral("police", ["victim.name"]))
 
-    assert [r.url.path.rsplit("/", 1)[-1] for r in seen] == ["disclosures"] * 3, "each alone: the single endpoint"
+    assert [r.path.rsplit("/", 1)[-1] for r in intake.seen] == ["disclosures"] * 3, "each alone: the single endpoint"
     assert all(isinstance(r, ReferralRequested) for r in (first, other, later))
 
 
 @pytest.mark.parametrize("status", [503, 401])
-async def test_intake_failing_the_batch_is_every_waiting_lanes_outage(status: int) -> None:
-    disclosures = intake(lambda body: httpx.Response(status, json={"detail": "down"}), [])
+async def test_intake_failing_the_batch_is_every_waiting_lanes_outage(status: int, intake: FakeIntake) -> None:
+    disclosures = disclosures_of(intake, lambda body: (status, {"detail": "down"}))
     wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
 
     outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted), return_exceptions=True)
@@ -107,8 +107,8 @@ async def test_intake_failing_the_batch_is_every_waiting_lanes_outage(status: in
     assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
 
 
-async def test_an_erased_case_is_final_for_every_referral_of_the_batch() -> None:
-    disclosures = intake(lambda body: httpx.Response(410, json={"detail": "erased"}), [])
+async def test_an_erased_case_is_final_for_every_referral_of_the_batch(intake: FakeIntake) -> None:
+    disclosures = disclosures_of(intake, lambda body: (410, {"detail": "erased"}))
     wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
 
     outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted))
@@ -116,13 +116,13 @@ async def test_an_erased_case_is_final_for_every_referral_of_the_batch() -> None
     assert all(isinstance(o, NotFetched) and o.intake_status == 410 and not o.transient for o in outcomes)
 
 
-async def test_an_answer_missing_a_referral_is_intakes_fault_never_the_agencys() -> None:
-    def forgetful(body: dict[str, Any]) -> httpx.Response:
+async def test_an_answer_missing_a_referral_is_intakes_fault_never_the_agencys(intake: FakeIntake) -> None:
+    def forgetful(body: dict[str, Any]) -> tuple[int, Any]:
         first = body["referrals"][0]
         answer = {"referral_id": first["referral_id"], "agency_id": first["agency_id"], "status": 200, "items": {}}
-        return httpx.Response(200, json={"version": 1, "disclosures": [answer]})
+        return 200, {"version": 1, "disclosures": [answer]}
 
-    disclosures = intake(forgetful, [])
+    disclosures = disclosures_of(intake, forgetful)
     wanted = [referral("legal-aid", ["victim.name"]), referral("police", ["victim.name"])]
 
     outcomes = await asyncio.gather(*(disclosures.with_items(r) for r in wanted), return_exceptions=True)
@@ -130,9 +130,8 @@ async def test_an_answer_missing_a_referral_is_intakes_fault_never_the_agencys()
     assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
 
 
-async def test_a_lane_stopped_while_waiting_leaves_the_others_their_answer() -> None:
-    seen: list[httpx.Request] = []
-    disclosures = intake(per_agency, seen)
+async def test_a_lane_stopped_while_waiting_leaves_the_others_their_answer(intake: FakeIntake) -> None:
+    disclosures = disclosures_of(intake, per_agency)
     stopped = asyncio.create_task(disclosures.with_items(referral("legal-aid", ["victim.name"])))
     going_on = asyncio.create_task(disclosures.with_items(referral("smile-center", ["victim.name"])))
     await asyncio.sleep(0)
@@ -141,13 +140,14 @@ async def test_a_lane_stopped_while_waiting_leaves_the_others_their_answer() -> 
     filled = await going_on
 
     assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "smile-center"
-    assert len(seen) == 1
+    assert len(intake.seen) == 1
 
 
-async def test_referrals_seen_in_a_fetch_are_fetched_with_the_first_ask_and_kept_for_their_lanes() -> None:
+async def test_referrals_seen_in_a_fetch_are_fetched_with_the_first_ask_and_kept_for_their_lanes(
+    intake: FakeIntake,
+) -> None:
     """Lanes drift apart: the police's lane asks seconds after the legal aid's; its items came with the first call."""
-    seen: list[httpx.Request] = []
-    disclosures = intake(per_agency, seen)
+    disclosures = disclosures_of(intake, per_agency)
     case_id = uuid4()
     first, later, refused = (
         referral("legal-aid", ["victim.name"], case_id),
@@ -158,45 +158,43 @@ async def test_referrals_seen_in_a_fetch_are_fetched_with_the_first_ask_and_kept
         disclosures.expect(case_id, expected.referral_id, expected.agency_id, expected.personal_items)
 
     filled = await disclosures.with_items(first)
-    [request] = seen
-    assert {r["agency_id"] for r in json.loads(request.content)["referrals"]} == {"legal-aid", "smile-center", "police"}
+    [request] = intake.seen
+    assert {r["agency_id"] for r in request.body["referrals"]} == {"legal-aid", "smile-center", "police"}
     assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "legal-aid"
 
     kept = await disclosures.with_items(later)
     no_consent = await disclosures.with_items(refused)
-    assert len(seen) == 1, "kept for them: no call of their own"
+    assert len(intake.seen) == 1, "kept for them: no call of their own"
     assert isinstance(kept, ReferralRequested) and kept.case.victim_name == "smile-center"
     assert isinstance(no_consent, NotFetched) and no_consent.intake_status == 409
     again = await disclosures.with_items(later)
-    assert isinstance(again, ReferralRequested) and len(seen) == 2, "a kept answer is used once"
+    assert isinstance(again, ReferralRequested) and len(intake.seen) == 2, "a kept answer is used once"
 
 
-async def test_kept_items_are_forgotten_after_their_time() -> None:
-    seen: list[httpx.Request] = []
-    disclosures = intake(per_agency, seen)
+async def test_kept_items_are_forgotten_after_their_time(intake: FakeIntake) -> None:
+    disclosures = disclosures_of(intake, per_agency)
     case_id = uuid4()
     first, late = referral("legal-aid", ["victim.name"], case_id), referral("smile-center", ["victim.name"], case_id)
     disclosures.expect(case_id, late.referral_id, late.agency_id, late.personal_items)
     await disclosures.with_items(first)
-    assert len(seen) == 1
+    assert len(intake.seen) == 1
 
     disclosures._clock = lambda: time.monotonic() + personal.PREFETCH_TTL_SECONDS + 2
     assert isinstance(await disclosures.with_items(late), ReferralRequested)
-    assert len(seen) == 2, "its kept items were forgotten: fetched again, alone"
+    assert len(intake.seen) == 2, "its kept items were forgotten: fetched again, alone"
 
 
-async def test_nothing_is_kept_from_a_failed_fetch() -> None:
-    answers = iter([httpx.Response(503, json={"detail": "down"})])
-    seen: list[httpx.Request] = []
+async def test_nothing_is_kept_from_a_failed_fetch(intake: FakeIntake) -> None:
+    answers: Iterator[tuple[int, Any]] = iter([(503, {"detail": "down"})])
 
-    def first_down(body: dict[str, Any]) -> httpx.Response:
-        return next(answers, None) or httpx.Response(200, json={"items": {"victim.name": body["agency_id"]}})
+    def first_down(body: dict[str, Any]) -> tuple[int, Any]:
+        return next(answers, None) or (200, {"items": {"victim.name": body["agency_id"]}})
 
-    disclosures = intake(first_down, seen)
+    disclosures = disclosures_of(intake, first_down)
     case_id = uuid4()
     first, later = referral("legal-aid", ["victim.name"], case_id), referral("police", ["victim.name"], case_id)
     disclosures.expect(case_id, later.referral_id, later.agency_id, later.personal_items)
     with pytest.raises(DependencyUnavailable):
         await disclosures.with_items(first)
     filled = await disclosures.with_items(later)
-    assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "police" and len(seen) == 2
+    assert isinstance(filled, ReferralRequested) and filled.case.victim_name == "police" and len(intake.seen) == 2

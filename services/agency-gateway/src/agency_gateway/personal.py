@@ -19,6 +19,7 @@ lane's outage, each retried on its own partition as before (nothing is kept from
 """
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 from kit import metrics
 from kit.auth import Role, issue_token
 from kit.outages import DependencyUnavailable
@@ -36,6 +37,9 @@ from schemas.events import ReferralRequested
 from .domain import Failed
 
 log = logging.getLogger(__name__)
+
+# Connections to intake kept open: enough for every lane asking at once.
+MAX_CONNECTIONS = 32
 
 SERVICE = "agency-gateway"
 
@@ -106,15 +110,23 @@ class IntakeDisclosures:
     ) -> None:
         self._secret = secret
         self._window = window_seconds
-        # Kept-alive connections, enough for every lane asking at once.
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        self._client = httpx.AsyncClient(base_url=intake_url, timeout=timeout_seconds, limits=limits)
+        self._intake_url = intake_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
         self._gathering: dict[UUID, Gathering] = {}
         self._fetches: set[asyncio.Task[None]] = set()
         self._expected: dict[UUID, dict[UUID, Expected]] = {}  # case -> referral -> what its lane will ask
         self._prefetched: dict[UUID, tuple[float, dict[str, str] | NotFetched]] = {}  # referral -> (at, answer)
         self._clock = clock
         self._swept_at = clock()
+
+    def _client(self) -> aiohttp.ClientSession:
+        """Kept-alive connections, enough for every lane asking at once; aiohttp, as for the webhooks. Made at the
+        first call, inside the running event loop."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
 
     def expect(self, case_id: UUID, referral_id: UUID, agency_id: str, items: Sequence[str]) -> None:
         """A referral its lane will ask the items of: fetched with the first ask for its case, kept for its lane."""
@@ -204,20 +216,21 @@ class IntakeDisclosures:
         body = bodies[0] if single else {"version": 1, "referrals": bodies}
         DISCLOSURE_CALLS.labels("single" if single else "batch").inc()
         DISCLOSURE_REFERRALS.inc(len(asked))
+        url, headers = self._intake_url + path, {"authorization": f"Bearer {token}"}
         try:
-            answer = await self._client.post(path, json=body, headers={"authorization": f"Bearer {token}"})
-        except httpx.HTTPError as error:
+            async with self._client().post(url, json=body, headers=headers) as answer:
+                status, content = answer.status, await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
             metrics.DEPENDENCY_OUTAGES.labels("intake", "unreachable").inc()
             raise DependencyUnavailable(f"intake could not be reached ({type(error).__name__})") from None
-        status = answer.status_code
         if status != 200:
-            refused = _refusal(status, _detail(answer))
+            refused = _refusal(status, _detail(content))
             return {a.referral_id: refused for a in asked}
         if single:
-            values: dict[str, str] = answer.json()["items"]
+            values: dict[str, str] = json.loads(content)["items"]
             return {asked[0].referral_id: values}
         given: dict[UUID, dict[str, str] | NotFetched] = {}
-        for each in answer.json()["disclosures"]:
+        for each in json.loads(content)["disclosures"]:
             referral_id, each_status = UUID(each["referral_id"]), int(each["status"])
             given[referral_id] = each["items"] if each_status == 200 else _refusal(each_status, each.get("detail"))
         missing = [a for a in asked if a.referral_id not in given]
@@ -237,7 +250,8 @@ class IntakeDisclosures:
         return referral.model_copy(update={"case": case})
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _refusal(status: int, detail: object) -> NotFetched:
@@ -255,10 +269,10 @@ def _refusal(status: int, detail: object) -> NotFetched:
     return NotFetched(f"intake refused the personal items: {status} {clipped}", False, None, status)
 
 
-def _detail(answer: httpx.Response) -> str:
+def _detail(content: bytes) -> str:
     """Intake's problem detail (it never holds personal data), clipped."""
     try:
-        problem: Any = answer.json()
+        problem: Any = json.loads(content)
     except ValueError:
         return ""
     detail = problem.get("detail") if isinstance(problem, dict) else None

@@ -1,5 +1,5 @@
-"""An ASGI app served on a real socket of 127.0.0.1 for the length of a test: for a client that takes no in-memory
-transport (the gateway's webhooks go out through aiohttp)."""
+"""Apps served on a real socket of 127.0.0.1 for the length of a test: for clients that take no in-memory transport
+(the gateway's webhooks and disclosures, the simulator's acknowledgements go out through aiohttp)."""
 
 import asyncio
 import socket
@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
+from aiohttp import web
 
 
 @asynccontextmanager
@@ -28,3 +29,15 @@ async def serving(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await running
         listening.close()
+
+
+@asynccontextmanager
+async def serving_aiohttp(app: web.Application) -> AsyncIterator[str]:
+    """An aiohttp app served until the block ends; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
