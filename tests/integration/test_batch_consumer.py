@@ -130,10 +130,22 @@ async def applied(pool: asyncpg.Pool) -> list[tuple[str, int]]:
     return [(r["region"], r["tx"]) for r in await pool.fetch("SELECT region, tx FROM applied ORDER BY id")]
 
 
-def consumer(topic: Topic, pool: asyncpg.Pool, handle: Handler, inbox: str | None = None) -> KafkaBroker:
+def consumer(
+    topic: Topic, pool: asyncpg.Pool, handle: Handler, inbox: str | None = None, gather_ms: int | None = None
+) -> KafkaBroker:
     """A consumer of the topic in the tests' group, in batches."""
     broker = make_broker(topic.bootstrap, f"batch-{uuid4().hex[:6]}")
-    subscribe_batch(broker, topic.name, GROUP, (CaseSubmitted,), handle, lambda: pool, max_attempts=3, inbox=inbox)
+    subscribe_batch(
+        broker,
+        topic.name,
+        GROUP,
+        (CaseSubmitted,),
+        handle,
+        lambda: pool,
+        max_attempts=3,
+        inbox=inbox,
+        gather_ms=gather_ms,
+    )
     return broker
 
 
@@ -200,6 +212,30 @@ async def test_a_batch_that_goes_through_applies_each_record_once_and_pays_for_n
     assert not [q for q in handle.statements if q.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
     per_record = "INSERT INTO inbox (consumer, event_id) VALUES"  # kit.inbox.first_time's own statement
     assert not [q for q in handle.statements if q.startswith(per_record)], "the inbox rows claimed by the batch"
+
+
+async def test_a_consumer_with_a_gathering_window_applies_what_arrives_one_by_one_in_one_transaction(
+    topic: Topic, pool: asyncpg.Pool
+) -> None:
+    """`gather_ms` (routing's reader of referral.events): the broker holds each fetch for the window, so records
+    sent one at a time make one batch, one transaction, instead of one each (as they do without it)."""
+    handle = Handler()
+    broker = consumer(topic, pool, handle, inbox=CONSUMER, gather_ms=3000)
+    await broker.start()
+    try:
+        await topic.send(0, "first")
+        await eventually(lambda: _has(pool, "first"), 60, "the consumer to read its first record")
+        one_by_one = [f"single-{n}" for n in range(6)]
+        for region in one_by_one:  # a tenth of a second apart: without the window, a batch each
+            await topic.send(0, region)
+            await asyncio.sleep(0.1)
+        await eventually(lambda: _has(pool, *one_by_one), 60, "the records sent one at a time")
+    finally:
+        await broker.stop()
+
+    transactions = {tx for region, tx in await applied(pool) if region in one_by_one}
+    # Sent within a second, they fall in one window of 3 s, or two when one ended while they were being sent.
+    assert len(transactions) <= 2, f"gathered: {await applied(pool)}"
 
 
 async def test_an_outage_holds_the_batch_uncounted_while_a_failure_holds_only_its_partition(

@@ -60,6 +60,9 @@ DEFAULT_MAX_RECORDS = 200
 # How long one fetch waits for records when none are waiting; FastStream then sleeps as long before the next fetch,
 # so this is also the most a record arriving at an idle consumer waits.
 BATCH_WAIT_MS = 20
+# A consumer given a gathering window asks the broker for at least this much per fetch, so the broker answers when the
+# window ends (or this much is waiting): one fetch, one batch and one transaction per window, not per record.
+GATHER_MIN_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -260,12 +263,15 @@ def subscribe_batch(
     inbox: str | None = None,
     wants: Callable[[E], bool] | None = None,
     checks_erasure: bool = False,
+    gather_ms: int | None = None,
 ) -> LogicSubscriber[Any]:
     """Consume `topic` in `group_id` in batches of up to `max_records`, calling `apply(conn, event)` for each record
     inside the batch's transaction (the module's docstring gives the rules). `apply` must do all its work on `conn`
     (its inbox check included) and nothing outside the database; `inbox`, the consumer name `apply` records its
     events under, lets the batch skip the events seen before with one query; `wants`, the events `apply` does something
-    with, lets it skip the others without a savepoint (or a transaction, when the batch has none it wants). Returns
+    with, lets it skip the others without a savepoint (or a transaction, when the batch has none it wants).
+    `gather_ms`, for a consumer no one waits on: the broker holds each fetch that long (unless GATHER_MIN_BYTES are
+    waiting), so the records arriving meanwhile make one batch, a record waiting at most that much longer. Returns
     the subscriber (its lag is a metric)."""
     topics = [topic] if isinstance(topic, str) else list(topic)
     if not topics:
@@ -313,6 +319,7 @@ def subscribe_batch(
         batch=True,
         max_records=max_records,
         batch_timeout_ms=BATCH_WAIT_MS,
+        **({} if gather_ms is None else {"fetch_max_wait_ms": gather_ms, "fetch_min_bytes": GATHER_MIN_BYTES}),
     )
 
 

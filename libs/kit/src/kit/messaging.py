@@ -238,7 +238,7 @@ def attach(
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=options.pop("fetch_max_wait_ms", FETCH_MAX_WAIT_MS),
         listener=committer,
         decoder=_the_message,
         **options,

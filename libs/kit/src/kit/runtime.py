@@ -96,11 +96,13 @@ class ServiceRuntime:
         inbox: str | None = None,
         wants: Callable[[E], bool] | None = None,
         checks_erasure: bool = False,
+        gather_ms: int | None = None,
     ) -> None:
         """As `consume`, but the waiting records are handled in batches, in one transaction each: `apply(conn, event)`
         does all its work on `conn`, its inbox check included, under the consumer name `inbox`; the events `wants`
         says no to are passed over without any work; `checks_erasure`: `apply` asks `is_erased` about its event's
-        case, so the batch asks for all its cases at once (kit/batches.py)."""
+        case, so the batch asks for all its cases at once; `gather_ms`: each batch gathers what arrives in that long,
+        for a consumer no one waits on (kit/batches.py)."""
         topics = [topic] if isinstance(topic, str) else list(topic)
         self._topics |= set(topics) | {dlq_topic(t) for t in topics}
         subscriber = subscribe_batch(
@@ -115,6 +117,7 @@ class ServiceRuntime:
             inbox=inbox,
             wants=wants,
             checks_erasure=checks_erasure,
+            gather_ms=gather_ms,
         )
         self._consumers.extend((group_id, t, subscriber) for t in topics)
 
