@@ -48,6 +48,9 @@ from .timers import finished_timers, fire_due_timers
 
 log = logging.getLogger(__name__)
 
+# How long notify's reader of referral.events gathers events into one batch (kit/batches.py, `gather_ms`).
+EVENTS_GATHER_MS = 100
+
 
 def create_app(settings: NotifySettings) -> FastAPI:
     catalogue = load_catalogue(settings.catalogue_dir)
@@ -104,6 +107,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
         checks_erasure=True,
     )
     runtime.consume(CASE_ERASED, ERASURE_CONSUMER, (CaseErased,), handle_erasure)
+    # referral.events is the busiest topic, and what notify does with it (the timeline, the deadlines, the notices)
+    # waits on no one for a tenth of a second: its events are gathered that long per batch.
     runtime.consume_batch(
         REFERRAL_EVENTS,
         EVENTS_CONSUMER,
@@ -111,6 +116,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         handle_referral_event,
         inbox=EVENTS_CONSUMER,
         checks_erasure=True,
+        gather_ms=EVENTS_GATHER_MS,
     )
     runtime.consume(CONSENT_WITHDRAWN, CONSENTS_CONSUMER, (ConsentWithdrawn,), handle_consent_withdrawn)
 
