@@ -505,3 +505,49 @@ async def test_a_declined_need_routed_later_by_a_retry_no_longer_asks_for_the_st
     row = await referral(pool, declined)
     assert row["replaced_by"] == [later] and attention(summary_of(row)) is None
     assert (await referral(pool, other))["replaced_by"] == []
+
+
+async def test_an_answer_joins_its_referrals_latest_trace_else_its_cases_latest(pool: asyncpg.Pool) -> None:
+    """The trace an agency's answer continues: its referral's newest traced timeline entry; without one, its case's
+    newest case-wide entry (an answer may come before notify heard of the delivery); an untraced or unknown referral
+    starts a trace of its own. Other cases' and other referrals' entries never count."""
+    from notify.storage import trace_of_referral
+
+    case_id, other_case = uuid4(), uuid4()
+    traced, untraced, answered_early = uuid4(), uuid4(), uuid4()
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    for referral_id, case in ((traced, case_id), (untraced, case_id), (answered_early, other_case)):
+        await pool.execute(
+            "INSERT INTO referrals (referral_id, case_id, agency_id, state, state_changed_at)"
+            " VALUES ($1, $2, 'legal-aid', 'requested', $3)",
+            referral_id,
+            case,
+            t0,
+        )
+
+    async def entry(case: UUID, referral_id: UUID | None, trace: str | None, span: str = "00f067aa0ba902b7") -> None:
+        await pool.execute(
+            "INSERT INTO timeline (case_id, event_id, event_type, occurred_at, producer, referral_id, trace_id,"
+            " span_id) VALUES ($1, $2, 'x', $3, 'test', $4, $5, $6)",
+            case,
+            uuid4(),
+            t0,
+            referral_id,
+            trace,
+            None if trace is None else span,
+        )
+
+    case_trace, late_case_trace = "a" * 32, "b" * 32
+    await entry(case_id, None, case_trace)
+    await entry(case_id, traced, "c" * 32, "1111111111111111")
+    await entry(case_id, traced, "d" * 32, "2222222222222222")  # the referral's newest
+    await entry(case_id, traced, None)  # untraced entries are passed over
+    await entry(case_id, untraced, None)
+    await entry(case_id, None, late_case_trace)  # the case's newest case-wide entry
+    await entry(other_case, None, "e" * 32)
+    await entry(other_case, None, None)
+
+    assert await trace_of_referral(pool, traced) == {"traceparent": f"00-{'d' * 32}-2222222222222222-00"}
+    assert await trace_of_referral(pool, untraced) == {"traceparent": f"00-{late_case_trace}-00f067aa0ba902b7-00"}
+    assert await trace_of_referral(pool, answered_early) == {"traceparent": f"00-{'e' * 32}-00f067aa0ba902b7-00"}
+    assert await trace_of_referral(pool, uuid4()) == {}

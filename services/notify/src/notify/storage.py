@@ -242,12 +242,16 @@ async def timeline_of_case(pool: asyncpg.Pool, case_id: UUID) -> list[dict[str, 
 async def trace_of_referral(pool: asyncpg.Pool, referral_id: UUID) -> dict[str, str]:
     """The W3C trace context of the referral's latest timeline entry (else its case's), to continue the case's trace.
 
-    An agency may answer before notify has heard of the delivery: then the case's routing is the latest step.
+    An agency may answer before notify has heard of the delivery: then the case's routing is the latest step. Asked on
+    every answer: two index scans, the case's only when the referral has no traced entry (one `OR` over both would
+    read all the case's entries and sort them).
     """
     row = await pool.fetchrow(
-        "SELECT trace_id, span_id FROM timeline WHERE trace_id IS NOT NULL AND (referral_id = $1"
-        " OR (referral_id IS NULL AND case_id = (SELECT case_id FROM referrals WHERE referral_id = $1)))"
-        " ORDER BY referral_id IS NULL, id DESC LIMIT 1",
+        "(SELECT trace_id, span_id FROM timeline WHERE referral_id = $1 AND trace_id IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1)"
+        " UNION ALL (SELECT trace_id, span_id FROM timeline WHERE referral_id IS NULL AND trace_id IS NOT NULL"
+        " AND case_id = (SELECT case_id FROM referrals WHERE referral_id = $1) ORDER BY id DESC LIMIT 1)"
+        " LIMIT 1",
         referral_id,
     )
     return {} if row is None else {"traceparent": f"00-{row['trace_id']}-{row['span_id']}-{sampled_flag()}"}
