@@ -297,3 +297,35 @@ async def test_rows_hashed_before_the_key_still_verify_and_chain_into_keyed_ones
 
 async def schema_of(pool: asyncpg.Pool) -> str:
     return str(await pool.fetchval("SELECT current_schema()"))
+
+
+async def test_the_accesses_of_one_call_are_rows_in_their_order_that_verify(
+    schemas: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    """A disclosure logs an access per item in one call (one statement): each its own row, in the order given,
+    chained to the row before it and to the next call's."""
+    pool, _ = schemas
+    log = access_log()
+    case_id, referral_id = uuid4(), uuid4()
+    accesses = [
+        Access("case.personal.disclose:name", case_id, referral_id),
+        Access("case.personal.disclose:phone", case_id, referral_id),
+        Access("dead_letters.read"),
+        Access("case.read", case_id),
+    ]
+    await write(log, pool, 1)
+    await log.record_now(pool, WHO, *accesses)
+    await write(log, pool, 1)
+    rows = await pool.fetch(
+        "SELECT seq, at, actor, role, client, action, case_id, referral_id, scheme FROM access_log ORDER BY seq"
+    )
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [(r["action"], r["case_id"], r["referral_id"]) for r in rows[1:5]] == [
+        (a.action, a.case_id, a.referral_id) for a in accesses
+    ]
+    assert {(r["actor"], r["role"], r["client"], r["scheme"]) for r in rows} == {
+        (WHO.credential, WHO.role.value, WHO.client, HMAC_SHA256)
+    }
+    assert len({r["at"] for r in rows[1:5]}) == 1  # one moment for one call
+    assert (await log.verify(pool))["intact"] is True
+    assert (await log.verify(pool))["rows_checked"] == 6

@@ -391,19 +391,31 @@ class AccessLog:
         )
         seq, previous = (last["seq"], last["hash"]) if last is not None else (0, GENESIS)
         at = utc_now()
-        rows = []
+        seqs, previous_hashes, hashes = [], [], []
         for access in accesses:
             seq += 1
             digest = row_hash(previous, seq, at, who.credential, who.role.value, who.client, access, key)
-            rows.append(
-                (seq, at, who.credential, who.role.value, who.client, access.action, access.case_id,
-                 access.referral_id, previous, digest, HMAC_SHA256)
-            )  # fmt: skip
+            seqs.append(seq)
+            previous_hashes.append(previous)
+            hashes.append(digest)
             previous = digest
-        await conn.executemany(
+        # One statement for all the rows (a disclosure logs an access per item): the columns that vary as arrays.
+        await conn.execute(
             "INSERT INTO access_log (seq, at, actor, role, client, action, case_id, referral_id, previous_hash,"
-            " hash, scheme) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            rows,
+            " hash, scheme) SELECT s, $2, $3, $4, $5, a, c, r, p, h, $6"
+            " FROM unnest($1::bigint[], $7::text[], $8::uuid[], $9::uuid[], $10::text[], $11::text[])"
+            " AS t (s, a, c, r, p, h)",
+            seqs,
+            at,
+            who.credential,
+            who.role.value,
+            who.client,
+            HMAC_SHA256,
+            [access.action for access in accesses],
+            [access.case_id for access in accesses],
+            [access.referral_id for access in accesses],
+            previous_hashes,
+            hashes,
         )
 
     async def record_now(self, pool: asyncpg.Pool, who: Principal, *accesses: Access) -> None:
