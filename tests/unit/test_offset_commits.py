@@ -1,6 +1,7 @@
 """Offsets of handled records are committed together, never past a record not yet handled, and never for a
 partition the consumer no longer owns."""
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import create_autospec
@@ -99,3 +100,55 @@ async def test_a_rebalance_is_never_held_up_by_a_commit() -> None:
     kafka.commit.assert_not_called()
     await committer.close()  # kept: P0 came back, and everything before offset 42 is handled
     kafka.commit.assert_awaited_once_with({P0: 42})
+
+
+async def test_a_commit_still_out_is_waited_for_and_never_overtaken_by_a_later_one() -> None:
+    """aiokafka sends a commit shielded from its caller: one given up on still lands, whenever the broker answers.
+    A later commit must not go out before it, or the older offsets land last and put the group back (seen after a
+    broker restart: 1572 committed on a partition, then 1392 and 1396 from commits abandoned during the outage)."""
+    kafka = consumer({P0})
+    committer = committer_for(kafka)
+    broker_back = asyncio.Event()
+    landed: list[dict[TopicPartition, int]] = []
+
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        async def request(first: bool) -> None:
+            if first:
+                await broker_back.wait()  # the first request waits for the broker; a later one would not
+            landed.append(dict(offsets))
+
+        await asyncio.shield(request(first=kafka.commit.await_count == 1))
+
+    kafka.commit.side_effect = commit
+    committer.handled(record(kafka, P0, 1391))
+    first = asyncio.create_task(committer.flush())
+    await asyncio.sleep(0.05)
+    first.cancel()  # its caller gives up (a timeout, the consumer stopping): the request is out all the same
+    committer.handled(record(kafka, P0, 1571))
+    second = asyncio.create_task(committer.flush())
+    await asyncio.sleep(0.05)
+    assert kafka.commit.await_count == 1, "no second commit while the first is out"
+    broker_back.set()
+    await second
+    assert landed == [{P0: 1392}, {P0: 1572}], "the newest offsets land last"
+
+
+async def test_a_failed_commit_left_out_by_a_cancelled_flush_is_kept_for_the_next() -> None:
+    kafka = consumer({P0})
+    committer = committer_for(kafka)
+    answer = asyncio.Event()
+
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        await answer.wait()
+        raise KafkaConnectionError()
+
+    kafka.commit.side_effect = commit
+    committer.handled(record(kafka, P0, 41))
+    flushing = asyncio.create_task(committer.flush())
+    await asyncio.sleep(0.05)
+    flushing.cancel()
+    answer.set()
+    kafka.commit.side_effect = None
+    await committer.close()
+    assert kafka.commit.await_count == 2, "the failed commit's offsets, committed again after it"
+    assert kafka.commit.await_args.args == ({P0: 42},)
