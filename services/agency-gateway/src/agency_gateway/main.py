@@ -35,9 +35,6 @@ from .registry import ChannelRegistry
 from .settings import GatewaySettings
 
 REROUTINGS_CONSUMER = "agency-gateway.reroutings"
-# How long the gateway's reader of referral.events gathers events into one batch (kit/batches.py, `gather_ms`): it
-# keeps only the endings, which an agency's next read of personal items or a delivery's next retry asks about.
-REROUTINGS_GATHER_MS = 250
 # The events that end a referral for its agency. Not `referral.failed`: the agency never had that referral, and an
 # operator's replay from the DLQ may still deliver it (unless routing gave its needs to another agency meanwhile).
 ENDING = (ReferralDeclined, ReferralCompleted, ReferralCancelled)
@@ -137,16 +134,8 @@ def create_app(settings: GatewaySettings, registry: ChannelRegistry | None = Non
             await storage.record_ended(conn, event.referral_id, event.case_id, event.type.split(".")[1])
 
     # Most of referral.events is of no concern here (the gateway's own deliveries coming back): passed over in batches
-    # without a transaction, each batch gathering a quarter of a second of the busiest topic (one fetch, not one per
-    # event: the broker's CPU goes with its fetch requests).
-    runtime.consume_batch(
-        REFERRAL_EVENTS,
-        REROUTINGS_CONSUMER,
-        EVENT_MODELS,
-        record_ending,
-        wants=ends_a_referral,
-        gather_ms=REROUTINGS_GATHER_MS,
-    )
+    # without a transaction.
+    runtime.consume_batch(REFERRAL_EVENTS, REROUTINGS_CONSUMER, EVENT_MODELS, record_ending, wants=ends_a_referral)
 
     queues = DeadLetterQueues(settings.kafka_bootstrap_servers, settings.kafka_client_config())
     provided = [Deliveries(deliveries, disclosures, time.time), queues]
