@@ -33,6 +33,8 @@ _JVM_OPTS = (
     "-Dlog4j2.shutdownHookEnabled=false",
 )
 _STOP_GRACE_SECONDS = 30.0
+# The most an index file of a segment holds (`log.index.size.max.bytes`; see `_write_config`).
+INDEX_BYTES = 1024 * 1024
 
 _LOG4J2 = """\
 # Written by devstack: each node logs to <state>/kafka/logs/<node>.log, rolled at 10 MB.
@@ -301,6 +303,10 @@ class KafkaCluster:
                 "share.coordinator.state.topic.replication.factor": str(self.replication_factor),
                 "share.coordinator.state.topic.min.isr": str(self.min_insync_replicas),
                 "group.initial.rebalance.delay.ms": "0",
+                # Each partition's open segment has two index files, preallocated (sparse) at this size: 10 MiB by
+                # default, 13 GB in all for the stack's ~640 partitions, which anything reading the data folder
+                # (tests/e2e/test_canary.py) reads in full. 1 MiB still indexes 512 MiB of records per segment.
+                "log.index.size.max.bytes": str(INDEX_BYTES),
             }
             if self.security is not None:
                 settings.update(self.security.broker_settings(listener))
