@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -220,14 +221,18 @@ class Stack:
         if busy:
             raise DevstackError(f"ports already in use for {', '.join(busy)}: is another dev stack running?")
         try:
-            self.kafka.start()  # the JVMs boot while PostgreSQL starts
-            self.postgres.start()
-            self.postgres.wait_ready()
-            self.postgres.create_database(DATABASE)
+            # Kafka's storage is formatted and its JVMs boot while PostgreSQL starts and the services' migrations run,
+            # side by side (each migrates its own schema). Leaving the pool waits for every step, failed or not, so
+            # `stop()` below never runs while one is halfway.
+            with ThreadPoolExecutor(max_workers=1 + len(self.specs)) as pool:
+                steps = [pool.submit(self.kafka.start)]
+                self.postgres.start()
+                self.postgres.wait_ready()
+                self.postgres.create_database(DATABASE)
+                steps += [pool.submit(self._migrate, spec) for spec in self.specs if spec.migrate_args is not None]
+                for step in steps:
+                    step.result()
             self.kafka.wait_ready(self.ready_timeout)
-            for spec in self.specs:
-                if spec.migrate_args is not None:
-                    self._migrate(spec)
             for process in self.processes.values():
                 process.start()
             if self.prometheus is not None:
