@@ -7,7 +7,6 @@ SCRAM credentials are written into the metadata when the storage is formatted; A
 Admin API (CreateAcls) every start, which is idempotent.
 """
 
-import asyncio
 import json
 import os
 import secrets
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, CreateAclsRequestStruct
 
 from devstack.errors import DevstackError
 
@@ -267,7 +266,7 @@ class KafkaSecurity:
         )
         await admin.start()
         try:
-            await asyncio.gather(*(_create_acl(admin, rule) for rule in rules))
+            await _create_acls(admin, rules)
         finally:
             await admin.close()
         return len(rules)
@@ -284,19 +283,25 @@ class KafkaSecurity:
         return {p: known[p] for p in principals}
 
 
-async def _create_acl(admin: AIOKafkaAdminClient, rule: AclRule) -> None:
-    request = CreateAclsRequest(
-        resource_type=rule.resource,
-        resource_name=rule.name,
-        resource_pattern_type_filter=rule.pattern,
-        principal=f"User:{rule.principal}",
-        host="*",
-        operation=rule.operation,
-        permission_type=_ALLOW,
-    )
+class _CreateAcls(CreateAclsRequest):  # type: ignore[misc]  # aiokafka.protocol is untyped
+    """Every rule's ACL in one CreateAcls request (aiokafka's request carries one): the controller writes them
+    together, not in one metadata record batch each."""
+
+    def __init__(self, rules: list[AclRule]) -> None:
+        self.rules = rules
+
+    def build(self, request_struct_class: type[CreateAclsRequestStruct]) -> CreateAclsRequestStruct:
+        if request_struct_class.API_VERSION < 1:
+            raise DevstackError("the broker is too old for prefixed ACLs (CreateAcls v1, Kafka 2.0)")
+        return request_struct_class(
+            [(r.resource, r.name, r.pattern, f"User:{r.principal}", "*", r.operation, _ALLOW) for r in self.rules]
+        )
+
+
+async def _create_acls(admin: AIOKafkaAdminClient, rules: list[AclRule]) -> None:
     # aiokafka 0.14 speaks the protocol's CreateAcls but has no public method for it.
-    response = await admin._send_request(request)
-    for code, message in response.creation_responses:
+    response = await admin._send_request(_CreateAcls(rules))
+    for rule, (code, message) in zip(rules, response.creation_responses, strict=True):
         if code != 0:
             raise DevstackError(f"creating the ACL {rule.describe()} failed: error {code} {message}")
 
