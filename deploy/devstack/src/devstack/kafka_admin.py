@@ -108,6 +108,9 @@ async def _offsets(
         return {}
     consumer = _consumer(bootstrap_servers, client_config)
     await consumer.start()
+    # Assigned, so that the client's metadata covers every topic at once: asked for offsets of a topic it has no
+    # metadata for, aiokafka learns one topic per retry, 100 ms apart (10 s for the stack's topics).
+    consumer.assign(wanted)
     try:
         found = await (consumer.end_offsets(wanted) if end else consumer.beginning_offsets(wanted))
         return {tp: int(offset) for tp, offset in found.items()}
